@@ -13,14 +13,32 @@ use crate::{ImageListPullJob, ImagePullJob, NodeImage};
 /// the `MESSAGE` column OpenKruise's v1alpha1 shows.
 pub fn image_pull_job() -> CustomResourceDefinition {
     let columns = [
-        column("TOTAL", "integer", ".status.desired", "Number of nodes the job targets"),
+        column(
+            "TOTAL",
+            "integer",
+            ".status.desired",
+            "Number of nodes the job targets",
+        ),
         column("ACTIVE", "integer", ".status.active", "Nodes pulling now"),
-        column("SUCCEED", "integer", ".status.succeeded", "Nodes where the image was pulled"),
-        column("FAILED", "integer", ".status.failed", "Nodes where the pull failed"),
+        column(
+            "SUCCEED",
+            "integer",
+            ".status.succeeded",
+            "Nodes where the image was pulled",
+        ),
+        column(
+            "FAILED",
+            "integer",
+            ".status.failed",
+            "Nodes where the pull failed",
+        ),
         age(),
     ];
     let mut legacy = columns.to_vec();
-    legacy.insert(4, column("MESSAGE", "string", ".status.message", "Summary of the job"));
+    legacy.insert(
+        4,
+        column("MESSAGE", "string", ".status.message", "Summary of the job"),
+    );
     let crd = tidy(ImagePullJob::crd(), "Pulls one image on a set of nodes.");
     two_versions(crd, columns.to_vec(), legacy)
 }
@@ -29,20 +47,41 @@ pub fn image_pull_job() -> CustomResourceDefinition {
 pub fn image_list_pull_job() -> CustomResourceDefinition {
     let columns = vec![
         column("TOTAL", "integer", ".status.desired", "Number of images"),
-        column("SUCCEEDED", "integer", ".status.succeeded", "Images pulled on every node"),
-        column("COMPLETED", "integer", ".status.completed", "Images done on every node"),
+        column(
+            "SUCCEEDED",
+            "integer",
+            ".status.succeeded",
+            "Images pulled on every node",
+        ),
+        column(
+            "COMPLETED",
+            "integer",
+            ".status.completed",
+            "Images done on every node",
+        ),
         age(),
     ];
-    let crd = tidy(ImageListPullJob::crd(), "Pulls a list of images on a set of nodes, one ImagePullJob per image.");
+    let crd = tidy(
+        ImageListPullJob::crd(),
+        "Pulls a list of images on a set of nodes, one ImagePullJob per image.",
+    );
     two_versions(crd, columns.clone(), columns)
 }
 
 /// NodeImage: `v1beta1` only. kube-apiserver keeps one watch cache per served version of a CRD,
 /// and every daemon and the manager watch NodeImages, so a second version would double that.
 pub fn node_image() -> CustomResourceDefinition {
-    let mut crd = tidy(NodeImage::crd(), "The images one node should hold (spec) and holds (status).");
+    let mut crd = tidy(
+        NodeImage::crd(),
+        "The images one node should hold (spec) and holds (status).",
+    );
     crd.spec.versions[0].additional_printer_columns = Some(vec![
-        column("DESIRED", "integer", ".status.desired", "Tags this node should hold"),
+        column(
+            "DESIRED",
+            "integer",
+            ".status.desired",
+            "Tags this node should hold",
+        ),
         column("PULLING", "integer", ".status.pulling", "Tags being pulled"),
         column("SUCCEED", "integer", ".status.succeeded", "Tags pulled"),
         column("FAILED", "integer", ".status.failed", "Tags that failed"),
@@ -51,11 +90,19 @@ pub fn node_image() -> CustomResourceDefinition {
     crd
 }
 
+/// Where `crdgen` writes the CRDs, relative to the repository root.
+pub const OUTPUT_DIRS: [&str; 2] = ["config/crd", "charts/kruise/crds"];
+
 /// Every CRD with the file name kubebuilder would give it.
 pub fn all() -> Vec<(String, CustomResourceDefinition)> {
     [image_pull_job(), image_list_pull_job(), node_image()]
         .into_iter()
-        .map(|crd| (format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural), crd))
+        .map(|crd| {
+            (
+                format!("{}_{}.yaml", crd.spec.group, crd.spec.names.plural),
+                crd,
+            )
+        })
         .collect()
 }
 
@@ -70,7 +117,11 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> String {
 /// description of the kind rather than of the Rust derive.
 fn tidy(mut crd: CustomResourceDefinition, description: &str) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
-        let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) else {
+        let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
             continue;
         };
         let mut value = serde_json::to_value(&*schema).expect("a schema serialises to JSON");
@@ -114,7 +165,12 @@ fn two_versions(
     crd
 }
 
-fn column(name: &str, type_: &str, json_path: &str, description: &str) -> CustomResourceColumnDefinition {
+fn column(
+    name: &str,
+    type_: &str,
+    json_path: &str,
+    description: &str,
+) -> CustomResourceColumnDefinition {
     CustomResourceColumnDefinition {
         name: name.to_string(),
         type_: type_.to_string(),

@@ -67,7 +67,10 @@ impl ImageRef {
         let reference = Reference::try_from(s).map_err(|e| classify(s, e))?;
         if let Some(d) = reference.digest() {
             let hex = d.split_once(':').map(|(_, h)| h).unwrap_or_default();
-            if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            if !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
                 return Err(ImageRefError::Digest(s.to_string()));
             }
         }

@@ -13,9 +13,16 @@ fn checked_in_crds_are_up_to_date() {
             stale.push(file);
         }
     }
-    assert!(stale.is_empty(), "stale CRDs {stale:?}: run `cargo run -p kruise-api --bin crdgen` and commit config/crd/");
+    assert!(
+        stale.is_empty(),
+        "stale CRDs {stale:?}: run `cargo run -p kruise-api --bin crdgen` and commit config/crd/"
+    );
     let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(files, kruise_api::crd::all().len(), "config/crd/ holds a file crdgen does not write");
+    assert_eq!(
+        files,
+        kruise_api::crd::all().len(),
+        "config/crd/ holds a file crdgen does not write"
+    );
 }
 
 #[test]
@@ -25,8 +32,14 @@ fn typed_objects_round_trip_through_their_json() {
     )
     .unwrap();
     assert_eq!(job.spec.template.parallelism(), Ok(10));
-    assert_eq!(job.spec.template.completion_type(), kruise_api::CompletionPolicyType::Never);
+    assert_eq!(
+        job.spec.template.completion_type(),
+        kruise_api::CompletionPolicyType::Never
+    );
     assert_eq!(job.spec.template.timeout_seconds(), 600);
     let back = serde_json::to_value(&job.spec).unwrap();
-    assert_eq!(back, serde_json::json!({"image": "nginx", "parallelism": "10", "completionPolicy": {"type": "Never"}}));
+    assert_eq!(
+        back,
+        serde_json::json!({"image": "nginx", "parallelism": "10", "completionPolicy": {"type": "Never"}})
+    );
 }

@@ -35,7 +35,13 @@ fn plural_of(kind: &str) -> &'static str {
 /// Admits `obj` as a create (or an update of `old`) in the version its apiVersion names.
 fn admit(obj: Value, old: Option<Value>) -> Result<Value, Vec<FieldError>> {
     let kind = obj["kind"].as_str().expect("kind").to_string();
-    let version = obj["apiVersion"].as_str().expect("apiVersion").rsplit('/').next().unwrap().to_string();
+    let version = obj["apiVersion"]
+        .as_str()
+        .expect("apiVersion")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     let v = validator(plural_of(&kind), &version);
     let old = old.map(|mut o| {
         v.default_object(&mut o);
@@ -61,7 +67,9 @@ fn refused(obj: Value, old: Option<Value>, field: &str, needle: &str) -> Vec<Fie
     let shown = obj.to_string();
     let errors = admit(obj, old).expect_err(&format!("accepted, but should be refused: {shown}"));
     assert!(
-        errors.iter().any(|e| e.field == field && e.to_string().contains(needle)),
+        errors
+            .iter()
+            .any(|e| e.field == field && e.to_string().contains(needle)),
         "expected an error on {field} containing {needle:?} for {shown}; got {:#?}",
         errors.iter().map(ToString::to_string).collect::<Vec<_>>()
     );
@@ -81,21 +89,36 @@ fn examples_apply_unchanged_in_both_versions() {
             }
         }
     }
-    assert!(files.len() >= 6, "the mission's three jobs in both versions: {files:?}");
+    assert!(
+        files.len() >= 6,
+        "the mission's three jobs in both versions: {files:?}"
+    );
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let obj: Value = serde::Deserialize::deserialize(doc).unwrap();
-            if obj.is_null() || obj["apiVersion"].as_str().is_none_or(|a| !a.starts_with("apps.kruise.io/")) {
+            if obj.is_null()
+                || obj["apiVersion"]
+                    .as_str()
+                    .is_none_or(|a| !a.starts_with("apps.kruise.io/"))
+            {
                 continue;
             }
             // As the other version too: one schema serves both.
             let mut other = obj.clone();
-            let flipped = if obj["apiVersion"] == "apps.kruise.io/v1alpha1" { "apps.kruise.io/v1beta1" } else { "apps.kruise.io/v1alpha1" };
+            let flipped = if obj["apiVersion"] == "apps.kruise.io/v1alpha1" {
+                "apps.kruise.io/v1beta1"
+            } else {
+                "apps.kruise.io/v1alpha1"
+            };
             other["apiVersion"] = json!(flipped);
             for o in [obj, other] {
                 if let Err(errors) = admit(o, None) {
-                    panic!("{} refused: {:#?}", path.display(), errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+                    panic!(
+                        "{} refused: {:#?}",
+                        path.display(),
+                        errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+                    );
                 }
             }
         }
@@ -105,16 +128,28 @@ fn examples_apply_unchanged_in_both_versions() {
 #[test]
 fn an_image_pull_job_without_policies_is_defaulted() {
     let stored = admit(job(json!({"image": "nginx"})), None).expect("accepted");
-    assert_eq!(stored["spec"]["completionPolicy"], json!({"type": "Always"}));
-    assert_eq!(stored["spec"]["pullPolicy"], json!({"timeoutSeconds": 600, "backoffLimit": 3}));
+    assert_eq!(
+        stored["spec"]["completionPolicy"],
+        json!({"type": "Always"})
+    );
+    assert_eq!(
+        stored["spec"]["pullPolicy"],
+        json!({"timeoutSeconds": 600, "backoffLimit": 3})
+    );
     assert_eq!(stored["spec"]["imagePullPolicy"], json!("IfNotPresent"));
     // Partial policies keep what the user wrote and get the rest.
     let stored = admit(job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": 30}, "completionPolicy": {"type": "Never"}})), None).unwrap();
-    assert_eq!(stored["spec"]["pullPolicy"], json!({"timeoutSeconds": 30, "backoffLimit": 3}));
+    assert_eq!(
+        stored["spec"]["pullPolicy"],
+        json!({"timeoutSeconds": 30, "backoffLimit": 3})
+    );
     assert_eq!(stored["spec"]["completionPolicy"], json!({"type": "Never"}));
     // An explicit null is pruned and then defaulted, as for built-in kinds.
     let stored = admit(job(json!({"image": "nginx", "pullPolicy": null})), None).unwrap();
-    assert_eq!(stored["spec"]["pullPolicy"], json!({"timeoutSeconds": 600, "backoffLimit": 3}));
+    assert_eq!(
+        stored["spec"]["pullPolicy"],
+        json!({"timeoutSeconds": 600, "backoffLimit": 3})
+    );
     // Unknown fields are pruned.
     let stored = admit(job(json!({"image": "nginx", "colour": "blue"})), None).unwrap();
     assert!(stored["spec"].get("colour").is_none());
@@ -124,60 +159,162 @@ fn an_image_pull_job_without_policies_is_defaulted() {
 fn image_pull_job_refusals_name_the_field() {
     let image = "spec.image";
     refused(job(json!({})), None, image, "Required value");
-    refused(job(json!({"image": ""})), None, image, "valid image reference");
+    refused(
+        job(json!({"image": ""})),
+        None,
+        image,
+        "valid image reference",
+    );
     refused(job(json!({"image": "Nginx:1"})), None, image, "lower-case");
-    refused(job(json!({"image": "nginx:1:2"})), None, image, "at most one tag");
-    refused(job(json!({"image": "nginx@sha256:0123abcd"})), None, image, "64 lower-case hex");
+    refused(
+        job(json!({"image": "nginx:1:2"})),
+        None,
+        image,
+        "at most one tag",
+    );
+    refused(
+        job(json!({"image": "nginx@sha256:0123abcd"})),
+        None,
+        image,
+        "64 lower-case hex",
+    );
     refused(job(json!({"image": "nginx: 1"})), None, image, "no spaces");
-    refused(job(json!({"image": format!("a/{}", "b".repeat(600))})), None, image, "Too long");
+    refused(
+        job(json!({"image": format!("a/{}", "b".repeat(600))})),
+        None,
+        image,
+        "Too long",
+    );
 
-    refused(job(json!({"image": "nginx", "parallelism": "10%"})), None, "spec.parallelism", "percentages are not supported");
-    refused(job(json!({"image": "nginx", "parallelism": -1})), None, "spec.parallelism", "non-negative");
-    refused(job(json!({"image": "nginx", "parallelism": "ten"})), None, "spec.parallelism", "non-negative");
-    refused(job(json!({"image": "nginx", "parallelism": [1]})), None, "spec.parallelism", "must be of type");
+    refused(
+        job(json!({"image": "nginx", "parallelism": "10%"})),
+        None,
+        "spec.parallelism",
+        "percentages are not supported",
+    );
+    refused(
+        job(json!({"image": "nginx", "parallelism": -1})),
+        None,
+        "spec.parallelism",
+        "non-negative",
+    );
+    refused(
+        job(json!({"image": "nginx", "parallelism": "ten"})),
+        None,
+        "spec.parallelism",
+        "non-negative",
+    );
+    refused(
+        job(json!({"image": "nginx", "parallelism": [1]})),
+        None,
+        "spec.parallelism",
+        "must be of type",
+    );
 
-    refused(job(json!({"image": "nginx", "imagePullPolicy": "Never"})), None, "spec.imagePullPolicy", "supported values: \"Always\", \"IfNotPresent\"");
-    refused(job(json!({"image": "nginx", "completionPolicy": {"type": "Sometimes"}})), None, "spec.completionPolicy.type", "Unsupported value");
-    refused(job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": -1}})), None, "spec.pullPolicy.timeoutSeconds", "greater than or equal to 1");
-    refused(job(json!({"image": "nginx", "pullPolicy": {"backoffLimit": -1}})), None, "spec.pullPolicy.backoffLimit", "greater than or equal to 0");
-    refused(job(json!({"image": "nginx", "completionPolicy": {"ttlSecondsAfterFinished": -5}})), None, "spec.completionPolicy.ttlSecondsAfterFinished", "greater than or equal to 0");
+    refused(
+        job(json!({"image": "nginx", "imagePullPolicy": "Never"})),
+        None,
+        "spec.imagePullPolicy",
+        "supported values: \"Always\", \"IfNotPresent\"",
+    );
+    refused(
+        job(json!({"image": "nginx", "completionPolicy": {"type": "Sometimes"}})),
+        None,
+        "spec.completionPolicy.type",
+        "Unsupported value",
+    );
+    refused(
+        job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": -1}})),
+        None,
+        "spec.pullPolicy.timeoutSeconds",
+        "greater than or equal to 1",
+    );
+    refused(
+        job(json!({"image": "nginx", "pullPolicy": {"backoffLimit": -1}})),
+        None,
+        "spec.pullPolicy.backoffLimit",
+        "greater than or equal to 0",
+    );
+    refused(
+        job(json!({"image": "nginx", "completionPolicy": {"ttlSecondsAfterFinished": -5}})),
+        None,
+        "spec.completionPolicy.ttlSecondsAfterFinished",
+        "greater than or equal to 0",
+    );
 
     refused(
         job(json!({"image": "nginx", "selector": {"names": ["n1"], "matchLabels": {"a": "b"}}})),
-        None, "spec.selector", "cannot be combined with matchLabels",
-    );
-    refused(job(json!({"image": "nginx", "selector": {"names": ["n1", "n2", "n1"]}})), None, "spec.selector.names[2]", "Duplicate value: \"n1\"");
-    refused(
-        job(json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}})),
-        None, "spec.selector", "In or NotIn need values",
+        None,
+        "spec.selector",
+        "cannot be combined with matchLabels",
     );
     refused(
-        job(json!({"image": "nginx", "podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}})),
-        None, "spec.podSelector", "take none",
+        job(json!({"image": "nginx", "selector": {"names": ["n1", "n2", "n1"]}})),
+        None,
+        "spec.selector.names[2]",
+        "Duplicate value: \"n1\"",
     );
     refused(
-        job(json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}})),
-        None, "spec.selector.matchExpressions[0].operator", "Unsupported value",
+        job(
+            json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+        ),
+        None,
+        "spec.selector",
+        "In or NotIn need values",
     );
     refused(
-        job(json!({"image": "nginx", "selector": {"matchLabels": {"a": "b"}}, "podSelector": {"matchLabels": {"app": "x"}}})),
-        None, "spec", "selector and podSelector cannot both be set",
+        job(
+            json!({"image": "nginx", "podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}),
+        ),
+        None,
+        "spec.podSelector",
+        "take none",
     );
     refused(
-        job(json!({"image": "nginx", "completionPolicy": {"type": "Never", "activeDeadlineSeconds": 1800}})),
-        None, "spec.completionPolicy", "must be unset when completionPolicy.type is Never",
+        job(
+            json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}),
+        ),
+        None,
+        "spec.selector.matchExpressions[0].operator",
+        "Unsupported value",
     );
     refused(
-        job(json!({"image": "nginx", "completionPolicy": {"type": "Never", "ttlSecondsAfterFinished": 60}})),
-        None, "spec.completionPolicy", "must be unset when completionPolicy.type is Never",
+        job(
+            json!({"image": "nginx", "selector": {"matchLabels": {"a": "b"}}, "podSelector": {"matchLabels": {"app": "x"}}}),
+        ),
+        None,
+        "spec",
+        "selector and podSelector cannot both be set",
+    );
+    refused(
+        job(
+            json!({"image": "nginx", "completionPolicy": {"type": "Never", "activeDeadlineSeconds": 1800}}),
+        ),
+        None,
+        "spec.completionPolicy",
+        "must be unset when completionPolicy.type is Never",
+    );
+    refused(
+        job(
+            json!({"image": "nginx", "completionPolicy": {"type": "Never", "ttlSecondsAfterFinished": 60}}),
+        ),
+        None,
+        "spec.completionPolicy",
+        "must be unset when completionPolicy.type is Never",
     );
     refused(
         job(json!({"image": "nginx", "completionPolicy": {"activeDeadlineSeconds": 60}})),
-        None, "spec.completionPolicy.activeDeadlineSeconds", "at least pullPolicy.timeoutSeconds (default 600)",
+        None,
+        "spec.completionPolicy.activeDeadlineSeconds",
+        "at least pullPolicy.timeoutSeconds (default 600)",
     );
     refused(
-        job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": 120}, "completionPolicy": {"activeDeadlineSeconds": 60}})),
-        None, "spec.completionPolicy.activeDeadlineSeconds", "at least pullPolicy.timeoutSeconds",
+        job(
+            json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": 120}, "completionPolicy": {"activeDeadlineSeconds": 60}}),
+        ),
+        None,
+        "spec.completionPolicy.activeDeadlineSeconds",
+        "at least pullPolicy.timeoutSeconds",
     );
 }
 
@@ -211,32 +348,79 @@ fn pull_secrets_cannot_change_after_creation() {
     admit(job(json!({"image": "nginx:2"})), Some(without.clone())).unwrap();
 
     let msg = "pullSecrets is immutable";
-    refused(with(json!(["b"])), Some(with(json!(["a"]))), "spec.pullSecrets", msg);
-    refused(with(json!(["a", "b"])), Some(with(json!(["a"]))), "spec.pullSecrets", msg);
-    refused(with(json!(["a"])), Some(without.clone()), "spec.pullSecrets", msg);
+    refused(
+        with(json!(["b"])),
+        Some(with(json!(["a"]))),
+        "spec.pullSecrets",
+        msg,
+    );
+    refused(
+        with(json!(["a", "b"])),
+        Some(with(json!(["a"]))),
+        "spec.pullSecrets",
+        msg,
+    );
+    refused(
+        with(json!(["a"])),
+        Some(without.clone()),
+        "spec.pullSecrets",
+        msg,
+    );
     refused(without, Some(with(json!(["a"]))), "spec.pullSecrets", msg);
 }
 
 #[test]
 fn image_list_pull_job_refusals_name_the_field() {
-    let images = |n: usize| (0..n).map(|i| format!("registry.example.com/app-{i}:v1")).collect::<Vec<_>>();
+    let images = |n: usize| {
+        (0..n)
+            .map(|i| format!("registry.example.com/app-{i}:v1"))
+            .collect::<Vec<_>>()
+    };
     admit(list_job(json!({"images": images(255)})), None).expect("255 images are accepted");
-    refused(list_job(json!({"images": images(256)})), None, "spec.images", "must have at most 255 items");
-    refused(list_job(json!({"images": []})), None, "spec.images", "at least 1 items");
-    refused(list_job(json!({})), None, "spec.images", "Required value");
-    refused(list_job(json!({"images": ["nginx:1", "nginx:1"]})), None, "spec.images[1]", "Duplicate value");
-    refused(list_job(json!({"images": ["nginx:1", "Bad Ref!!"]})), None, "spec.images[1]", "valid image reference");
     refused(
-        list_job(json!({"images": ["nginx"], "completionPolicy": {"activeDeadlineSeconds": 60}})),
-        None, "spec.completionPolicy.activeDeadlineSeconds", "at least pullPolicy.timeoutSeconds",
+        list_job(json!({"images": images(256)})),
+        None,
+        "spec.images",
+        "must have at most 255 items",
     );
     refused(
-        list_job(json!({"images": ["nginx"], "completionPolicy": {"type": "Never", "ttlSecondsAfterFinished": 6}})),
-        None, "spec.completionPolicy", "must be unset",
+        list_job(json!({"images": []})),
+        None,
+        "spec.images",
+        "at least 1 items",
+    );
+    refused(list_job(json!({})), None, "spec.images", "Required value");
+    refused(
+        list_job(json!({"images": ["nginx:1", "nginx:1"]})),
+        None,
+        "spec.images[1]",
+        "Duplicate value",
+    );
+    refused(
+        list_job(json!({"images": ["nginx:1", "Bad Ref!!"]})),
+        None,
+        "spec.images[1]",
+        "valid image reference",
+    );
+    refused(
+        list_job(json!({"images": ["nginx"], "completionPolicy": {"activeDeadlineSeconds": 60}})),
+        None,
+        "spec.completionPolicy.activeDeadlineSeconds",
+        "at least pullPolicy.timeoutSeconds",
+    );
+    refused(
+        list_job(
+            json!({"images": ["nginx"], "completionPolicy": {"type": "Never", "ttlSecondsAfterFinished": 6}}),
+        ),
+        None,
+        "spec.completionPolicy",
+        "must be unset",
     );
     refused(
         list_job(json!({"images": ["nginx"], "parallelism": "50%"})),
-        None, "spec.parallelism", "percentages are not supported",
+        None,
+        "spec.parallelism",
+        "percentages are not supported",
     );
     let stored = admit(list_job(json!({"images": ["nginx"]})), None).unwrap();
     assert_eq!(stored["spec"]["completionPolicy"]["type"], "Always");
@@ -249,40 +433,108 @@ fn tag(t: &str) -> Value {
 
 #[test]
 fn node_image_refusals_name_the_field() {
-    let ok = node_image(json!({"images": {"nginx": {"tags": [tag("1.25"), tag(DIGEST), tag(&format!("1.25@{DIGEST}"))]}}}));
+    let ok = node_image(
+        json!({"images": {"nginx": {"tags": [tag("1.25"), tag(DIGEST), tag(&format!("1.25@{DIGEST}"))]}}}),
+    );
     let stored = admit(ok, None).expect("a NodeImage with tag, digest and tag@digest is accepted");
     // No defaults are written into NodeImages: every stored byte costs the API server.
     assert_eq!(stored["spec"]["images"]["nginx"]["tags"][0], tag("1.25"));
 
-    refused(node_image(json!({"images": {"nginx": {"tags": [tag("")]}}})), None, "spec.images[nginx].tags[0].tag", "at least 1 chars");
-    refused(node_image(json!({"images": {"nginx": {"tags": [tag("1"), tag("2"), tag("1")]}}})), None, "spec.images[nginx].tags[2]", "Duplicate value");
-    refused(node_image(json!({"images": {"": {"tags": [tag("1")]}}})), None, "spec.images", "must not be empty");
-    refused(node_image(json!({"images": {"nginx": {}}})), None, "spec.images[nginx].tags", "Required value");
+    refused(
+        node_image(json!({"images": {"nginx": {"tags": [tag("")]}}})),
+        None,
+        "spec.images[nginx].tags[0].tag",
+        "at least 1 chars",
+    );
+    refused(
+        node_image(json!({"images": {"nginx": {"tags": [tag("1"), tag("2"), tag("1")]}}})),
+        None,
+        "spec.images[nginx].tags[2]",
+        "Duplicate value",
+    );
+    refused(
+        node_image(json!({"images": {"": {"tags": [tag("1")]}}})),
+        None,
+        "spec.images",
+        "must not be empty",
+    );
+    refused(
+        node_image(json!({"images": {"nginx": {}}})),
+        None,
+        "spec.images[nginx].tags",
+        "Required value",
+    );
     let mut bad_version = tag("1");
     bad_version["version"] = json!(-1);
-    refused(node_image(json!({"images": {"nginx": {"tags": [bad_version]}}})), None, "spec.images[nginx].tags[0].version", "greater than or equal to 0");
+    refused(
+        node_image(json!({"images": {"nginx": {"tags": [bad_version]}}})),
+        None,
+        "spec.images[nginx].tags[0].version",
+        "greater than or equal to 0",
+    );
 
     let many = |n: usize| -> Value {
-        (0..n).map(|i| (format!("registry.example.com/app-{i}"), json!({"tags": [tag("v1")]}))).collect::<serde_json::Map<_, _>>().into()
+        (0..n)
+            .map(|i| {
+                (
+                    format!("registry.example.com/app-{i}"),
+                    json!({"tags": [tag("v1")]}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     };
     admit(node_image(json!({"images": many(256)})), None).expect("256 images are accepted");
-    refused(node_image(json!({"images": many(257)})), None, "spec.images", "must have at most 256 items");
+    refused(
+        node_image(json!({"images": many(257)})),
+        None,
+        "spec.images",
+        "must have at most 256 items",
+    );
 }
 
 #[test]
 fn node_image_serves_one_version_and_jobs_serve_two() {
     let versions = |plural: &str| -> Vec<(String, bool, bool)> {
-        crd(plural)["spec"]["versions"].as_array().unwrap().iter()
-            .map(|v| (v["name"].as_str().unwrap().to_string(), v["served"].as_bool().unwrap(), v["storage"].as_bool().unwrap()))
+        crd(plural)["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_string(),
+                    v["served"].as_bool().unwrap(),
+                    v["storage"].as_bool().unwrap(),
+                )
+            })
             .collect()
     };
-    assert_eq!(versions("nodeimages"), vec![("v1beta1".to_string(), true, true)]);
+    assert_eq!(
+        versions("nodeimages"),
+        vec![("v1beta1".to_string(), true, true)]
+    );
     for plural in ["imagepulljobs", "imagelistpulljobs"] {
-        assert_eq!(versions(plural), vec![("v1alpha1".to_string(), true, false), ("v1beta1".to_string(), true, true)]);
+        assert_eq!(
+            versions(plural),
+            vec![
+                ("v1alpha1".to_string(), true, false),
+                ("v1beta1".to_string(), true, true)
+            ]
+        );
         let c = crd(plural);
-        let schemas: Vec<&Value> = c["spec"]["versions"].as_array().unwrap().iter().map(|v| &v["schema"]).collect();
-        assert_eq!(schemas[0], schemas[1], "{plural}: both versions share one schema");
-        assert!(c["spec"].get("conversion").is_none_or(|c| c["strategy"] == "None"));
+        let schemas: Vec<&Value> = c["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["schema"])
+            .collect();
+        assert_eq!(
+            schemas[0], schemas[1],
+            "{plural}: both versions share one schema"
+        );
+        assert!(c["spec"]
+            .get("conversion")
+            .is_none_or(|c| c["strategy"] == "None"));
     }
     assert_eq!(crd("nodeimages")["spec"]["scope"], "Cluster");
     assert_eq!(crd("imagepulljobs")["spec"]["scope"], "Namespaced");
@@ -300,10 +552,16 @@ fn every_cel_rule_fires_on_some_bad_object() {
         job(json!({"image": "Nginx"})),
         job(json!({"image": "nginx", "parallelism": "1%"})),
         job(json!({"image": "nginx", "selector": {"names": ["a"], "matchLabels": {"a": "b"}}})),
-        job(json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}})),
-        job(json!({"image": "nginx", "podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}})),
+        job(
+            json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+        ),
+        job(
+            json!({"image": "nginx", "podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+        ),
         job(json!({"image": "nginx", "selector": {}, "podSelector": {}})),
-        job(json!({"image": "nginx", "completionPolicy": {"type": "Never", "activeDeadlineSeconds": 900}})),
+        job(
+            json!({"image": "nginx", "completionPolicy": {"type": "Never", "activeDeadlineSeconds": 900}}),
+        ),
         job(json!({"image": "nginx", "completionPolicy": {"activeDeadlineSeconds": 1}})),
         list_job(json!({"images": ["Nginx"]})),
         node_image(json!({"images": {"": {"tags": [tag("1")]}}})),
@@ -314,12 +572,23 @@ fn every_cel_rule_fires_on_some_bad_object() {
             fired.insert(e.detail);
         }
     }
-    for e in admit(job(json!({"image": "nginx", "pullSecrets": ["b"]})), Some(job(json!({"image": "nginx"})))).unwrap_err() {
+    for e in admit(
+        job(json!({"image": "nginx", "pullSecrets": ["b"]})),
+        Some(job(json!({"image": "nginx"}))),
+    )
+    .unwrap_err()
+    {
         fired.insert(e.detail);
     }
     let never_fired: Vec<_> = messages.difference(&fired).collect();
-    assert!(never_fired.is_empty(), "rules that no bad object triggered: {never_fired:#?}");
-    assert!(fired.iter().all(|d| !d.contains("rule evaluation error")), "{fired:#?}");
+    assert!(
+        never_fired.is_empty(),
+        "rules that no bad object triggered: {never_fired:#?}"
+    );
+    assert!(
+        fired.iter().all(|d| !d.contains("rule evaluation error")),
+        "{fired:#?}"
+    );
 }
 
 fn collect_rule_messages(v: &Value, out: &mut BTreeSet<String>) {
@@ -327,7 +596,12 @@ fn collect_rule_messages(v: &Value, out: &mut BTreeSet<String>) {
         Value::Object(map) => {
             if let Some(Value::Array(rules)) = map.get("x-kubernetes-validations") {
                 for r in rules {
-                    out.insert(r["message"].as_str().expect("every rule has a message").to_string());
+                    out.insert(
+                        r["message"]
+                            .as_str()
+                            .expect("every rule has a message")
+                            .to_string(),
+                    );
                 }
             }
             map.values().for_each(|x| collect_rule_messages(x, out));
@@ -339,7 +613,11 @@ fn collect_rule_messages(v: &Value, out: &mut BTreeSet<String>) {
 
 #[test]
 fn a_refused_object_reads_like_the_api_server() {
-    let errors = admit(job(json!({"image": "nginx", "imagePullPolicy": "Never"})), None).unwrap_err();
+    let errors = admit(
+        job(json!({"image": "nginx", "imagePullPolicy": "Never"})),
+        None,
+    )
+    .unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].kind, ErrorKind::Unsupported);
     assert_eq!(

@@ -32,7 +32,8 @@ fn to_cel(v: &Value) -> CelValue {
         Value::String(s) => CelValue::String(Arc::new(s.clone())),
         Value::Array(items) => CelValue::List(Arc::new(items.iter().map(to_cel).collect())),
         Value::Object(map) => {
-            let m: HashMap<String, CelValue> = map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            let m: HashMap<String, CelValue> =
+                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
             CelValue::Map(m.into())
         }
     }

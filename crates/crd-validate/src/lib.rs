@@ -85,7 +85,10 @@ pub fn invalid_message(kind_group: &str, name: &str, errors: &[FieldError]) -> S
     if joined.len() == 1 {
         format!("{kind_group} \"{name}\" is invalid: {}", joined[0])
     } else {
-        format!("{kind_group} \"{name}\" is invalid: [{}]", joined.join(", "))
+        format!(
+            "{kind_group} \"{name}\" is invalid: [{}]",
+            joined.join(", ")
+        )
     }
 }
 
@@ -109,7 +112,9 @@ impl VersionValidator {
         let schema = v
             .pointer("/schema/openAPIV3Schema")
             .ok_or_else(|| format!("version {version} has no openAPIV3Schema"))?;
-        Ok(Self { schema: Schema::new(schema.clone()) })
+        Ok(Self {
+            schema: Schema::new(schema.clone()),
+        })
     }
 
     /// Prunes unknown fields and nulls and applies defaults, as on decoding a request or a stored
@@ -121,23 +126,32 @@ impl VersionValidator {
     /// Every error in `obj` (already defaulted); `old` is the stored object on update.
     pub fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        let mut ctx = schema::Walk { errors: &mut errors };
+        let mut ctx = schema::Walk {
+            errors: &mut errors,
+        };
         for (key, value) in obj.as_object().into_iter().flatten() {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
             if let Some(prop) = self.schema.property(key) {
                 let old_value = old.and_then(|o| o.get(key));
-                ctx.check(&prop, value, old_value, key);
+                ctx.check(prop, value, old_value, key);
             }
         }
         for key in self.schema.required() {
             if obj.get(&key).is_none() {
-                errors.push(FieldError { field: key, kind: ErrorKind::Required, value: None, detail: String::new() });
+                errors.push(FieldError {
+                    field: key,
+                    kind: ErrorKind::Required,
+                    value: None,
+                    detail: String::new(),
+                });
             }
         }
         // Rules on the root itself.
-        let mut ctx = schema::Walk { errors: &mut errors };
+        let mut ctx = schema::Walk {
+            errors: &mut errors,
+        };
         ctx.rules(&self.schema, obj, old, "");
         errors
     }
@@ -146,6 +160,10 @@ impl VersionValidator {
     pub fn admit(&self, mut obj: Value, old: Option<&Value>) -> Result<Value, Vec<FieldError>> {
         self.default_object(&mut obj);
         let errors = self.validate(&obj, old);
-        if errors.is_empty() { Ok(obj) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(obj)
+        } else {
+            Err(errors)
+        }
     }
 }

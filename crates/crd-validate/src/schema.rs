@@ -34,12 +34,20 @@ fn required(schema: &Value) -> Vec<String> {
     schema
         .get("required")
         .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn preserves_unknown(schema: &Value) -> bool {
-    schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
 }
 
 fn nullable(schema: &Value) -> bool {
@@ -57,7 +65,7 @@ pub fn prune_and_default(schema: &Value, value: &mut Value, root: bool) {
                         return true;
                     }
                     match props.get(k) {
-                        Some(p) => !(v.is_null() && !nullable(p)),
+                        Some(p) => !v.is_null() || nullable(p),
                         None => preserves_unknown(schema),
                     }
                 });
@@ -71,14 +79,18 @@ pub fn prune_and_default(schema: &Value, value: &mut Value, root: bool) {
                         prune_and_default(p, v, false);
                     }
                 }
-            } else if let Some(item) = schema.get("additionalProperties").filter(|a| a.is_object()) {
-                map.retain(|_, v| !(v.is_null() && !nullable(item)));
-                map.values_mut().for_each(|v| prune_and_default(item, v, false));
+            } else if let Some(item) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
+                map.retain(|_, v| !v.is_null() || nullable(item));
+                map.values_mut()
+                    .for_each(|v| prune_and_default(item, v, false));
             }
         }
         Value::Array(items) => {
             if let Some(item) = schema.get("items") {
-                items.iter_mut().for_each(|v| prune_and_default(item, v, false));
+                items
+                    .iter_mut()
+                    .for_each(|v| prune_and_default(item, v, false));
             }
         }
         _ => {}
@@ -90,7 +102,11 @@ pub struct Walk<'a> {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -107,7 +123,12 @@ fn json_type(v: &Value) -> &'static str {
 
 impl Walk<'_> {
     fn push(&mut self, field: &str, kind: ErrorKind, value: Option<String>, detail: String) {
-        self.errors.push(FieldError { field: field.to_string(), kind, value, detail });
+        self.errors.push(FieldError {
+            field: field.to_string(),
+            kind,
+            value,
+            detail,
+        });
     }
 
     /// Validates `value` against `schema` at `path`, then the node's CEL rules.
@@ -127,8 +148,17 @@ impl Walk<'_> {
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
             if !allowed.contains(value) {
-                let list = allowed.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
-                self.push(path, ErrorKind::Unsupported, Some(value.to_string()), format!("supported values: {list}"));
+                let list = allowed
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.push(
+                    path,
+                    ErrorKind::Unsupported,
+                    Some(value.to_string()),
+                    format!("supported values: {list}"),
+                );
             }
         }
         self.rules(schema, value, old, path);
@@ -136,7 +166,11 @@ impl Walk<'_> {
 
     fn check_type(&mut self, schema: &Value, value: &Value, path: &str) -> bool {
         let actual = json_type(value);
-        let ok = if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+        let ok = if schema
+            .get("x-kubernetes-int-or-string")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
             matches!(actual, "integer" | "string")
         } else {
             match schema.get("type").and_then(Value::as_str) {
@@ -146,7 +180,10 @@ impl Walk<'_> {
             }
         };
         if !ok {
-            let want = schema.get("type").and_then(Value::as_str).unwrap_or("integer,string");
+            let want = schema
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("integer,string");
             self.push(
                 path,
                 ErrorKind::Invalid,
@@ -157,13 +194,20 @@ impl Walk<'_> {
         ok
     }
 
-    fn check_object(&mut self, schema: &Value, map: &Map<String, Value>, old: Option<&Value>, path: &str) {
+    fn check_object(
+        &mut self,
+        schema: &Value,
+        map: &Map<String, Value>,
+        old: Option<&Value>,
+        path: &str,
+    ) {
         let props = schema.get("properties").and_then(Value::as_object);
         for (k, v) in map {
             let old_v = old.and_then(|o| o.get(k));
             if let Some(p) = props.and_then(|p| p.get(k)) {
                 self.check(p, v, old_v, &join(path, k));
-            } else if let Some(item) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+            } else if let Some(item) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
                 self.check(item, v, old_v, &format!("{path}[{k}]"));
             }
         }
@@ -173,31 +217,77 @@ impl Walk<'_> {
             }
         }
         let n = map.len() as u64;
-        if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64).filter(|m| n > *m) {
-            self.push(path, ErrorKind::TooMany, Some(n.to_string()), format!("must have at most {max} items"));
+        if let Some(max) = schema
+            .get("maxProperties")
+            .and_then(Value::as_u64)
+            .filter(|m| n > *m)
+        {
+            self.push(
+                path,
+                ErrorKind::TooMany,
+                Some(n.to_string()),
+                format!("must have at most {max} items"),
+            );
         }
-        if let Some(min) = schema.get("minProperties").and_then(Value::as_u64).filter(|m| n < *m) {
-            self.push(path, ErrorKind::Invalid, Some(n.to_string()), format!("must have at least {min} items"));
+        if let Some(min) = schema
+            .get("minProperties")
+            .and_then(Value::as_u64)
+            .filter(|m| n < *m)
+        {
+            self.push(
+                path,
+                ErrorKind::Invalid,
+                Some(n.to_string()),
+                format!("must have at least {min} items"),
+            );
         }
     }
 
     fn check_array(&mut self, schema: &Value, items: &[Value], old: Option<&Value>, path: &str) {
         let n = items.len() as u64;
-        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64).filter(|m| n > *m) {
-            self.push(path, ErrorKind::TooMany, Some(n.to_string()), format!("must have at most {max} items"));
+        if let Some(max) = schema
+            .get("maxItems")
+            .and_then(Value::as_u64)
+            .filter(|m| n > *m)
+        {
+            self.push(
+                path,
+                ErrorKind::TooMany,
+                Some(n.to_string()),
+                format!("must have at most {max} items"),
+            );
         }
-        if let Some(min) = schema.get("minItems").and_then(Value::as_u64).filter(|m| n < *m) {
-            self.push(path, ErrorKind::Invalid, Some(n.to_string()), format!("{path} in body should have at least {min} items"));
+        if let Some(min) = schema
+            .get("minItems")
+            .and_then(Value::as_u64)
+            .filter(|m| n < *m)
+        {
+            self.push(
+                path,
+                ErrorKind::Invalid,
+                Some(n.to_string()),
+                format!("{path} in body should have at least {min} items"),
+            );
         }
         let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
         let map_keys: Vec<String> = schema
             .get("x-kubernetes-list-map-keys")
             .and_then(Value::as_array)
-            .map(|k| k.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|k| {
+                k.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let key_of = |v: &Value| -> Value {
             match list_type {
-                Some("map") => Value::Array(map_keys.iter().map(|k| v.get(k).cloned().unwrap_or(Value::Null)).collect()),
+                Some("map") => Value::Array(
+                    map_keys
+                        .iter()
+                        .map(|k| v.get(k).cloned().unwrap_or(Value::Null))
+                        .collect(),
+                ),
                 _ => v.clone(),
             }
         };
@@ -206,12 +296,23 @@ impl Walk<'_> {
             for (i, v) in items.iter().enumerate() {
                 let key = key_of(v).to_string();
                 if !seen.insert(key) {
-                    let shown = if list_type == Some("map") { key_of(v).to_string() } else { v.to_string() };
-                    self.push(&format!("{path}[{i}]"), ErrorKind::Duplicate, Some(shown), String::new());
+                    let shown = if list_type == Some("map") {
+                        key_of(v).to_string()
+                    } else {
+                        v.to_string()
+                    };
+                    self.push(
+                        &format!("{path}[{i}]"),
+                        ErrorKind::Duplicate,
+                        Some(shown),
+                        String::new(),
+                    );
                 }
             }
         }
-        let Some(item_schema) = schema.get("items") else { return };
+        let Some(item_schema) = schema.get("items") else {
+            return;
+        };
         let old_items = old.and_then(Value::as_array);
         for (i, v) in items.iter().enumerate() {
             // Only map lists correlate old and new items, as in kube-apiserver.
@@ -225,11 +326,29 @@ impl Walk<'_> {
 
     fn check_string(&mut self, schema: &Value, s: &str, path: &str) {
         let n = s.chars().count() as u64;
-        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64).filter(|m| n > *m) {
-            self.push(path, ErrorKind::TooLong, None, format!("may not be more than {max} bytes"));
+        if let Some(max) = schema
+            .get("maxLength")
+            .and_then(Value::as_u64)
+            .filter(|m| n > *m)
+        {
+            self.push(
+                path,
+                ErrorKind::TooLong,
+                None,
+                format!("may not be more than {max} bytes"),
+            );
         }
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64).filter(|m| n < *m) {
-            self.push(path, ErrorKind::Invalid, Some(format!("{s:?}")), format!("{path} in body should be at least {min} chars long"));
+        if let Some(min) = schema
+            .get("minLength")
+            .and_then(Value::as_u64)
+            .filter(|m| n < *m)
+        {
+            self.push(
+                path,
+                ErrorKind::Invalid,
+                Some(format!("{s:?}")),
+                format!("{path} in body should be at least {min} chars long"),
+            );
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
             match regex::Regex::new(pattern) {
@@ -240,7 +359,12 @@ impl Walk<'_> {
                     format!("{path} in body should match '{pattern}'"),
                 ),
                 Ok(_) => {}
-                Err(e) => self.push(path, ErrorKind::Invalid, None, format!("schema pattern does not compile: {e}")),
+                Err(e) => self.push(
+                    path,
+                    ErrorKind::Invalid,
+                    None,
+                    format!("schema pattern does not compile: {e}"),
+                ),
             }
         }
     }
@@ -249,17 +373,43 @@ impl Walk<'_> {
         let Some(x) = value.as_f64() else { return };
         let exclusive = |k: &str| schema.get(k).and_then(Value::as_bool) == Some(true);
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-            let bad = if exclusive("exclusiveMinimum") { x <= min } else { x < min };
+            let bad = if exclusive("exclusiveMinimum") {
+                x <= min
+            } else {
+                x < min
+            };
             if bad {
-                let op = if exclusive("exclusiveMinimum") { "greater than" } else { "greater than or equal to" };
-                self.push(path, ErrorKind::Invalid, Some(value.to_string()), format!("{path} in body should be {op} {min}"));
+                let op = if exclusive("exclusiveMinimum") {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                self.push(
+                    path,
+                    ErrorKind::Invalid,
+                    Some(value.to_string()),
+                    format!("{path} in body should be {op} {min}"),
+                );
             }
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-            let bad = if exclusive("exclusiveMaximum") { x >= max } else { x > max };
+            let bad = if exclusive("exclusiveMaximum") {
+                x >= max
+            } else {
+                x > max
+            };
             if bad {
-                let op = if exclusive("exclusiveMaximum") { "less than" } else { "less than or equal to" };
-                self.push(path, ErrorKind::Invalid, Some(value.to_string()), format!("{path} in body should be {op} {max}"));
+                let op = if exclusive("exclusiveMaximum") {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                self.push(
+                    path,
+                    ErrorKind::Invalid,
+                    Some(value.to_string()),
+                    format!("{path} in body should be {op} {max}"),
+                );
             }
         }
     }
@@ -267,11 +417,16 @@ impl Walk<'_> {
     /// Evaluates the node's `x-kubernetes-validations`. Transition rules (those that read
     /// `oldSelf`) run only when there is an old value to compare with.
     pub fn rules(&mut self, schema: &Value, value: &Value, old: Option<&Value>, path: &str) {
-        let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) else {
+        let Some(rules) = schema
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+        else {
             return;
         };
         for rule in rules {
-            let Some(src) = rule.get("rule").and_then(Value::as_str) else { continue };
+            let Some(src) = rule.get("rule").and_then(Value::as_str) else {
+                continue;
+            };
             let transition = src.contains("oldSelf");
             if transition && old.is_none() {
                 continue;
@@ -280,7 +435,13 @@ impl Walk<'_> {
                 Some(fp) => format!("{path}{fp}").trim_start_matches('.').to_string(),
                 None => path.to_string(),
             };
-            let shown = Some(format!("\"{}\"", schema.get("type").and_then(Value::as_str).unwrap_or(json_type(value))));
+            let shown = Some(format!(
+                "\"{}\"",
+                schema
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or(json_type(value))
+            ));
             match cel_eval::evaluate(src, value, if transition { old } else { None }) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -297,7 +458,12 @@ impl Walk<'_> {
                     };
                     self.push(&field, kind, shown, message);
                 }
-                Err(e) => self.push(&field, ErrorKind::Invalid, shown, format!("rule evaluation error: {src}: {e}")),
+                Err(e) => self.push(
+                    &field,
+                    ErrorKind::Invalid,
+                    shown,
+                    format!("rule evaluation error: {src}: {e}"),
+                ),
             }
         }
     }

@@ -32,7 +32,11 @@ pub enum AuthError {
     #[error("secret {secret} has no {key} key")]
     MissingKey { secret: String, key: &'static str },
     #[error("secret {secret}: {key} is not valid JSON: {reason}")]
-    Malformed { secret: String, key: &'static str, reason: String },
+    Malformed {
+        secret: String,
+        key: &'static str,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,22 +72,42 @@ impl DockerKeyring {
     }
 
     /// Adds the credentials of one secret. `secret` names it in errors (`namespace/name`).
-    pub fn add_secret(&mut self, secret: &str, type_: &str, data: &BTreeMap<String, Vec<u8>>) -> Result<(), AuthError> {
+    pub fn add_secret(
+        &mut self,
+        secret: &str,
+        type_: &str,
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<(), AuthError> {
         let (key, nested) = match type_ {
             DOCKER_CONFIG_JSON_TYPE => (DOCKER_CONFIG_JSON_KEY, true),
             DOCKER_CFG_TYPE => (DOCKER_CFG_KEY, false),
-            other => return Err(AuthError::UnsupportedType { secret: secret.into(), type_: other.into() }),
+            other => {
+                return Err(AuthError::UnsupportedType {
+                    secret: secret.into(),
+                    type_: other.into(),
+                })
+            }
         };
-        let raw = data.get(key).ok_or_else(|| AuthError::MissingKey { secret: secret.into(), key })?;
-        let malformed = |e: serde_json::Error| AuthError::Malformed { secret: secret.into(), key, reason: e.to_string() };
+        let raw = data.get(key).ok_or_else(|| AuthError::MissingKey {
+            secret: secret.into(),
+            key,
+        })?;
+        let malformed = |e: serde_json::Error| AuthError::Malformed {
+            secret: secret.into(),
+            key,
+            reason: e.to_string(),
+        };
         let auths = if nested {
-            serde_json::from_slice::<DockerConfigJson>(raw).map_err(malformed)?.auths
+            serde_json::from_slice::<DockerConfigJson>(raw)
+                .map_err(malformed)?
+                .auths
         } else {
             serde_json::from_slice::<BTreeMap<String, DockerConfigEntry>>(raw).map_err(malformed)?
         };
         for (location, entry) in auths {
             let key = normalise_key(&location);
-            self.entries.push((key, to_auth_config(entry), secret.to_string()));
+            self.entries
+                .push((key, to_auth_config(entry), secret.to_string()));
         }
         // Stable sort: equal keys keep the order their secrets were added in.
         self.entries.sort_by(|a, b| b.0.cmp(&a.0));
@@ -127,7 +151,11 @@ fn normalise_key(location: &str) -> String {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    let path = path.strip_prefix("/v2").or_else(|| path.strip_prefix("/v1")).filter(|p| p.starts_with('/')).unwrap_or(path);
+    let path = path
+        .strip_prefix("/v2")
+        .or_else(|| path.strip_prefix("/v1"))
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
     if path.is_empty() || path == "/" {
         host.to_string()
     } else {
@@ -161,7 +189,10 @@ fn url_matches(key: &str, image: &str) -> bool {
     let key_parts: Vec<&str> = key_host.split('.').collect();
     let image_parts: Vec<&str> = image_host.split('.').collect();
     key_parts.len() == image_parts.len()
-        && key_parts.iter().zip(&image_parts).all(|(g, t)| glob_match(g, t))
+        && key_parts
+            .iter()
+            .zip(&image_parts)
+            .all(|(g, t)| glob_match(g, t))
         && image_path.starts_with(key_path)
 }
 

@@ -53,8 +53,10 @@ pub struct CriClient {
 impl CriClient {
     pub fn new(channel: Channel, endpoint: impl Into<String>) -> Self {
         Self {
-            images: ImageServiceClient::new(channel.clone()).max_decoding_message_size(MAX_DECODE_MESSAGE_SIZE),
-            runtime: RuntimeServiceClient::new(channel).max_decoding_message_size(MAX_DECODE_MESSAGE_SIZE),
+            images: ImageServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_DECODE_MESSAGE_SIZE),
+            runtime: RuntimeServiceClient::new(channel)
+                .max_decoding_message_size(MAX_DECODE_MESSAGE_SIZE),
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
             endpoint: endpoint.into(),
         }
@@ -78,8 +80,18 @@ impl CriClient {
     }
 
     pub async fn version(&self) -> Result<RuntimeVersion, CriError> {
-        let req = self.request(VersionRequest { version: CRI_API_VERSION.into() }, self.metadata_timeout);
-        let resp = self.runtime.clone().version(req).await.map_err(|s| CriError::from_status("Version", &s))?;
+        let req = self.request(
+            VersionRequest {
+                version: CRI_API_VERSION.into(),
+            },
+            self.metadata_timeout,
+        );
+        let resp = self
+            .runtime
+            .clone()
+            .version(req)
+            .await
+            .map_err(|s| CriError::from_status("Version", &s))?;
         let v = resp.into_inner();
         Ok(RuntimeVersion {
             runtime_name: v.runtime_name,
@@ -91,7 +103,11 @@ impl CriClient {
     /// Pulls `pull.image` and returns the runtime's image reference (the image ID). `timeout`
     /// bounds the whole call; without one only dropping the future stops it, which also cancels
     /// the call at the runtime.
-    pub async fn pull_image(&self, pull: PullRequest, timeout: Option<Duration>) -> Result<String, CriError> {
+    pub async fn pull_image(
+        &self,
+        pull: PullRequest,
+        timeout: Option<Duration>,
+    ) -> Result<String, CriError> {
         let msg = PullImageRequest {
             image: Some(image_spec(&pull.image)),
             auth: pull.auth,
@@ -107,41 +123,85 @@ impl CriClient {
         if let Some(t) = timeout {
             req.set_timeout(t);
         }
-        let resp = self.images.clone().pull_image(req).await.map_err(|s| CriError::from_status("PullImage", &s))?;
+        let resp = self
+            .images
+            .clone()
+            .pull_image(req)
+            .await
+            .map_err(|s| CriError::from_status("PullImage", &s))?;
         let image_ref = resp.into_inner().image_ref;
         if image_ref.is_empty() {
-            return Err(CriError::protocol("PullImage", format!("runtime returned an empty image reference for {}", pull.image)));
+            return Err(CriError::protocol(
+                "PullImage",
+                format!(
+                    "runtime returned an empty image reference for {}",
+                    pull.image
+                ),
+            ));
         }
         Ok(image_ref)
     }
 
     /// The image if the runtime has it (by tag, digest reference or ID), `None` otherwise.
     pub async fn image_status(&self, image: &str) -> Result<Option<Image>, CriError> {
-        let req = self.request(ImageStatusRequest { image: Some(image_spec(image)), verbose: false }, self.metadata_timeout);
-        let resp = self.images.clone().image_status(req).await.map_err(|s| CriError::from_status("ImageStatus", &s))?;
+        let req = self.request(
+            ImageStatusRequest {
+                image: Some(image_spec(image)),
+                verbose: false,
+            },
+            self.metadata_timeout,
+        );
+        let resp = self
+            .images
+            .clone()
+            .image_status(req)
+            .await
+            .map_err(|s| CriError::from_status("ImageStatus", &s))?;
         Ok(resp.into_inner().image)
     }
 
     pub async fn list_images(&self) -> Result<Vec<Image>, CriError> {
         let req = self.request(ListImagesRequest { filter: None }, self.metadata_timeout);
-        let resp = self.images.clone().list_images(req).await.map_err(|s| CriError::from_status("ListImages", &s))?;
+        let resp = self
+            .images
+            .clone()
+            .list_images(req)
+            .await
+            .map_err(|s| CriError::from_status("ListImages", &s))?;
         Ok(resp.into_inner().images)
     }
 
     /// Removes the image (all its tags); removing a missing image succeeds.
     pub async fn remove_image(&self, image: &str) -> Result<(), CriError> {
-        let req = self.request(RemoveImageRequest { image: Some(image_spec(image)) }, self.metadata_timeout);
-        self.images.clone().remove_image(req).await.map_err(|s| CriError::from_status("RemoveImage", &s))?;
+        let req = self.request(
+            RemoveImageRequest {
+                image: Some(image_spec(image)),
+            },
+            self.metadata_timeout,
+        );
+        self.images
+            .clone()
+            .remove_image(req)
+            .await
+            .map_err(|s| CriError::from_status("RemoveImage", &s))?;
         Ok(())
     }
 
     pub async fn image_fs_info(&self) -> Result<Vec<FilesystemUsage>, CriError> {
         let req = self.request(ImageFsInfoRequest {}, self.metadata_timeout);
-        let resp = self.images.clone().image_fs_info(req).await.map_err(|s| CriError::from_status("ImageFsInfo", &s))?;
+        let resp = self
+            .images
+            .clone()
+            .image_fs_info(req)
+            .await
+            .map_err(|s| CriError::from_status("ImageFsInfo", &s))?;
         Ok(resp.into_inner().image_filesystems)
     }
 }
 
 fn image_spec(image: &str) -> ImageSpec {
-    ImageSpec { image: image.to_string(), ..Default::default() }
+    ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    }
 }

@@ -20,13 +20,18 @@ pub fn socket_path(endpoint: &str) -> Result<PathBuf, String> {
         ));
     }
     if !path.starts_with('/') {
-        return Err(format!("runtime endpoint {endpoint:?} must be an absolute socket path"));
+        return Err(format!(
+            "runtime endpoint {endpoint:?} must be an absolute socket path"
+        ));
     }
     Ok(PathBuf::from(path))
 }
 
 /// Connects to the socket now, failing if nothing listens there within `connect_timeout`.
-pub async fn connect(path: &Path, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub async fn connect(
+    path: &Path,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     let path = path.to_path_buf();
     endpoint(connect_timeout)
         .connect_with_connector(tower::service_fn(move |_| dial(path.clone())))
@@ -37,7 +42,8 @@ pub async fn connect(path: &Path, connect_timeout: Duration) -> Result<Channel, 
 /// may start before the runtime does.
 pub fn connect_lazy(path: &Path, connect_timeout: Duration) -> Channel {
     let path = path.to_path_buf();
-    endpoint(connect_timeout).connect_with_connector_lazy(tower::service_fn(move |_| dial(path.clone())))
+    endpoint(connect_timeout)
+        .connect_with_connector_lazy(tower::service_fn(move |_| dial(path.clone())))
 }
 
 fn endpoint(connect_timeout: Duration) -> Endpoint {

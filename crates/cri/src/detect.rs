@@ -4,7 +4,7 @@
 //! if it answers CRI v1 (`Version` and `ImageFsInfo`), not merely because the file exists.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::client::{CriClient, RuntimeVersion};
@@ -71,16 +71,23 @@ impl fmt::Display for DetectError {
 }
 
 /// Uses `explicit` if given, else probes [`CANDIDATE_SOCKETS`] under `host_run_dir`.
-pub async fn detect(explicit: Option<&str>, host_run_dir: &Path) -> Result<DetectedRuntime, DetectError> {
+pub async fn detect(
+    explicit: Option<&str>,
+    host_run_dir: &Path,
+) -> Result<DetectedRuntime, DetectError> {
     if let Some(endpoint) = explicit {
         let path = socket_path(endpoint).map_err(|why| DetectError {
             tried: vec![(endpoint.to_string(), why)],
             hint: "fix --runtime-endpoint".into(),
         })?;
-        return probe(&path, RuntimeKind::Custom).await.map_err(|why| DetectError {
-            tried: vec![(endpoint.to_string(), why)],
-            hint: "check that the runtime runs and that --runtime-endpoint names its CRI socket".into(),
-        });
+        return probe(&path, RuntimeKind::Custom)
+            .await
+            .map_err(|why| DetectError {
+                tried: vec![(endpoint.to_string(), why)],
+                hint:
+                    "check that the runtime runs and that --runtime-endpoint names its CRI socket"
+                        .into(),
+            });
     }
     let mut tried = Vec::new();
     for (relative, kind) in CANDIDATE_SOCKETS {
@@ -103,18 +110,29 @@ pub async fn detect(explicit: Option<&str>, host_run_dir: &Path) -> Result<Detec
     })
 }
 
-async fn probe(path: &PathBuf, kind: RuntimeKind) -> Result<DetectedRuntime, String> {
+async fn probe(path: &Path, kind: RuntimeKind) -> Result<DetectedRuntime, String> {
     let endpoint = format!("unix://{}", path.display());
     let channel = tokio::time::timeout(PROBE_TIMEOUT, connect(path, PROBE_TIMEOUT))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect failed: {}", source_chain(&e)))?;
     let client = CriClient::new(channel, endpoint.clone()).with_metadata_timeout(PROBE_TIMEOUT);
-    let version = client.version().await.map_err(|e| format!("Version failed: {e}"))?;
+    let version = client
+        .version()
+        .await
+        .map_err(|e| format!("Version failed: {e}"))?;
     // The image API is what the daemon needs; a runtime whose CRI plugin failed to load answers
     // Version on some versions but not ImageService.
-    client.image_fs_info().await.map_err(|e| format!("ImageFsInfo failed: {e}"))?;
-    Ok(DetectedRuntime { kind, endpoint, version, client: client.with_metadata_timeout(crate::client::DEFAULT_METADATA_TIMEOUT) })
+    client
+        .image_fs_info()
+        .await
+        .map_err(|e| format!("ImageFsInfo failed: {e}"))?;
+    Ok(DetectedRuntime {
+        kind,
+        endpoint,
+        version,
+        client: client.with_metadata_timeout(crate::client::DEFAULT_METADATA_TIMEOUT),
+    })
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -57,15 +57,21 @@ impl CriErrorKind {
     fn phrase(self) -> &'static str {
         match self {
             CriErrorKind::NotFound => "image not found in the registry",
-            CriErrorKind::Unauthorized => "the registry refused the credentials (check the job's pullSecrets)",
+            CriErrorKind::Unauthorized => {
+                "the registry refused the credentials (check the job's pullSecrets)"
+            }
             CriErrorKind::RegistryUnreachable => "the registry is unreachable",
             CriErrorKind::RegistryError => "the registry answered with a server error",
             CriErrorKind::InvalidReference => "the runtime rejected the image reference",
             CriErrorKind::NoSpace => "no space left on the node's image filesystem",
             CriErrorKind::Timeout => "timed out",
             CriErrorKind::Cancelled => "cancelled",
-            CriErrorKind::RuntimeUnavailable => "the container runtime is not answering on its socket",
-            CriErrorKind::Unimplemented => "the container runtime does not serve the CRI v1 image API",
+            CriErrorKind::RuntimeUnavailable => {
+                "the container runtime is not answering on its socket"
+            }
+            CriErrorKind::Unimplemented => {
+                "the container runtime does not serve the CRI v1 image API"
+            }
             CriErrorKind::Other => "the container runtime reported an error",
         }
     }
@@ -103,12 +109,22 @@ impl fmt::Display for CriError {
 impl CriError {
     pub fn from_status(call: &'static str, status: &tonic::Status) -> Self {
         let message = status.message().to_string();
-        Self { kind: classify(status.code(), &message), call, code: status.code(), message }
+        Self {
+            kind: classify(status.code(), &message),
+            call,
+            code: status.code(),
+            message,
+        }
     }
 
     /// A response the runtime should never send (an empty image ref from PullImage).
     pub fn protocol(call: &'static str, message: impl Into<String>) -> Self {
-        Self { kind: CriErrorKind::Other, call, code: Code::Internal, message: message.into() }
+        Self {
+            kind: CriErrorKind::Other,
+            call,
+            code: Code::Internal,
+            message: message.into(),
+        }
     }
 }
 
@@ -129,9 +145,18 @@ pub fn classify(code: Code, message: &str) -> CriErrorKind {
     }
     if has(&["no space left on device", "disk quota exceeded"]) {
         CriErrorKind::NoSpace
-    } else if has(&["401 unauthorized", "403 forbidden", "unauthorized", "authentication required", "requested access to the resource is denied"]) {
+    } else if has(&[
+        "401 unauthorized",
+        "403 forbidden",
+        "unauthorized",
+        "authentication required",
+        "requested access to the resource is denied",
+    ]) {
         CriErrorKind::Unauthorized
-    } else if has(&["invalid reference format", "failed to parse image reference"]) {
+    } else if has(&[
+        "invalid reference format",
+        "failed to parse image reference",
+    ]) {
         CriErrorKind::InvalidReference
     } else if has(&[
         "connection refused",
@@ -187,7 +212,10 @@ mod tests {
     #[test]
     fn display_says_the_cause_then_the_runtime_message() {
         let e = CriError::from_status("PullImage", &tonic::Status::not_found("x:1: not found"));
-        assert_eq!(e.to_string(), "image not found in the registry: x:1: not found");
+        assert_eq!(
+            e.to_string(),
+            "image not found in the registry: x:1: not found"
+        );
         assert_eq!(e.kind.label(), "not_found");
         assert!(!e.kind.is_transient());
     }

@@ -59,7 +59,10 @@ disabled_plugins = [
 "#
             ),
         )?;
-        let mut c = Self { dir: dir.to_path_buf(), service: None };
+        let mut c = Self {
+            dir: dir.to_path_buf(),
+            service: None,
+        };
         c.start_again()?;
         Ok(c)
     }
@@ -83,7 +86,10 @@ disabled_plugins = [
                     .is_ok_and(|o| o.status.success())
         })?;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains("failed to load plugin io.containerd.grpc.v1.cri")) {
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("failed to load plugin io.containerd.grpc.v1.cri"))
+        {
             anyhow::bail!("containerd started without its CRI plugin: {line}");
         }
         self.service = Some(service);
@@ -104,7 +110,10 @@ disabled_plugins = [
     }
 
     pub fn log_tail(&self) -> String {
-        self.service.as_ref().map(Service::log_tail).unwrap_or_default()
+        self.service
+            .as_ref()
+            .map(Service::log_tail)
+            .unwrap_or_default()
     }
 
     /// SIGKILL, as a crash would; [`Containerd::start_again`] brings it back with its images.

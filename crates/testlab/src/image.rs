@@ -15,7 +15,11 @@ pub enum Layer {
     Files(Vec<(String, Vec<u8>)>),
     /// One file of `bytes` pseudo-random bytes from `seed`: the same seed gives the same layer
     /// digest, a new seed gives content no registry or runtime has seen.
-    Random { name: String, bytes: usize, seed: u64 },
+    Random {
+        name: String,
+        bytes: usize,
+        seed: u64,
+    },
 }
 
 impl Layer {
@@ -23,7 +27,11 @@ impl Layer {
         Layer::Files(vec![(name.to_string(), contents.as_bytes().to_vec())])
     }
     pub fn random(name: &str, bytes: usize, seed: u64) -> Self {
-        Layer::Random { name: name.to_string(), bytes, seed }
+        Layer::Random {
+            name: name.to_string(),
+            bytes,
+            seed,
+        }
     }
 }
 
@@ -57,10 +65,18 @@ pub struct ImageBuilder {
 impl ImageBuilder {
     pub fn new(dir: &Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_path_buf(), count: AtomicUsize::new(0) })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            count: AtomicUsize::new(0),
+        })
     }
 
-    pub(crate) fn build(&self, repo: &str, tag: &str, layers: &[Layer]) -> anyhow::Result<BuiltImage> {
+    pub(crate) fn build(
+        &self,
+        repo: &str,
+        tag: &str,
+        layers: &[Layer],
+    ) -> anyhow::Result<BuiltImage> {
         let n = self.count.fetch_add(1, Ordering::Relaxed);
         let layout = self.dir.join(format!("{n}-{}", repo.replace('/', "_")));
         let blobs = layout.join("blobs/sha256");
@@ -103,8 +119,16 @@ impl ImageBuilder {
             }],
         });
         std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
-        std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        Ok(BuiltImage { layout, manifest_digest, config_digest, size: size + config_len + manifest_len })
+        std::fs::write(
+            layout.join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )?;
+        Ok(BuiltImage {
+            layout,
+            manifest_digest,
+            config_digest,
+            size: size + config_len + manifest_len,
+        })
     }
 }
 
@@ -136,7 +160,9 @@ fn layer_tar(layer: &Layer) -> anyhow::Result<Vec<u8>> {
 /// Gzip with a zero mtime, so equal layers get equal digests; random data is stored, not
 /// compressed (level 0), which is ten times faster and just as good for a test.
 fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::new(0));
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::new(0));
     enc.write_all(data)?;
     Ok(enc.finish()?)
 }

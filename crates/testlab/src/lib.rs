@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use containerd::Containerd;
 pub use image::{ImageBuilder, Layer, PushedImage};
-pub use registry::{Credentials, Registry};
+pub use registry::{http_status, Credentials, Registry};
 
 /// Binaries the lab runs, with the Debian package that provides each.
 const REQUIRED: [(&str, &str); 5] = [
@@ -44,9 +44,13 @@ pub fn check_prerequisites() -> anyhow::Result<()> {
     }
     let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(str::to_string)
+        })
         .unwrap_or_default();
-    if !uid.split_whitespace().nth(1).is_some_and(|u| u == "0") {
+    if uid.split_whitespace().nth(1) != Some("0") {
         anyhow::bail!("the containerd test lab must run as root (containerd mounts snapshots to unpack layers)");
     }
     Ok(())
@@ -62,7 +66,9 @@ pub(crate) fn which(bin: &str) -> Option<PathBuf> {
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the service to take).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// An open registry, an htpasswd-protected one, and a containerd that pulls from both.
@@ -82,15 +88,33 @@ impl Lab {
         check_prerequisites()?;
         let dir = tempfile::Builder::new().prefix("kruise-lab-").tempdir()?;
         let registry = Registry::start(&dir.path().join("registry"), None)?;
-        let creds = Credentials { username: "lab-user".into(), password: "lab-pass-7f3a".into() };
+        let creds = Credentials {
+            username: "lab-user".into(),
+            password: "lab-pass-7f3a".into(),
+        };
         let auth_registry = Registry::start(&dir.path().join("registry-auth"), Some(creds))?;
-        let containerd = Containerd::start(&dir.path().join("containerd"), &[registry.port(), auth_registry.port()])?;
+        let containerd = Containerd::start(
+            &dir.path().join("containerd"),
+            &[registry.port(), auth_registry.port()],
+        )?;
         let images = ImageBuilder::new(&dir.path().join("images"))?;
-        Ok(Self { registry, auth_registry, containerd, images, _dir: dir })
+        Ok(Self {
+            registry,
+            auth_registry,
+            containerd,
+            images,
+            _dir: dir,
+        })
     }
 
     /// Builds an image and pushes it to `registry` as `repo:tag`.
-    pub fn push(&self, registry: &Registry, repo: &str, tag: &str, layers: &[Layer]) -> anyhow::Result<PushedImage> {
+    pub fn push(
+        &self,
+        registry: &Registry,
+        repo: &str,
+        tag: &str,
+        layers: &[Layer],
+    ) -> anyhow::Result<PushedImage> {
         let built = self.images.build(repo, tag, layers)?;
         registry.push(&built, repo, tag)
     }

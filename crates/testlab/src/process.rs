@@ -20,11 +20,19 @@ impl Service {
             .stderr(out)
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {name}: {e}"))?;
-        Ok(Self { name: name.to_string(), child: Some(child), log: log.to_path_buf() })
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
     }
 
     /// Waits until `ready` holds, failing early if the process exits, or at the deadline.
-    pub fn wait_ready(&mut self, deadline: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    pub fn wait_ready(
+        &mut self,
+        deadline: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
             if ready() {
@@ -32,11 +40,19 @@ impl Service {
             }
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    anyhow::bail!("{} exited with {status} before it was ready; log:\n{}", self.name, self.log_tail());
+                    anyhow::bail!(
+                        "{} exited with {status} before it was ready; log:\n{}",
+                        self.name,
+                        self.log_tail()
+                    );
                 }
             }
             if start.elapsed() > deadline {
-                anyhow::bail!("{} not ready after {deadline:?}; log:\n{}", self.name, self.log_tail());
+                anyhow::bail!(
+                    "{} not ready after {deadline:?}; log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -54,8 +70,13 @@ impl Service {
 
     /// SIGTERM, wait up to `grace`, then SIGKILL.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < grace {
             if let Ok(Some(_)) = child.try_wait() {

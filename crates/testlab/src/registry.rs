@@ -38,11 +38,23 @@ impl Registry {
                 .arg(&htpasswd)
                 .args([&c.username, &c.password])
                 .output()?;
-            anyhow::ensure!(status.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&status.stderr));
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: kruise-lab\n    path: {}\n", htpasswd.display()));
+            anyhow::ensure!(
+                status.status.success(),
+                "htpasswd failed: {}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: kruise-lab\n    path: {}\n",
+                htpasswd.display()
+            ));
         }
         std::fs::write(dir.join("config.yml"), config)?;
-        let mut registry = Self { dir: dir.to_path_buf(), port, credentials, service: None };
+        let mut registry = Self {
+            dir: dir.to_path_buf(),
+            port,
+            credentials,
+            service: None,
+        };
         registry.start_again()?;
         Ok(registry)
     }
@@ -53,7 +65,9 @@ impl Registry {
         cmd.arg("serve").arg(self.dir.join("config.yml"));
         let mut service = Service::spawn("docker-registry", cmd, &self.dir.join("log"))?;
         let port = self.port;
-        service.wait_ready(Duration::from_secs(20), || http_status(port, "/") == Some(200))?;
+        service.wait_ready(Duration::from_secs(20), || {
+            http_status(port, "/") == Some(200)
+        })?;
         self.service = Some(service);
         Ok(())
     }
@@ -79,16 +93,27 @@ impl Registry {
     }
 
     /// Pushes a built OCI layout tag with skopeo.
-    pub(crate) fn push(&self, image: &BuiltImage, repo: &str, tag: &str) -> anyhow::Result<PushedImage> {
+    pub(crate) fn push(
+        &self,
+        image: &BuiltImage,
+        repo: &str,
+        tag: &str,
+    ) -> anyhow::Result<PushedImage> {
         let reference = format!("{}/{repo}:{tag}", self.host());
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "-q", "--dest-tls-verify=false"]);
         if let Some(c) = &self.credentials {
-            cmd.arg("--dest-creds").arg(format!("{}:{}", c.username, c.password));
+            cmd.arg("--dest-creds")
+                .arg(format!("{}:{}", c.username, c.password));
         }
-        cmd.arg(format!("oci:{}:{tag}", image.layout.display())).arg(format!("docker://{reference}"));
+        cmd.arg(format!("oci:{}:{tag}", image.layout.display()))
+            .arg(format!("docker://{reference}"));
         let out = cmd.output()?;
-        anyhow::ensure!(out.status.success(), "skopeo push of {reference} failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "skopeo push of {reference} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(PushedImage {
             reference: reference.clone(),
             digest_reference: format!("{}/{repo}@{}", self.host(), image.manifest_digest),
@@ -100,8 +125,10 @@ impl Registry {
 }
 
 /// The status code of a plain HTTP GET, or None if nothing answers.
-pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).ok()?;
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut head = [0u8; 12];

@@ -184,7 +184,9 @@ impl ImagePullJobTemplate {
     pub fn parallelism(&self) -> Result<u32, String> {
         match &self.parallelism {
             None => Ok(1),
-            Some(IntOrString::Int(n)) => u32::try_from(*n).map_err(|_| format!("parallelism {n} is negative")),
+            Some(IntOrString::Int(n)) => {
+                u32::try_from(*n).map_err(|_| format!("parallelism {n} is negative"))
+            }
             Some(IntOrString::String(s)) => s
                 .trim()
                 .parse::<u32>()
@@ -193,11 +195,17 @@ impl ImagePullJobTemplate {
     }
 
     pub fn timeout_seconds(&self) -> i32 {
-        self.pull_policy.as_ref().and_then(|p| p.timeout_seconds).unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+        self.pull_policy
+            .as_ref()
+            .and_then(|p| p.timeout_seconds)
+            .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
     }
 
     pub fn backoff_limit(&self) -> i32 {
-        self.pull_policy.as_ref().and_then(|p| p.backoff_limit).unwrap_or(DEFAULT_BACKOFF_LIMIT)
+        self.pull_policy
+            .as_ref()
+            .and_then(|p| p.backoff_limit)
+            .unwrap_or(DEFAULT_BACKOFF_LIMIT)
     }
 
     pub fn completion_type(&self) -> CompletionPolicyType {

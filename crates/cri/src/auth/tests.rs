@@ -5,7 +5,10 @@ fn b64(s: &str) -> String {
 }
 
 fn json_secret(auths: serde_json::Value) -> BTreeMap<String, Vec<u8>> {
-    BTreeMap::from([(DOCKER_CONFIG_JSON_KEY.to_string(), serde_json::to_vec(&serde_json::json!({"auths": auths})).unwrap())])
+    BTreeMap::from([(
+        DOCKER_CONFIG_JSON_KEY.to_string(),
+        serde_json::to_vec(&serde_json::json!({"auths": auths})).unwrap(),
+    )])
 }
 
 fn users(found: &[(AuthConfig, String)]) -> Vec<&str> {
@@ -61,10 +64,19 @@ fn auth_is_decoded_and_tokens_kept() {
     )
     .unwrap();
     let a = &ring.lookup("127.0.0.1:5001/lab/x")[0].0;
-    assert_eq!((a.username.as_str(), a.password.as_str()), ("user", "pa:ss"));
-    assert_eq!(a.server_address, "", "containerd refuses host:port without a scheme");
+    assert_eq!(
+        (a.username.as_str(), a.password.as_str()),
+        ("user", "pa:ss")
+    );
+    assert_eq!(
+        a.server_address, "",
+        "containerd refuses host:port without a scheme"
+    );
     let t = &ring.lookup("tok.io/x")[0].0;
-    assert_eq!((t.identity_token.as_str(), t.registry_token.as_str()), ("id-tok", "reg-tok"));
+    assert_eq!(
+        (t.identity_token.as_str(), t.registry_token.as_str()),
+        ("id-tok", "reg-tok")
+    );
 }
 
 #[test]
@@ -72,7 +84,8 @@ fn dockercfg_secrets_and_docker_io_keys() {
     let mut ring = DockerKeyring::new();
     let data = BTreeMap::from([(
         DOCKER_CFG_KEY.to_string(),
-        serde_json::to_vec(&serde_json::json!({"docker.io": {"username": "d", "password": "p"}})).unwrap(),
+        serde_json::to_vec(&serde_json::json!({"docker.io": {"username": "d", "password": "p"}}))
+            .unwrap(),
     )]);
     ring.add_secret("ns/old", DOCKER_CFG_TYPE, &data).unwrap();
     assert_eq!(users(&ring.lookup("docker.io/library/busybox")), ["d"]);
@@ -82,19 +95,36 @@ fn dockercfg_secrets_and_docker_io_keys() {
 #[test]
 fn bad_secrets_say_what_is_wrong() {
     let mut ring = DockerKeyring::new();
-    let err = ring.add_secret("ns/a", "Opaque", &BTreeMap::new()).unwrap_err();
-    assert!(err.to_string().contains("use kubernetes.io/dockerconfigjson"), "{err}");
-    let err = ring.add_secret("ns/b", DOCKER_CONFIG_JSON_TYPE, &BTreeMap::new()).unwrap_err();
+    let err = ring
+        .add_secret("ns/a", "Opaque", &BTreeMap::new())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("use kubernetes.io/dockerconfigjson"),
+        "{err}"
+    );
+    let err = ring
+        .add_secret("ns/b", DOCKER_CONFIG_JSON_TYPE, &BTreeMap::new())
+        .unwrap_err();
     assert_eq!(err.to_string(), "secret ns/b has no .dockerconfigjson key");
     let bad = BTreeMap::from([(DOCKER_CONFIG_JSON_KEY.to_string(), b"{not json".to_vec())]);
-    let err = ring.add_secret("ns/c", DOCKER_CONFIG_JSON_TYPE, &bad).unwrap_err();
-    assert!(err.to_string().starts_with("secret ns/c: .dockerconfigjson is not valid JSON"), "{err}");
+    let err = ring
+        .add_secret("ns/c", DOCKER_CONFIG_JSON_TYPE, &bad)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("secret ns/c: .dockerconfigjson is not valid JSON"),
+        "{err}"
+    );
     assert!(ring.is_empty());
 }
 
 #[test]
 fn keys_are_normalised() {
-    assert_eq!(normalise_key("https://index.docker.io/v1/"), "index.docker.io");
+    assert_eq!(
+        normalise_key("https://index.docker.io/v1/"),
+        "index.docker.io"
+    );
     assert_eq!(normalise_key("http://r.io/v2/"), "r.io");
     assert_eq!(normalise_key("r.io/team"), "r.io/team");
     assert_eq!(normalise_key("https://r.io:443/team/"), "r.io:443/team/");

@@ -1,0 +1,33 @@
+//! Command-line flags (each also settable by environment variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Pulls the images listed in this node's NodeImage through the container runtime's CRI socket.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "kruise-daemon", version, about)]
+pub struct Args {
+    /// This node's name; the daemon reads and writes only the NodeImage of that name.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+
+    /// The runtime's CRI socket, e.g. unix:///run/containerd/containerd.sock. Without it the
+    /// daemon probes containerd, CRI-O and cri-dockerd sockets under --host-run-dir.
+    #[arg(long, env = "KRUISE_RUNTIME_ENDPOINT")]
+    pub runtime_endpoint: Option<String>,
+
+    /// Where the host's /var/run is mounted.
+    #[arg(long, env = "KRUISE_HOST_RUN_DIR", default_value = "/hostvarrun")]
+    pub host_run_dir: PathBuf,
+
+    /// Most image pulls running at once on this node; the rest wait.
+    #[arg(long, env = "KRUISE_MAX_CONCURRENT_PULLS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_pulls: u32,
+
+    /// Address of the admin server: /metrics, /healthz, /readyz.
+    #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:10221")]
+    pub metrics_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub log: kruise_observe::LogArgs,
+}
