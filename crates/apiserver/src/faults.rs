@@ -1,0 +1,103 @@
+//! Faults on demand and request counts, driven over HTTP under `/_test/` so that tests and
+//! benchmarks in other processes can use them too.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A request as counted: verb, `group/resource` (core kinds have no group), subresource.
+pub type RequestKey = (String, String, String);
+
+#[derive(Debug)]
+pub struct Faults {
+    fail_writes: AtomicU32,
+    fail_code: AtomicU16,
+    latency_ms: AtomicU64,
+    pub drop_watches: tokio::sync::watch::Sender<u64>,
+    counts: Mutex<BTreeMap<RequestKey, u64>>,
+}
+
+/// Body of `POST /_test/faults`; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRequest {
+    /// End every open watch now (clients must re-watch or relist).
+    pub drop_watches: Option<bool>,
+    /// Fail the next N writes (create, update, patch, delete) with `failCode`.
+    pub fail_writes: Option<u32>,
+    /// 500 (default) or 429.
+    pub fail_code: Option<u16>,
+    /// Added to every request from now on.
+    pub latency_ms: Option<u64>,
+    /// Forget watch history: watches from older resourceVersions get 410 Gone.
+    pub compact: Option<bool>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            fail_writes: AtomicU32::new(0),
+            fail_code: AtomicU16::new(500),
+            latency_ms: AtomicU64::new(0),
+            drop_watches: tokio::sync::watch::channel(0).0,
+            counts: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Faults {
+    pub fn apply(&self, req: &FaultRequest) {
+        if req.drop_watches == Some(true) {
+            self.drop_watches.send_modify(|g| *g += 1);
+        }
+        if let Some(n) = req.fail_writes {
+            self.fail_code
+                .store(req.fail_code.unwrap_or(500), Ordering::SeqCst);
+            self.fail_writes.store(n, Ordering::SeqCst);
+        }
+        if let Some(ms) = req.latency_ms {
+            self.latency_ms.store(ms, Ordering::SeqCst);
+        }
+    }
+
+    /// The status code to fail this write with, if a failure is pending.
+    pub fn take_write_failure(&self) -> Option<u16> {
+        self.fail_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| self.fail_code.load(Ordering::SeqCst))
+    }
+
+    pub fn latency(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.latency_ms.load(Ordering::SeqCst))
+    }
+
+    pub fn count(&self, key: RequestKey) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    /// `{"requests": [{"verb", "resource", "subresource", "count"}]}`.
+    pub fn counts_json(&self) -> Value {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let rows: Vec<Value> = counts
+            .iter()
+            .map(|((verb, resource, sub), n)| json!({"verb": verb, "resource": resource, "subresource": sub, "count": n}))
+            .collect();
+        json!({ "requests": rows })
+    }
+
+    pub fn reset_counts(&self) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}

@@ -1,0 +1,179 @@
+//! A small Kubernetes API server for tests and the local demo. It is a stand-in, not a lenient
+//! one: objects are checked as kube-apiserver checks them (CRD schemas with defaults and CEL rules,
+//! typed decoding of built-in kinds, metadata rules, `409 Conflict` on a stale `resourceVersion`,
+//! `410 Gone` for a watch from too old a version, finalizers, garbage collection by owner), and
+//! what the binaries get away with here they must get away with on a real cluster.
+//!
+//! Serves plain HTTP on loopback without authentication; writes a kubeconfig that kube-rs and
+//! kubectl use. Faults (dropped watches, failing writes, latency) and request counts are under
+//! `/_test/`.
+
+mod builtin;
+mod catalog;
+mod errors;
+mod faults;
+mod gc;
+mod http;
+mod meta;
+mod patch;
+mod selector;
+mod store;
+mod table;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use faults::FaultRequest;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// How often background garbage collection looks for objects whose owners are gone.
+const GC_EVERY: Duration = Duration::from_millis(500);
+
+/// A running server; stopped when dropped.
+pub struct TestApiServer {
+    addr: SocketAddr,
+    kubeconfig: PathBuf,
+    shutdown: CancellationToken,
+    _dir: Option<tempfile_lite::TempDir>,
+}
+
+impl TestApiServer {
+    /// Starts on `addr` (port 0 picks a free port), with the CRDs found in `crd_dirs` installed,
+    /// and writes a kubeconfig (to `kubeconfig`, or into a temporary directory).
+    pub async fn start(
+        addr: SocketAddr,
+        crd_dirs: &[&Path],
+        kubeconfig: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let store = store::Store::new();
+        for dir in crd_dirs {
+            install_crds(&store, dir)?;
+        }
+        let app = http::App {
+            store: store.clone(),
+            faults: Arc::new(faults::Faults::default()),
+        };
+        let router = axum::Router::new().fallback(http::handle).with_state(app);
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(GC_EVERY);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => store.collect_garbage(),
+                }
+            }
+        });
+        let (dir, kubeconfig) = match kubeconfig {
+            Some(p) => (None, p.to_path_buf()),
+            None => {
+                let d = tempfile_lite::TempDir::new("kruise-apiserver")?;
+                let p = d.path().join("kubeconfig");
+                (Some(d), p)
+            }
+        };
+        std::fs::write(&kubeconfig, kubeconfig_yaml(addr))?;
+        Ok(Self {
+            addr,
+            kubeconfig,
+            shutdown,
+            _dir: dir,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for TestApiServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A kubeconfig for `http://ADDR` with one context, `kruise-test`.
+pub fn kubeconfig_yaml(addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kruise-test\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: kruise-test\n  context:\n    cluster: kruise-test\n    user: kruise-test\n    namespace: default\ncurrent-context: kruise-test\nusers:\n- name: kruise-test\n  user: {{}}\n"
+    )
+}
+
+fn install_crds(store: &store::Store, dir: &Path) -> anyhow::Result<()> {
+    let info = store
+        .lock()
+        .catalog
+        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("built in");
+    let mut files: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+    {
+        let text = std::fs::read_to_string(&path)?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let crd: Value = serde::Deserialize::deserialize(doc)?;
+            if crd.is_null() {
+                continue;
+            }
+            store
+                .create(&info, "v1", "", crd)
+                .map_err(|e| anyhow::anyhow!("installing {}: {}", path.display(), e.message))?;
+        }
+    }
+    Ok(())
+}
+
+/// A temporary directory without another dependency.
+mod tempfile_lite {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> std::io::Result<Self> {
+            let p =
+                std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&p)?;
+            Ok(Self(p))
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
