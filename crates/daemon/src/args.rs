@@ -24,10 +24,23 @@ pub struct Args {
     #[arg(long, env = "KRUISE_MAX_CONCURRENT_PULLS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_pulls: u32,
 
+    /// How often a pulled image is checked for presence (and re-pulled if gone, or always for
+    /// `imagePullPolicy: Always`), with ±10% jitter: `24h`, `30m`, `90s`.
+    #[arg(long, env = "KRUISE_IMAGE_CHECK_INTERVAL", default_value = "24h", value_parser = parse_duration)]
+    pub image_check_interval: std::time::Duration,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:10221")]
     pub metrics_addr: SocketAddr,
 
     #[command(flatten)]
     pub log: kruise_observe::LogArgs,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = kruise_observe::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("the interval must be at least 1s".into());
+    }
+    Ok(d)
 }

@@ -153,3 +153,46 @@ async fn wait_for_signal() {
         _ = int.recv() => {}
     }
 }
+
+/// A duration flag: `90s`, `30m`, `24h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let bad = || format!("{s:?} is not a duration like 90s, 30m or 24h");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations() {
+        assert_eq!(
+            super::parse_duration("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            super::parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            super::parse_duration("24h"),
+            Ok(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            super::parse_duration("7"),
+            Ok(std::time::Duration::from_secs(7))
+        );
+        assert!(super::parse_duration("soon")
+            .unwrap_err()
+            .contains("like 90s"));
+        assert!(super::parse_duration("5d").is_err());
+    }
+}

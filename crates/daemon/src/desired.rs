@@ -1,0 +1,134 @@
+//! Pure: what the node's NodeImage asks for, and which workers to start and stop to get there.
+//! No I/O and no clock; `controller` feeds it the watched object and applies its answer.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kruise_api::imageref::pull_reference;
+use kruise_api::{
+    ImagePullPolicy, ImageTagStatus, NodeImage, ReferenceObject, SandboxConfig, TagPhase,
+};
+
+/// `(image key, tag)`: one worker each.
+pub type TagKey = (String, String);
+
+/// Everything one pull round needs, taken from a NodeImage tag entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagTask {
+    pub image: String,
+    pub tag: String,
+    pub version: i64,
+    /// The reference to pull: `key:tag`, `key@sha256:…` or `key:tag@sha256:…`.
+    pub reference: String,
+    pub policy: ImagePullPolicy,
+    pub timeout: Duration,
+    pub backoff_limit: u32,
+    /// `createdAt + activeDeadlineSeconds`: no attempt runs past it.
+    pub deadline: Option<SystemTime>,
+    pub pull_secrets: Vec<ReferenceObject>,
+    pub sandbox: SandboxConfig,
+    pub owners: Vec<ObjectReference>,
+}
+
+impl TagTask {
+    pub fn key(&self) -> TagKey {
+        (self.image.clone(), self.tag.clone())
+    }
+}
+
+/// Every tag the spec lists.
+pub fn desired_tags(ni: &NodeImage) -> BTreeMap<TagKey, TagTask> {
+    let mut out = BTreeMap::new();
+    for (image, spec) in &ni.spec.images {
+        for t in &spec.tags {
+            let policy = t.pull_policy.clone().unwrap_or_default();
+            let created = t.created_at.as_ref().map(|c| SystemTime::from(c.0));
+            let deadline = match (created, policy.active_deadline_seconds) {
+                (Some(c), Some(ads)) if ads > 0 => Some(c + Duration::from_secs(ads as u64)),
+                _ => None,
+            };
+            let task = TagTask {
+                image: image.clone(),
+                tag: t.tag.clone(),
+                version: t.version,
+                reference: pull_reference(image, &t.tag),
+                policy: t.image_pull_policy.unwrap_or_default(),
+                timeout: Duration::from_secs(policy.timeout_seconds().max(1) as u64),
+                backoff_limit: policy.backoff_limit().max(0) as u32,
+                deadline,
+                pull_secrets: spec.pull_secrets.clone(),
+                sandbox: spec.sandbox_config.clone().unwrap_or_default(),
+                owners: t.owner_references.clone(),
+            };
+            out.insert(task.key(), task);
+        }
+    }
+    out
+}
+
+/// Results already reported for the spec version, which a (re)started worker adopts instead of
+/// pulling again: finished tags (Succeeded or Failed, with a completion time) only.
+pub fn finished_statuses(ni: &NodeImage) -> BTreeMap<TagKey, ImageTagStatus> {
+    let mut out = BTreeMap::new();
+    for (image, status) in ni.status.iter().flat_map(|s| &s.image_statuses) {
+        for t in &status.tags {
+            let finished = matches!(t.phase, TagPhase::Succeeded | TagPhase::Failed)
+                && t.completion_time.is_some();
+            if finished {
+                out.insert((image.clone(), t.tag.clone()), t.clone());
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start a worker; `adopt` is a finished result of the same version to keep.
+    Start {
+        task: TagTask,
+        adopt: Option<ImageTagStatus>,
+    },
+    /// Stop (and cancel) the worker; `removed` when the tag left the spec (its status goes too).
+    Stop { key: TagKey, removed: bool },
+}
+
+/// The actions that turn `running` (key → version of its worker) into `desired`.
+pub fn plan(
+    running: &BTreeMap<TagKey, i64>,
+    desired: &BTreeMap<TagKey, TagTask>,
+    finished: &BTreeMap<TagKey, ImageTagStatus>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (key, version) in running {
+        match desired.get(key) {
+            None => actions.push(Action::Stop {
+                key: key.clone(),
+                removed: true,
+            }),
+            Some(t) if t.version != *version => actions.push(Action::Stop {
+                key: key.clone(),
+                removed: false,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (key, task) in desired {
+        if running.get(key) == Some(&task.version) {
+            continue;
+        }
+        let adopt = finished
+            .get(key)
+            .filter(|s| s.version == task.version)
+            .cloned();
+        actions.push(Action::Start {
+            task: task.clone(),
+            adopt,
+        });
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests;

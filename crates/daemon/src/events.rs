@@ -1,0 +1,66 @@
+//! Kubernetes Events with OpenKruise's reasons: `PullImageSucceed` on the NodeImage,
+//! `PullImageFailed` on the NodeImage and on every ImagePullJob that owns the tag. Event failures
+//! are logged, never fatal.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kruise_api::constants::{REASON_PULL_IMAGE_FAILED, REASON_PULL_IMAGE_SUCCEED};
+use kube::runtime::events::{Event, EventType, Recorder};
+
+use crate::desired::TagTask;
+use crate::worker::{BoxFuture, EventSink};
+
+pub struct KubeEvents {
+    pub recorder: Recorder,
+    pub node_image: ObjectReference,
+}
+
+impl KubeEvents {
+    async fn publish(&self, type_: EventType, reason: &str, note: String, on: &ObjectReference) {
+        let note: String = note.chars().take(1000).collect();
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "PullImage".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, on).await {
+            tracing::warn!(error = %e, reason, object = ?on.name, "publishing an event failed");
+        }
+    }
+}
+
+impl EventSink for KubeEvents {
+    fn succeeded<'a>(&'a self, _task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
+        Box::pin(self.publish(
+            EventType::Normal,
+            REASON_PULL_IMAGE_SUCCEED,
+            note,
+            &self.node_image,
+        ))
+    }
+
+    fn failed<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.publish(
+                EventType::Warning,
+                REASON_PULL_IMAGE_FAILED,
+                note.clone(),
+                &self.node_image,
+            )
+            .await;
+            for owner in &task.owners {
+                self.publish(
+                    EventType::Warning,
+                    REASON_PULL_IMAGE_FAILED,
+                    format!(
+                        "{note} on node {}",
+                        self.node_image.name.as_deref().unwrap_or_default()
+                    ),
+                    owner,
+                )
+                .await;
+            }
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The daemon's Prometheus metrics (prefix `kruise_daemon_`). Labels are bounded: results and
+//! error kinds, never image names or messages.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullLabels {
+    /// `succeeded` or `failed`.
+    pub result: String,
+    /// How it succeeded (`pulled`, `present`, `repulled`) or why it failed (an error kind).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// `present`, `repull_missing` or `repull_always`.
+    pub result: String,
+}
+
+pub struct Metrics {
+    pub pulls: Family<PullLabels, Counter>,
+    pub pull_duration: Family<ResultLabels, Histogram>,
+    pub in_flight: Gauge,
+    pub waiting: Gauge,
+    pub status_writes: Family<ResultLabels, Counter>,
+    pub checks: Family<CheckLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            pulls: Family::default(),
+            pull_duration: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+                ])
+            }),
+            in_flight: Gauge::default(),
+            waiting: Gauge::default(),
+            status_writes: Family::default(),
+            checks: Family::default(),
+        };
+        registry.register(
+            "pulls",
+            "Finished pull rounds by result and reason",
+            m.pulls.clone(),
+        );
+        registry.register(
+            "pull_duration_seconds",
+            "Time from the first attempt to the result",
+            m.pull_duration.clone(),
+        );
+        registry.register(
+            "pulls_in_flight",
+            "CRI pulls running now",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "pulls_waiting",
+            "Tags waiting for a pull slot",
+            m.waiting.clone(),
+        );
+        registry.register(
+            "status_writes",
+            "NodeImage status patches by result",
+            m.status_writes.clone(),
+        );
+        registry.register(
+            "image_checks",
+            "Periodic presence checks of pulled images by result",
+            m.checks.clone(),
+        );
+        m
+    }
+
+    pub fn observe_pull(&self, result: &str, reason: &str, elapsed: Duration) {
+        self.pulls
+            .get_or_create(&PullLabels {
+                result: result.into(),
+                reason: reason.into(),
+            })
+            .inc();
+        if !elapsed.is_zero() {
+            self.pull_duration
+                .get_or_create(&ResultLabels {
+                    result: result.into(),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    pub fn status_write(&self, result: &str) {
+        self.status_writes
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+}
