@@ -85,7 +85,7 @@ impl<R: ImageRuntime> Controller<R> {
                 Action::Start { task, adopt } => {
                     tracing::debug!(image = %task.image, tag = %task.tag, version = task.version, adopted = adopt.is_some(), "starting worker");
                     self.workers
-                        .insert(task.key(), worker::spawn(self.ctx.clone(), task, adopt));
+                        .insert(task.key(), worker::spawn(self.ctx.clone(), *task, adopt));
                 }
             }
         }

@@ -87,7 +87,7 @@ pub fn finished_statuses(ni: &NodeImage) -> BTreeMap<TagKey, ImageTagStatus> {
 pub enum Action {
     /// Start a worker; `adopt` is a finished result of the same version to keep.
     Start {
-        task: TagTask,
+        task: Box<TagTask>,
         adopt: Option<ImageTagStatus>,
     },
     /// Stop (and cancel) the worker; `removed` when the tag left the spec (its status goes too).
@@ -123,7 +123,7 @@ pub fn plan(
             .filter(|s| s.version == task.version)
             .cloned();
         actions.push(Action::Start {
-            task: task.clone(),
+            task: Box::new(task.clone()),
             adopt,
         });
     }

@@ -1,7 +1,8 @@
 //! The single writer of this node's NodeImage status. Workers send tag results; the writer keeps
 //! the whole status, and patches the status subresource only when it changed, coalescing bursts:
-//! a result (Succeeded/Failed) goes out within about a second, progress (Waiting/Pulling) within
-//! a few, and never more than one write per `min_interval`. A failed write is retried with backoff
+//! a result (Succeeded/Failed) goes out at once (after 50 ms, to gather results finishing
+//! together), progress (Waiting/Pulling) within a few seconds and usually folded into the result's
+//! write, and never more than one write per `min_interval` (1 s). A failed write is retried with backoff
 //! and nothing is lost meanwhile.
 
 use std::collections::BTreeMap;

@@ -18,12 +18,7 @@ impl Containerd {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         for port in registry_ports {
-            let host = format!("127.0.0.1:{port}");
-            std::fs::create_dir_all(dir.join("certs.d").join(&host))?;
-            std::fs::write(
-                dir.join("certs.d").join(&host).join("hosts.toml"),
-                format!("server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n"),
-            )?;
+            write_hosts_toml(dir, *port)?;
         }
         let d = dir.display();
         std::fs::write(
@@ -96,6 +91,11 @@ disabled_plugins = [
         Ok(())
     }
 
+    /// Lets containerd pull over plain HTTP from `127.0.0.1:port` (read on every pull).
+    pub fn trust_registry(&self, port: u16) -> anyhow::Result<()> {
+        write_hosts_toml(&self.dir, port)
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("containerd.sock")
     }
@@ -128,4 +128,14 @@ disabled_plugins = [
             s.stop(Duration::from_secs(10));
         }
     }
+}
+
+fn write_hosts_toml(dir: &Path, port: u16) -> anyhow::Result<()> {
+    let host = format!("127.0.0.1:{port}");
+    std::fs::create_dir_all(dir.join("certs.d").join(&host))?;
+    std::fs::write(
+        dir.join("certs.d").join(&host).join("hosts.toml"),
+        format!("server = \"http://{host}\"\n\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n"),
+    )?;
+    Ok(())
 }

@@ -11,12 +11,14 @@
 mod containerd;
 mod image;
 mod process;
+mod proxy;
 mod registry;
 
 use std::path::{Path, PathBuf};
 
 pub use containerd::Containerd;
 pub use image::{ImageBuilder, Layer, PushedImage};
+pub use proxy::SlowProxy;
 pub use registry::{http_status, Credentials, Registry};
 
 /// Binaries the lab runs, with the Debian package that provides each.
@@ -117,6 +119,17 @@ impl Lab {
     ) -> anyhow::Result<PushedImage> {
         let built = self.images.build(repo, tag, layers)?;
         registry.push(&built, repo, tag)
+    }
+
+    /// A throttling proxy in front of `registry`, which containerd may pull from.
+    pub fn slow_proxy(
+        &self,
+        registry: &Registry,
+        bytes_per_second: u64,
+    ) -> anyhow::Result<SlowProxy> {
+        let proxy = SlowProxy::start(registry.port(), bytes_per_second)?;
+        self.containerd.trust_registry(proxy.port())?;
+        Ok(proxy)
     }
 
     /// The unix endpoint of containerd's CRI socket.

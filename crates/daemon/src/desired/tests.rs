@@ -96,7 +96,7 @@ fn plan_starts_stops_and_adopts() {
                 removed: true
             },
             Action::Start {
-                task: desired[&key("a", "2")].clone(),
+                task: Box::new(desired[&key("a", "2")].clone()),
                 adopt: None
             },
         ]

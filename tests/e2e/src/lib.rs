@@ -1,0 +1,13 @@
+//! The process-level test harness: an API server (the project's test API server, or a real
+//! cluster's when `E2E_KUBECONFIG` is set), a containerd and registries on loopback, and the real
+//! `kruise-daemon` and `kruise-manager` binaries run as processes. Every wait has a deadline; every
+//! process and object a test makes goes away when its handle drops.
+
+pub mod cluster;
+pub mod node;
+pub mod process;
+pub mod wait;
+
+pub use cluster::Cluster;
+pub use process::{Binary, DaemonOptions, Process};
+pub use wait::wait_for;

@@ -1,0 +1,114 @@
+//! Helpers for tests that play the manager's part: write NodeImage specs directly and watch
+//! what the daemon reports.
+
+use std::time::Duration;
+
+use k8s_openapi::api::events::v1::Event;
+use kruise_api::imageref::ImageRef;
+use kruise_api::{ImageTagStatus, NodeImage, TagPhase};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::Api;
+use serde_json::{json, Value};
+
+use crate::wait_for;
+
+/// `(NodeImage key, tag)` of a reference, as the manager would write it.
+pub fn key_and_tag(reference: &str) -> (String, String) {
+    let r = ImageRef::parse(reference).expect("a valid reference");
+    (r.node_image_key(), r.node_image_tag())
+}
+
+pub struct NodeImages {
+    pub api: Api<NodeImage>,
+}
+
+impl NodeImages {
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            api: Api::all(client),
+        }
+    }
+
+    pub async fn create(&self, node: &str) {
+        self.api
+            .create(
+                &PostParams::default(),
+                &NodeImage::new(node, Default::default()),
+            )
+            .await
+            .expect("NodeImage created");
+    }
+
+    /// Sets `spec.images[key]` for `reference` to `entry` (tags etc.), or removes it with `Value::Null`.
+    pub async fn set_image(&self, node: &str, reference: &str, entry: Value) {
+        let (key, _) = key_and_tag(reference);
+        let patch = json!({"spec": {"images": {key: entry}}});
+        self.api
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("NodeImage spec patched");
+    }
+
+    /// One tag entry for `reference` with `version` and extra fields merged in.
+    pub fn tag(reference: &str, version: i64, extra: Value) -> Value {
+        let (_, tag) = key_and_tag(reference);
+        let mut t = json!({"tag": tag, "version": version, "createdAt": k8s_openapi::jiff::Timestamp::now().to_string()});
+        if let (Some(t), Some(e)) = (t.as_object_mut(), extra.as_object()) {
+            t.extend(e.clone());
+        }
+        t
+    }
+
+    pub async fn tag_status(&self, node: &str, reference: &str) -> Option<ImageTagStatus> {
+        let (key, tag) = key_and_tag(reference);
+        let ni = self.api.get(node).await.ok()?;
+        ni.status?
+            .image_statuses
+            .get(&key)?
+            .tags
+            .iter()
+            .find(|t| t.tag == tag)
+            .cloned()
+    }
+
+    /// Waits for the tag to reach `phase` at `version`.
+    pub async fn wait_phase(
+        &self,
+        node: &str,
+        reference: &str,
+        phase: TagPhase,
+        version: i64,
+        deadline: Duration,
+    ) -> ImageTagStatus {
+        wait_for(
+            &format!("{reference} on {node} to be {phase:?} at version {version}"),
+            deadline,
+            || async {
+                self.tag_status(node, reference)
+                    .await
+                    .filter(|s| s.phase == phase && s.version == version)
+            },
+        )
+        .await
+    }
+}
+
+/// Events (events.k8s.io) in `namespace` with `reason` about an object named `name`.
+pub async fn events(
+    client: &kube::Client,
+    namespace: &str,
+    reason: &str,
+    name: &str,
+) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .collect()
+}

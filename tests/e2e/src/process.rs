@@ -1,0 +1,226 @@
+//! The project's binaries as child processes, logging to a file that a failing test prints,
+//! stopped with SIGTERM (or killed) when dropped.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kruise_testlab::{free_port, http_status};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Binary {
+    Daemon,
+    Manager,
+}
+
+impl Binary {
+    fn name(self) -> &'static str {
+        match self {
+            Binary::Daemon => "kruise-daemon",
+            Binary::Manager => "kruise-manager",
+        }
+    }
+
+    /// `target/<profile>/<binary>`, next to the test executable's `deps/` directory.
+    pub fn path(self) -> PathBuf {
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe
+            .parent()
+            .and_then(|d| {
+                if d.ends_with("deps") {
+                    d.parent()
+                } else {
+                    Some(d)
+                }
+            })
+            .expect("target dir");
+        let path = dir.join(self.name());
+        assert!(
+            path.exists(),
+            "{} not built: run `cargo build --workspace --bins` (scripts/test does)",
+            path.display()
+        );
+        path
+    }
+}
+
+pub struct Process {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub admin_port: u16,
+    name: String,
+}
+
+/// Flags of a daemon run.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub node: String,
+    pub runtime_endpoint: String,
+    pub max_concurrent_pulls: u32,
+    pub image_check_interval: String,
+}
+
+impl Process {
+    pub fn spawn(
+        binary: Binary,
+        kubeconfig: &Path,
+        args: &[String],
+        log_dir: &Path,
+        label: &str,
+    ) -> Self {
+        let admin_port = free_port().expect("free port");
+        let log = log_dir.join(format!("{label}.log"));
+        let out = File::create(&log).expect("log file");
+        let child = Command::new(binary.path())
+            .args(args)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,kruise_daemon=debug,kruise_manager=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.name()));
+        Self {
+            child: Some(child),
+            log,
+            admin_port,
+            name: label.to_string(),
+        }
+    }
+
+    pub fn daemon(kubeconfig: &Path, opts: &DaemonOptions, log_dir: &Path) -> Self {
+        let args = vec![
+            "--node-name".into(),
+            opts.node.clone(),
+            "--runtime-endpoint".into(),
+            opts.runtime_endpoint.clone(),
+            "--max-concurrent-pulls".into(),
+            opts.max_concurrent_pulls.to_string(),
+            "--image-check-interval".into(),
+            opts.image_check_interval.clone(),
+        ];
+        Self::spawn(
+            Binary::Daemon,
+            kubeconfig,
+            &args,
+            log_dir,
+            &format!("daemon-{}", opts.node),
+        )
+    }
+
+    /// Waits for `/readyz` to answer 200, failing with the log if the process exits first.
+    pub async fn wait_ready(&mut self, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            if http_status(self.admin_port, "/readyz") == Some(200) {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{} exited with {status} before it was ready:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if start.elapsed() > deadline {
+                panic!(
+                    "{} not ready after {deadline:?}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The admin server's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", self.admin_port))
+            .await
+            .expect("admin server");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).await.unwrap();
+        resp
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and the exit status, within `deadline`.
+    pub fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s;
+            }
+            if start.elapsed() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "{} did not exit within {deadline:?} of SIGTERM:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} log ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.log_text()
+            );
+        }
+    }
+}
