@@ -1,0 +1,177 @@
+//! The daemon's overhead: the same size of image pulled (a) directly through CRI and (b) through
+//! a NodeImage spec entry until the status says Succeeded, on the same containerd and registry,
+//! alternating, each round with fresh content (cold pulls). Prints per-round and median figures
+//! and the status writes per pulled tag. Run with `bash scripts/bench` (release build).
+//!
+//! BENCH_ROUNDS (default 5) and BENCH_IMAGE_MB (default 50) change the run.
+
+use std::time::{Duration, Instant};
+
+use e2e::node::{key_and_tag, NodeImages};
+use e2e::{Cluster, DaemonOptions, Process};
+use futures::StreamExt;
+use kruise_api::{NodeImage, TagPhase};
+use kruise_cri::PullRequest;
+use kruise_testlab::{Lab, Layer};
+use kube::api::WatchParams;
+use kube::core::WatchEvent;
+use serde_json::json;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Time from the spec write to the watch event showing the tag Succeeded.
+async fn through_daemon(images: &NodeImages, node: &str, reference: &str) -> Duration {
+    let (key, _) = key_and_tag(reference);
+    let rv = images
+        .api
+        .get(node)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut watch = images
+        .api
+        .watch(
+            &WatchParams::default()
+                .fields(&format!("metadata.name={node}"))
+                .timeout(290),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let start = Instant::now();
+    images
+        .set_image(
+            node,
+            reference,
+            json!({"tags": [NodeImages::tag(reference, 1, json!({}))]}),
+        )
+        .await;
+    while let Some(ev) = watch.next().await {
+        if let Ok(WatchEvent::Modified(ni)) = ev {
+            if succeeded(&ni, &key) {
+                return start.elapsed();
+            }
+        }
+    }
+    panic!("the watch ended before {reference} succeeded");
+}
+
+fn succeeded(ni: &NodeImage, key: &str) -> bool {
+    ni.status
+        .as_ref()
+        .and_then(|s| s.image_statuses.get(key))
+        .is_some_and(|i| i.tags.iter().any(|t| t.phase == TagPhase::Succeeded))
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds = env_or("BENCH_ROUNDS", 5);
+    let mib = env_or("BENCH_IMAGE_MB", 50) as usize;
+    let cluster = Cluster::start().await;
+    let lab = Lab::start().expect("containerd lab");
+    let logs = tempfile::tempdir().unwrap();
+    let node = "bench-node";
+    let images = NodeImages::new(cluster.client.clone());
+    images.create(node).await;
+    let opts = DaemonOptions {
+        node: node.into(),
+        runtime_endpoint: lab.cri_endpoint(),
+        max_concurrent_pulls: 2,
+        image_check_interval: "24h".into(),
+    };
+    let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
+    daemon.wait_ready(Duration::from_secs(60)).await;
+    let cri = kruise_cri::detect(Some(&lab.cri_endpoint()), std::path::Path::new("/none"))
+        .await
+        .unwrap()
+        .client;
+    let writes_before = cluster
+        .request_count("patch", "nodeimages.apps.kruise.io", "status")
+        .await
+        .unwrap_or(0);
+
+    println!("daemon overhead: {rounds} rounds, {mib} MiB single-layer images, cold pulls on containerd over loopback");
+    println!(
+        "{:>5} {:>12} {:>12} {:>12}",
+        "round", "direct ms", "daemon ms", "overhead ms"
+    );
+    let (mut direct, mut via) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let a = lab
+            .push(
+                &lab.registry,
+                &format!("bench/direct{r}"),
+                "v1",
+                &[Layer::random("blob", mib << 20, 10_000 + r)],
+            )
+            .unwrap();
+        let b = lab
+            .push(
+                &lab.registry,
+                &format!("bench/daemon{r}"),
+                "v1",
+                &[Layer::random("blob", mib << 20, 20_000 + r)],
+            )
+            .unwrap();
+        let pull_direct = async {
+            let t = Instant::now();
+            cri.pull_image(
+                PullRequest {
+                    image: a.reference.clone(),
+                    ..Default::default()
+                },
+                Some(Duration::from_secs(300)),
+            )
+            .await
+            .unwrap();
+            t.elapsed()
+        };
+        // Alternate which goes first, so neither always gets a warmer page cache.
+        let (d, v) = if r % 2 == 0 {
+            let d = pull_direct.await;
+            (d, through_daemon(&images, node, &b.reference).await)
+        } else {
+            let v = through_daemon(&images, node, &b.reference).await;
+            (pull_direct.await, v)
+        };
+        println!(
+            "{r:>5} {:>12.1} {:>12.1} {:>12.1}",
+            d.as_secs_f64() * 1e3,
+            v.as_secs_f64() * 1e3,
+            (v.as_secs_f64() - d.as_secs_f64()) * 1e3
+        );
+        direct.push(d.as_secs_f64());
+        via.push(v.as_secs_f64());
+    }
+    let writes = cluster
+        .request_count("patch", "nodeimages.apps.kruise.io", "status")
+        .await
+        .unwrap_or(0)
+        - writes_before;
+    let (md, mv) = (median(direct), median(via));
+    println!(
+        "median direct {:.1} ms, through the daemon {:.1} ms: overhead {:.1} ms ({:+.1}%)",
+        md * 1e3,
+        mv * 1e3,
+        (mv - md) * 1e3,
+        (mv / md - 1.0) * 100.0
+    );
+    println!(
+        "status writes per pulled tag: {:.2} ({writes} writes for {rounds} tags)",
+        writes as f64 / rounds as f64
+    );
+    assert!(daemon.terminate(Duration::from_secs(15)).success());
+}
