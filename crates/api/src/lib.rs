@@ -11,7 +11,8 @@ pub mod types;
 
 pub use types::common::{
     CompletionPolicy, CompletionPolicyType, ImagePullJobNodeSelector, ImagePullJobPodSelector,
-    ImagePullJobTemplate, ImagePullPolicy, LabelSelectorRequirement, PullPolicy, SandboxConfig,
+    ImagePullJobTemplate, ImagePullPolicy, LabelSelectorOperator, LabelSelectorRequirement,
+    PullPolicy, SandboxConfig,
 };
 pub use types::imagelistpulljob::{
     FailedImageStatus, ImageListPullJob, ImageListPullJobSpec, ImageListPullJobStatus,

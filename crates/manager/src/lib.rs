@@ -2,6 +2,8 @@
 //! ImagePullJob and ImageListPullJob controllers.
 
 mod args;
+pub mod plan;
+pub mod selector;
 
 use std::sync::{Arc, Mutex};
 
