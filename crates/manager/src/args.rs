@@ -11,6 +11,10 @@ pub struct Args {
     #[arg(long, env = "KRUISE_NODEIMAGE_CREATION_DELAY", default_value = "30s", value_parser = kruise_observe::parse_duration)]
     pub nodeimage_creation_delay: Duration,
 
+    /// How long a node's daemon may stay silent about a tag before the node counts as failed.
+    #[arg(long, env = "KRUISE_NODE_RESPONSE_TIMEOUT", default_value = "10m", value_parser = kruise_observe::parse_duration)]
+    pub node_response_timeout: Duration,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

@@ -1,32 +1,289 @@
-//! kruise-manager: serves health and metrics and (from the manager issue on) runs the NodeImage,
-//! ImagePullJob and ImageListPullJob controllers.
+//! kruise-manager: watches Nodes, NodeImages, ImagePullJobs, ImageListPullJobs, Pods and pull
+//! secrets; plans (a pure function of that state and the time) what every NodeImage spec and job
+//! status should be; and writes only the differences, one patch per object.
 
 mod args;
+pub mod listjob;
+pub mod metrics;
+pub mod overlay;
 pub mod plan;
+pub mod secrets;
 pub mod selector;
+pub mod stores;
+pub mod writer;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub use args::Args;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kruise_api::{ImageListPullJob, ImagePullJob};
 use kruise_observe::{serve_admin, shutdown_on_signal, Readiness};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
+use tokio::sync::Notify;
+
+/// Changes arriving within this window are planned together (jobs created together share writes).
+const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
-    let registry = Arc::new(Mutex::new(Registry::with_prefix("kruise_manager")));
+    let mut registry = Registry::with_prefix("kruise_manager");
+    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
     let readiness = Readiness::default();
     let (addr, admin) = serve_admin(
         args.metrics_addr,
-        registry,
+        Arc::new(Mutex::new(registry)),
         readiness.clone(),
         shutdown.clone(),
     )
     .await?;
     tracing::info!(%addr, "kruise-manager serving /metrics, /healthz and /readyz");
+
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("connecting to the Kubernetes API (in-cluster or KUBECONFIG): {e}")
+    })?;
+    check_crds(&client).await?;
+    let changed = Arc::new(Notify::new());
+    let stores = stores::Stores::start(&client, changed.clone());
+    tokio::select! {
+        r = stores.wait_until_ready() => r?,
+        _ = shutdown.cancelled() => return Ok(()),
+    }
     readiness.set(true);
-    shutdown.cancelled().await;
+    tracing::info!("caches synced; planning");
+
+    let settings = plan::Settings {
+        nodeimage_creation_delay: args.nodeimage_creation_delay,
+        response_timeout: args.node_response_timeout,
+    };
+    let reporter = Reporter {
+        controller: "kruise-manager".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let mut writer = writer::Writer {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        node_images: Default::default(),
+        jobs: Default::default(),
+    };
+    let mut requeue: Option<Duration> = None;
+    loop {
+        let wait = requeue.unwrap_or(Duration::from_secs(300));
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(DEBOUNCE) => {}
+        }
+        requeue = reconcile(&client, &stores, &settings, &mut writer, &metrics).await;
+    }
+    readiness.set(false);
     let _ = admin.await;
     tracing::info!("kruise-manager stopped");
     Ok(())
+}
+
+/// Fails start-up with install instructions when the CRDs are missing.
+async fn check_crds(client: &Client) -> anyhow::Result<()> {
+    let api: Api<ImagePullJob> = Api::all(client.clone());
+    api.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("listing ImagePullJobs failed ({e}); install the CRDs first: kubectl apply -f config/crd/"))
+}
+
+/// One round: sync pull secrets, plan, write; returns when to plan again at the latest.
+async fn reconcile(
+    client: &Client,
+    stores: &stores::Stores,
+    settings: &plan::Settings,
+    writer: &mut writer::Writer,
+    metrics: &metrics::Metrics,
+) -> Option<Duration> {
+    let jobs = writer.jobs.merge(stores.jobs.state());
+    let node_images = writer.node_images.merge(stores.node_images.state());
+    metrics.jobs.set(jobs.len() as i64);
+    metrics.node_images.set(node_images.len() as i64);
+
+    let sources: BTreeMap<String, Secret> = stores
+        .docker_config_json
+        .state()
+        .into_iter()
+        .chain(stores.docker_cfg.state())
+        .map(|s| {
+            (
+                format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any()),
+                (*s).clone(),
+            )
+        })
+        .collect();
+    let want = secrets::desired(&jobs, &sources);
+    let have: Vec<Secret> = stores
+        .synced
+        .state()
+        .into_iter()
+        .map(|s| (*s).clone())
+        .collect();
+    let mut synced = secrets::references(&have);
+    synced.retain(|source, _| sources.contains_key(source));
+    for (name, s) in &want {
+        let source = s
+            .annotations()
+            .get(kruise_api::constants::SECRET_SOURCE_KEY_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        synced
+            .entry(source)
+            .or_insert_with(|| kruise_api::ReferenceObject {
+                namespace: Some(kruise_api::constants::DAEMON_CONFIG_NAMESPACE.into()),
+                name: Some(name.clone()),
+                mode: Some(kruise_api::constants::SECRET_MODE_BATCH.into()),
+            });
+    }
+    secrets::apply(client, &want, &have).await;
+
+    let snapshot = plan::Snapshot {
+        nodes: stores.nodes.state().iter().map(|n| node_info(n)).collect(),
+        node_images: node_images.clone(),
+        jobs: jobs.clone(),
+        pods: stores.pods.state().iter().map(|p| pod_info(p)).collect(),
+        synced_secrets: synced,
+    };
+    let started = Instant::now();
+    let planned = plan::plan(&snapshot, settings, Timestamp::now());
+    metrics.plans.inc();
+    metrics
+        .plan_duration
+        .observe(started.elapsed().as_secs_f64());
+    let written = writer.apply(&planned, &node_images, &jobs).await;
+    let lists = list_jobs(client, stores, &jobs, metrics).await;
+    let mut requeue = planned.requeue_after;
+    for r in [
+        lists,
+        (written.conflicts + written.errors > 0).then(|| Duration::from_secs(1)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        requeue = Some(requeue.map_or(r, |q| q.min(r)));
+    }
+    requeue
+}
+
+fn node_info(n: &k8s_openapi::api::core::v1::Node) -> plan::NodeInfo {
+    let ready = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    plan::NodeInfo {
+        name: n.name_any(),
+        uid: n.uid().unwrap_or_default(),
+        labels: n.labels().clone(),
+        ready_since: ready.filter(|c| c.status == "True").map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH)
+        }),
+    }
+}
+
+fn pod_info(p: &k8s_openapi::api::core::v1::Pod) -> plan::PodInfo {
+    let node_name = p
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    let phase = p
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default();
+    plan::PodInfo {
+        namespace: p.namespace().unwrap_or_default(),
+        labels: p.labels().clone(),
+        active: !node_name.is_empty()
+            && !matches!(phase, "Succeeded" | "Failed")
+            && p.metadata.deletion_timestamp.is_none(),
+        node_name,
+    }
+}
+
+/// ImageListPullJobs: children and status; returns the earliest TTL requeue.
+async fn list_jobs(
+    client: &Client,
+    stores: &stores::Stores,
+    jobs: &[ImagePullJob],
+    metrics: &metrics::Metrics,
+) -> Option<Duration> {
+    let mut requeue = None;
+    for list in stores
+        .list_jobs
+        .state()
+        .iter()
+        .filter(|l| l.metadata.deletion_timestamp.is_none())
+    {
+        let ns = list.namespace().unwrap_or_default();
+        let uid = list.uid().unwrap_or_default();
+        let children: Vec<&ImagePullJob> = jobs
+            .iter()
+            .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
+            .collect();
+        let p = listjob::plan(list, &children, Timestamp::now());
+        let job_api: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
+        for c in &p.create {
+            let r = job_api.create(&PostParams::default(), c).await;
+            metrics.write("imagepulljob", if r.is_ok() { "ok" } else { "error" });
+            if let Err(e) = r {
+                tracing::warn!(list = %list.name_any(), child = %c.name_any(), error = %e, "creating child ImagePullJob failed");
+            }
+        }
+        for c in &p.update {
+            let r = job_api
+                .replace(&c.name_any(), &PostParams::default(), c)
+                .await;
+            metrics.write("imagepulljob", if r.is_ok() { "ok" } else { "error" });
+        }
+        for name in &p.delete {
+            let _ = job_api.delete(name, &DeleteParams::background()).await;
+            metrics.write("imagepulljob", "deleted");
+        }
+        let list_api: Api<ImageListPullJob> = Api::namespaced(client.clone(), &ns);
+        if p.delete_self {
+            let _ = list_api
+                .delete(&list.name_any(), &DeleteParams::background())
+                .await;
+            continue;
+        }
+        if list.status.as_ref() != Some(&p.status) {
+            let patch = serde_json::json!({"status": p.status});
+            if let Err(e) = list_api
+                .patch_status(
+                    &list.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                tracing::warn!(list = %list.name_any(), error = %e, "writing ImageListPullJob status failed");
+            }
+            metrics.write("imagelistpulljob_status", "ok");
+        }
+        if let Some(s) = p.requeue_secs {
+            let d = Duration::from_secs(s.max(1) as u64);
+            requeue = Some(requeue.map_or(d, |r: Duration| r.min(d)));
+        }
+    }
+    requeue
 }

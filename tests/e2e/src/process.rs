@@ -111,6 +111,15 @@ impl Process {
         )
     }
 
+    /// kruise-manager with no NodeImage creation delay (test Nodes are Ready from the start).
+    pub fn manager(kubeconfig: &Path, log_dir: &Path, label: &str) -> Self {
+        let args: Vec<String> = ["--nodeimage-creation-delay", "0s"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Self::spawn(Binary::Manager, kubeconfig, &args, log_dir, label)
+    }
+
     /// Waits for `/readyz` to answer 200, failing with the log if the process exits first.
     pub async fn wait_ready(&mut self, deadline: Duration) {
         let start = Instant::now();
