@@ -1,97 +1,83 @@
-//! The local demo: a registry and containerd on loopback, an image pushed to the registry, and
-//! kruise-daemon started on that containerd. Until the API server and the controllers exist
-//! (their issues), the demo pulls the image through the same CRI client the daemon uses and
-//! shows it in the runtime.
+//! The whole system on one machine: a registry and containerd on loopback, the project's test API
+//! server with the CRDs, kruise-manager, one kruise-daemon for a Node named `demo-node`, and the
+//! article's sidecar job (examples/sidecar-image-job.yaml) pointed at an image in the local
+//! registry. Shows the job's progress until the image is on the node, then keeps running so you
+//! can look around with kubectl (Ctrl-C stops everything). `--exit-when-done` stops at once.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kruise_cri::PullRequest;
-use kruise_testlab::{free_port, http_status, Lab, Layer};
+use e2e::node::NodeImages;
+use e2e::{wait_for, Cluster, DaemonOptions, Process};
+use kruise_api::ImagePullJob;
+use kruise_testlab::{Lab, Layer};
+use kube::api::PostParams;
+use kube::Api;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let exit_when_done = std::env::args().any(|a| a == "--exit-when-done");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cluster = Cluster::start().await;
     let lab = Lab::start()?;
+    let logs = tempfile::Builder::new().prefix("kruise-demo-logs-").tempdir()?;
+    println!("API server   {} (kubeconfig {})", cluster.test_server().map(|s| s.url()).unwrap_or_default(), cluster.kubeconfig().display());
     println!("registry     http://{}", lab.registry.host());
     println!("containerd   {}", lab.cri_endpoint());
-    let image = lab.push(
-        &lab.registry,
-        "demo/app",
-        "v1",
-        &[Layer::random("app.bin", 8 << 20, 42)],
-    )?;
+    let image = lab.push(&lab.registry, "xxx/sidecar-image", "latest", &[Layer::random("sidecar.bin", 16 << 20, 42)])?;
     println!("pushed       {} ({} bytes)", image.reference, image.size);
 
-    let daemon_bin = std::env::current_exe()?.with_file_name("kruise-daemon");
-    let port = free_port()?;
-    let mut daemon = Command::new(&daemon_bin)
-        .args([
-            "--node-name",
-            "demo-node",
-            "--runtime-endpoint",
-            &lab.cri_endpoint(),
-        ])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "starting {} (run `cargo build --workspace --bins` first): {e}",
-                daemon_bin.display()
-            )
-        })?;
+    cluster.create_namespace("kruise-daemon-config").await;
+    let mut manager = Process::manager(cluster.kubeconfig(), logs.path(), "kruise-manager");
+    manager.wait_ready(Duration::from_secs(60)).await;
+    println!("kruise-manager ready (log {})", manager.log.display());
+    cluster.create_node("demo-node", serde_json::json!({"kubernetes.io/hostname": "demo-node"})).await;
+    let images = NodeImages::new(cluster.client.clone());
+    wait_for("the NodeImage of demo-node", Duration::from_secs(60), || async { images.api.get_opt("demo-node").await.ok().flatten().map(|_| ()) }).await;
+    let opts = DaemonOptions { node: "demo-node".into(), runtime_endpoint: lab.cri_endpoint(), max_concurrent_pulls: 2, image_check_interval: "24h".into() };
+    let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
+    daemon.wait_ready(Duration::from_secs(60)).await;
+    println!("kruise-daemon ready for demo-node (log {})", daemon.log.display());
+
+    let yaml = std::fs::read_to_string(root.join("examples/sidecar-image-job.yaml"))?;
+    let yaml = yaml.replace("xxx/sidecar-image:latest", &image.reference);
+    let job: ImagePullJob = serde_yaml_from(&yaml)?;
+    let jobs: Api<ImagePullJob> = Api::namespaced(cluster.client.clone(), "default");
+    jobs.create(&PostParams::default(), &job).await?;
+    println!("applied      examples/sidecar-image-job.yaml with image {}", image.reference);
+
     let start = Instant::now();
-    while http_status(port, "/readyz") != Some(200) {
-        anyhow::ensure!(daemon.try_wait()?.is_none(), "kruise-daemon exited");
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(30),
-            "kruise-daemon not ready after 30s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut last = String::new();
+    loop {
+        let st = jobs.get("sidecar-image-job").await?.status.unwrap_or_default();
+        let line = format!("TOTAL {} ACTIVE {} SUCCEED {} FAILED {}  {}", st.desired, st.active, st.succeeded, st.failed, st.message.clone().unwrap_or_default());
+        if line != last {
+            println!("[{:>5.1}s] sidecar-image-job: {line}", start.elapsed().as_secs_f64());
+            last = line;
+        }
+        if st.completion_time.is_some() {
+            anyhow::ensure!(st.succeeded == st.desired && st.desired == 1, "the job did not succeed: {st:?}");
+            break;
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "the job did not finish within 2 minutes");
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!("kruise-daemon ready: http://127.0.0.1:{port}/readyz, metrics at /metrics");
-
-    let cri = kruise_cri::detect(
-        Some(&lab.cri_endpoint()),
-        std::path::Path::new("/hostvarrun"),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?
-    .client;
-    let t = Instant::now();
-    let id = cri
-        .pull_image(
-            PullRequest {
-                image: image.reference.clone(),
-                ..Default::default()
-            },
-            Some(Duration::from_secs(120)),
-        )
-        .await?;
-    println!(
-        "pulled       {} as {id} in {:?}",
-        image.reference,
-        t.elapsed()
-    );
-    let status = cri
-        .image_status(&image.reference)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("image missing after pull"))?;
-    println!(
-        "in runtime   tags {:?}, {} bytes",
-        status.repo_tags, status.size
-    );
-
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status();
-    let status = daemon.wait()?;
-    anyhow::ensure!(
-        status.success(),
-        "kruise-daemon exited with {status} on SIGTERM"
-    );
-    println!("kruise-daemon stopped cleanly; lab torn down");
+    let cri = kruise_cri::detect(Some(&lab.cri_endpoint()), std::path::Path::new("/none")).await.map_err(|e| anyhow::anyhow!("{e}"))?.client;
+    let present = cri.image_status(&image.reference).await?.ok_or_else(|| anyhow::anyhow!("image missing from containerd"))?;
+    println!("on the node  {} is in containerd as {}", image.reference, present.id);
+    println!();
+    println!("Look around:");
+    println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
+    println!("  kubectl get imagepulljobs        # or: kubectl get ipj");
+    println!("  kubectl get nodeimages -o yaml   # or: kubectl get ni demo-node -o yaml");
+    println!("  kubectl apply -f examples/       # the article's jobs (their xxx/ images do not exist here, so they fail)");
+    if exit_when_done {
+        return Ok(());
+    }
+    println!("Press Ctrl-C to stop everything.");
+    tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+fn serde_yaml_from(yaml: &str) -> anyhow::Result<ImagePullJob> {
+    Ok(serde_yaml::from_str(yaml)?)
 }
