@@ -15,6 +15,18 @@ pub struct Args {
     #[arg(long, env = "KRUISE_NODE_RESPONSE_TIMEOUT", default_value = "10m", value_parser = kruise_observe::parse_duration)]
     pub node_response_timeout: Duration,
 
+    /// Elect one leader among replicas through a Lease; only the leader writes.
+    #[arg(long, env = "KRUISE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease (the manager's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kruise-system")]
+    pub leader_election_namespace: String,
+
+    /// How long a leader's claim holds without renewal.
+    #[arg(long, env = "KRUISE_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = kruise_observe::parse_duration)]
+    pub leader_election_lease_duration: Duration,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

@@ -3,6 +3,7 @@
 //! status should be; and writes only the differences, one patch per object.
 
 mod args;
+pub mod lease;
 pub mod listjob;
 pub mod metrics;
 pub mod overlay;
@@ -26,6 +27,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// Changes arriving within this window are planned together (jobs created together share writes).
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -56,6 +58,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = shutdown.cancelled() => return Ok(()),
     }
     readiness.set(true);
+    let lost = if args.leader_elect {
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("kruise-manager-{}", std::process::id()));
+        let cfg = lease::LeaseConfig {
+            namespace: args.leader_election_namespace.clone(),
+            name: "kruise-manager".into(),
+            identity,
+            duration: args.leader_election_lease_duration,
+        };
+        match lease::lead(client.clone(), cfg, shutdown.clone()).await {
+            Some(lost) => lost,
+            None => return Ok(()),
+        }
+    } else {
+        CancellationToken::new()
+    };
     tracing::info!("caches synced; planning");
 
     let settings = plan::Settings {
@@ -78,6 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let wait = requeue.unwrap_or(Duration::from_secs(300));
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = lost.cancelled() => anyhow::bail!("lost leadership; exiting so a fresh process can compete again"),
             _ = changed.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }

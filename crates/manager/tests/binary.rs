@@ -43,5 +43,8 @@ fn without_an_api_server_it_says_how_to_reach_one() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("connecting to the Kubernetes API (in-cluster or KUBECONFIG)"), "{err}");
+    assert!(
+        err.contains("connecting to the Kubernetes API (in-cluster or KUBECONFIG)"),
+        "{err}"
+    );
 }

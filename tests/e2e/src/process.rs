@@ -113,10 +113,17 @@ impl Process {
 
     /// kruise-manager with no NodeImage creation delay (test Nodes are Ready from the start).
     pub fn manager(kubeconfig: &Path, log_dir: &Path, label: &str) -> Self {
-        let args: Vec<String> = ["--nodeimage-creation-delay", "0s"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "--nodeimage-creation-delay",
+            "0s",
+            "--leader-election-namespace",
+            "default",
+            "--leader-election-lease-duration",
+            "3s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         Self::spawn(Binary::Manager, kubeconfig, &args, log_dir, label)
     }
 

@@ -601,11 +601,18 @@ async fn the_manager_reports_metrics_and_stops_cleanly() {
     let mut env = Env::start().await;
     let img = env.push("lab/metrics", 13);
     env.add_node("a", json!({})).await;
-    env.apply_job(manifest("v1beta1", "m", &img.reference, json!({}))).await;
-    env.wait_job("m", "completed", |s| s.completion_time.is_some()).await;
+    env.apply_job(manifest("v1beta1", "m", &img.reference, json!({})))
+        .await;
+    env.wait_job("m", "completed", |s| s.completion_time.is_some())
+        .await;
     let manager = env.manager.as_mut().unwrap();
     let metrics = manager.metrics().await;
-    for series in ["kruise_manager_reconciles_total", "kruise_manager_reconcile_duration_seconds", "kruise_manager_writes_total{kind=\"nodeimage\",result=\"ok\"}", "kruise_manager_imagepulljobs 1"] {
+    for series in [
+        "kruise_manager_reconciles_total",
+        "kruise_manager_reconcile_duration_seconds",
+        "kruise_manager_writes_total{kind=\"nodeimage\",result=\"ok\"}",
+        "kruise_manager_imagepulljobs 1",
+    ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     }
     assert!(manager.terminate(Duration::from_secs(10)).success());
@@ -615,18 +622,69 @@ async fn the_manager_reports_metrics_and_stops_cleanly() {
 async fn a_job_with_no_matching_node_waits_and_a_missing_crd_is_explained() {
     let mut env = Env::start().await;
     env.add_node("a", json!({"pool": "x"})).await;
-    env.apply_job(manifest("v1beta1", "none", "lab/none:1", json!({"selector": {"matchLabels": {"pool": "nowhere"}}}))).await;
-    let st = env.wait_job("none", "a status", |s| s.start_time.is_some()).await;
+    env.apply_job(manifest(
+        "v1beta1",
+        "none",
+        "lab/none:1",
+        json!({"selector": {"matchLabels": {"pool": "nowhere"}}}),
+    ))
+    .await;
+    let st = env
+        .wait_job("none", "a status", |s| s.start_time.is_some())
+        .await;
     assert_eq!(st.desired, 0);
-    assert!(st.completion_time.is_none(), "not completed with zero nodes (OpenKruise completes at once)");
-    assert_eq!(st.message.as_deref(), Some("job is running, no node matches it yet"));
+    assert!(
+        st.completion_time.is_none(),
+        "not completed with zero nodes (OpenKruise completes at once)"
+    );
+    assert_eq!(
+        st.message.as_deref(),
+        Some("job is running, no node matches it yet")
+    );
 }
 
 /// The README's first command: the demo runs the whole system and the job succeeds.
 #[test]
 fn the_local_demo_runs_end_to_end() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kruise-demo")).arg("--exit-when-done").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kruise-demo"))
+        .arg("--exit-when-done")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("SUCCEED 1") && stdout.contains("is in containerd as sha256:"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("SUCCEED 1") && stdout.contains("is in containerd as sha256:"),
+        "{stdout}"
+    );
+}
+
+/// Two replicas: one leads and writes; when it dies the other takes over and finishes the work.
+#[tokio::test]
+async fn a_standby_manager_takes_over_from_a_dead_leader() {
+    let mut env = Env::start().await;
+    let mut standby =
+        Process::manager(env.cluster.kubeconfig(), env.logs.path(), "manager-standby");
+    standby.wait_ready(DEADLINE).await;
+    let img = env.push("lab/failover", 14);
+    env.add_node("a", json!({})).await;
+    env.apply_job(manifest("v1beta1", "first", &img.reference, json!({})))
+        .await;
+    env.wait_job("first", "completed", |s| s.completion_time.is_some())
+        .await;
+    assert!(
+        !standby.log_text().contains("became the leader"),
+        "only one leader"
+    );
+    env.manager.as_mut().unwrap().kill();
+    env.apply_job(manifest("v1beta1", "second", &img.reference, json!({})))
+        .await;
+    env.wait_job("second", "completed by the new leader", |s| {
+        s.completion_time.is_some()
+    })
+    .await;
+    assert!(standby.log_text().contains("became the leader"));
 }

@@ -19,51 +19,120 @@ async fn main() -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cluster = Cluster::start().await;
     let lab = Lab::start()?;
-    let logs = tempfile::Builder::new().prefix("kruise-demo-logs-").tempdir()?;
-    println!("API server   {} (kubeconfig {})", cluster.test_server().map(|s| s.url()).unwrap_or_default(), cluster.kubeconfig().display());
+    let logs = tempfile::Builder::new()
+        .prefix("kruise-demo-logs-")
+        .tempdir()?;
+    println!(
+        "API server   {} (kubeconfig {})",
+        cluster.test_server().map(|s| s.url()).unwrap_or_default(),
+        cluster.kubeconfig().display()
+    );
     println!("registry     http://{}", lab.registry.host());
     println!("containerd   {}", lab.cri_endpoint());
-    let image = lab.push(&lab.registry, "xxx/sidecar-image", "latest", &[Layer::random("sidecar.bin", 16 << 20, 42)])?;
+    let image = lab.push(
+        &lab.registry,
+        "xxx/sidecar-image",
+        "latest",
+        &[Layer::random("sidecar.bin", 16 << 20, 42)],
+    )?;
     println!("pushed       {} ({} bytes)", image.reference, image.size);
 
     cluster.create_namespace("kruise-daemon-config").await;
     let mut manager = Process::manager(cluster.kubeconfig(), logs.path(), "kruise-manager");
     manager.wait_ready(Duration::from_secs(60)).await;
     println!("kruise-manager ready (log {})", manager.log.display());
-    cluster.create_node("demo-node", serde_json::json!({"kubernetes.io/hostname": "demo-node"})).await;
+    cluster
+        .create_node(
+            "demo-node",
+            serde_json::json!({"kubernetes.io/hostname": "demo-node"}),
+        )
+        .await;
     let images = NodeImages::new(cluster.client.clone());
-    wait_for("the NodeImage of demo-node", Duration::from_secs(60), || async { images.api.get_opt("demo-node").await.ok().flatten().map(|_| ()) }).await;
-    let opts = DaemonOptions { node: "demo-node".into(), runtime_endpoint: lab.cri_endpoint(), max_concurrent_pulls: 2, image_check_interval: "24h".into() };
+    wait_for(
+        "the NodeImage of demo-node",
+        Duration::from_secs(60),
+        || async {
+            images
+                .api
+                .get_opt("demo-node")
+                .await
+                .ok()
+                .flatten()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let opts = DaemonOptions {
+        node: "demo-node".into(),
+        runtime_endpoint: lab.cri_endpoint(),
+        max_concurrent_pulls: 2,
+        image_check_interval: "24h".into(),
+    };
     let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
     daemon.wait_ready(Duration::from_secs(60)).await;
-    println!("kruise-daemon ready for demo-node (log {})", daemon.log.display());
+    println!(
+        "kruise-daemon ready for demo-node (log {})",
+        daemon.log.display()
+    );
 
     let yaml = std::fs::read_to_string(root.join("examples/sidecar-image-job.yaml"))?;
     let yaml = yaml.replace("xxx/sidecar-image:latest", &image.reference);
     let job: ImagePullJob = serde_yaml_from(&yaml)?;
     let jobs: Api<ImagePullJob> = Api::namespaced(cluster.client.clone(), "default");
     jobs.create(&PostParams::default(), &job).await?;
-    println!("applied      examples/sidecar-image-job.yaml with image {}", image.reference);
+    println!(
+        "applied      examples/sidecar-image-job.yaml with image {}",
+        image.reference
+    );
 
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let st = jobs.get("sidecar-image-job").await?.status.unwrap_or_default();
-        let line = format!("TOTAL {} ACTIVE {} SUCCEED {} FAILED {}  {}", st.desired, st.active, st.succeeded, st.failed, st.message.clone().unwrap_or_default());
+        let st = jobs
+            .get("sidecar-image-job")
+            .await?
+            .status
+            .unwrap_or_default();
+        let line = format!(
+            "TOTAL {} ACTIVE {} SUCCEED {} FAILED {}  {}",
+            st.desired,
+            st.active,
+            st.succeeded,
+            st.failed,
+            st.message.clone().unwrap_or_default()
+        );
         if line != last {
-            println!("[{:>5.1}s] sidecar-image-job: {line}", start.elapsed().as_secs_f64());
+            println!(
+                "[{:>5.1}s] sidecar-image-job: {line}",
+                start.elapsed().as_secs_f64()
+            );
             last = line;
         }
         if st.completion_time.is_some() {
-            anyhow::ensure!(st.succeeded == st.desired && st.desired == 1, "the job did not succeed: {st:?}");
+            anyhow::ensure!(
+                st.succeeded == st.desired && st.desired == 1,
+                "the job did not succeed: {st:?}"
+            );
             break;
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "the job did not finish within 2 minutes");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(120),
+            "the job did not finish within 2 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let cri = kruise_cri::detect(Some(&lab.cri_endpoint()), std::path::Path::new("/none")).await.map_err(|e| anyhow::anyhow!("{e}"))?.client;
-    let present = cri.image_status(&image.reference).await?.ok_or_else(|| anyhow::anyhow!("image missing from containerd"))?;
-    println!("on the node  {} is in containerd as {}", image.reference, present.id);
+    let cri = kruise_cri::detect(Some(&lab.cri_endpoint()), std::path::Path::new("/none"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .client;
+    let present = cri
+        .image_status(&image.reference)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("image missing from containerd"))?;
+    println!(
+        "on the node  {} is in containerd as {}",
+        image.reference, present.id
+    );
     println!();
     println!("Look around:");
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
