@@ -243,7 +243,7 @@ fn pod_info(p: &k8s_openapi::api::core::v1::Pod) -> plan::PodInfo {
 async fn list_jobs(
     client: &Client,
     stores: &stores::Stores,
-    jobs: &[ImagePullJob],
+    jobs: &[Arc<ImagePullJob>],
     metrics: &metrics::Metrics,
 ) -> Option<Duration> {
     let mut requeue = None;
@@ -257,6 +257,7 @@ async fn list_jobs(
         let uid = list.uid().unwrap_or_default();
         let children: Vec<&ImagePullJob> = jobs
             .iter()
+            .map(|j| j.as_ref())
             .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
             .collect();
         let p = listjob::plan(list, &children, Timestamp::now());

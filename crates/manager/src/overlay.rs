@@ -4,6 +4,7 @@
 //! returned it until the cache has caught up.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::{Resource, ResourceExt};
@@ -19,7 +20,7 @@ const TRUST: Duration = Duration::from_secs(30);
 
 /// Written objects by `namespace/name`, and names deleted.
 pub struct Overlay<K> {
-    written: BTreeMap<String, (K, Instant)>,
+    written: BTreeMap<String, (Arc<K>, Instant)>,
     deleted: BTreeMap<String, u64>,
 }
 
@@ -39,7 +40,7 @@ fn key<K: Resource>(o: &K) -> String {
 impl<K: Resource + Clone> Overlay<K> {
     pub fn wrote(&mut self, o: K) {
         self.deleted.remove(&key(&o));
-        self.written.insert(key(&o), (o, Instant::now()));
+        self.written.insert(key(&o), (Arc::new(o), Instant::now()));
     }
 
     pub fn deleted(&mut self, namespace: &str, name: &str, at_rv: u64) {
@@ -49,20 +50,21 @@ impl<K: Resource + Clone> Overlay<K> {
     }
 
     /// The cached objects with newer own writes laid over them; forgets what the cache has seen.
-    pub fn merge(&mut self, cached: Vec<std::sync::Arc<K>>) -> Vec<K> {
-        let mut out: BTreeMap<String, K> = BTreeMap::new();
+    /// Objects are shared with the cache, not copied.
+    pub fn merge(&mut self, cached: Vec<Arc<K>>) -> Vec<Arc<K>> {
+        let mut out: BTreeMap<String, Arc<K>> = BTreeMap::new();
         for o in cached {
             let k = key(o.as_ref());
             if self.deleted.get(&k).is_some_and(|d| rv(o.as_ref()) <= *d) {
                 continue;
             }
-            out.insert(k, o.as_ref().clone());
+            out.insert(k, o);
         }
         self.deleted.retain(|k, _| out.contains_key(k));
         self.written.retain(|k, (w, at)| {
             at.elapsed() < TRUST
                 && match out.get(k) {
-                    Some(c) => rv(c) < rv(w),
+                    Some(c) => rv(c.as_ref()) < rv(w.as_ref()),
                     None => true,
                 }
         });

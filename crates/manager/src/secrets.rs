@@ -35,7 +35,7 @@ pub fn synced_name(source: &str) -> String {
 
 /// The copies there should be, keyed by copy name, from live jobs and the source secrets.
 pub fn desired(
-    jobs: &[ImagePullJob],
+    jobs: &[std::sync::Arc<ImagePullJob>],
     sources: &BTreeMap<String, Secret>,
 ) -> BTreeMap<String, Secret> {
     let mut refs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -175,7 +175,8 @@ mod tests {
             job("a", "j2", &["reg"]),
             job("a", "j1", &["reg", "absent"]),
             job("b", "j3", &["reg"]),
-        ];
+        ]
+        .map(std::sync::Arc::new);
         let want = desired(&jobs, &sources);
         assert_eq!(
             want.len(),

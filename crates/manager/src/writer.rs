@@ -4,6 +4,7 @@
 //! deletions and Events. Writes run a bounded number at a time, each under a timeout.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{stream, StreamExt};
@@ -89,8 +90,8 @@ impl Writer {
     pub async fn apply(
         &mut self,
         plan: &Plan,
-        node_images: &[NodeImage],
-        jobs: &[ImagePullJob],
+        node_images: &[Arc<NodeImage>],
+        jobs: &[Arc<ImagePullJob>],
     ) -> Written {
         let mut out = Written::default();
         self.node_image_writes(plan, node_images, &mut out).await;
@@ -99,10 +100,15 @@ impl Writer {
         out
     }
 
-    async fn node_image_writes(&mut self, plan: &Plan, current: &[NodeImage], out: &mut Written) {
+    async fn node_image_writes(
+        &mut self,
+        plan: &Plan,
+        current: &[Arc<NodeImage>],
+        out: &mut Written,
+    ) {
         let api: Api<NodeImage> = Api::all(self.client.clone());
         let by_name: BTreeMap<String, &NodeImage> =
-            current.iter().map(|n| (n.name_any(), n)).collect();
+            current.iter().map(|n| (n.name_any(), n.as_ref())).collect();
         enum Op {
             Create(Box<NodeImage>),
             Patch(String, Value),
@@ -205,7 +211,7 @@ impl Writer {
         }
     }
 
-    async fn job_writes(&mut self, plan: &Plan, jobs: &[ImagePullJob], out: &mut Written) {
+    async fn job_writes(&mut self, plan: &Plan, jobs: &[Arc<ImagePullJob>], out: &mut Written) {
         let mut ops = Vec::new();
         for job in jobs
             .iter()
@@ -272,9 +278,11 @@ impl Writer {
         }
     }
 
-    async fn events(&self, plan: &Plan, jobs: &[ImagePullJob]) {
-        let by_key: BTreeMap<String, &ImagePullJob> =
-            jobs.iter().map(|j| (crate::plan::job_key(j), j)).collect();
+    async fn events(&self, plan: &Plan, jobs: &[Arc<ImagePullJob>]) {
+        let by_key: BTreeMap<String, &ImagePullJob> = jobs
+            .iter()
+            .map(|j| (crate::plan::job_key(j), j.as_ref()))
+            .collect();
         for e in &plan.events {
             let Some(job) = by_key.get(&e.job) else {
                 continue;

@@ -16,7 +16,10 @@ use kube::Api;
 use serde_json::json;
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -51,11 +54,19 @@ async fn main() {
     let ni_api: Api<NodeImage> = Api::all(cluster.client.clone());
     let t = Instant::now();
     wait_for("a NodeImage per Node", Duration::from_secs(600), || async {
-        let n = ni_api.list_metadata(&ListParams::default()).await.ok()?.items.len();
+        let n = ni_api
+            .list_metadata(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .len();
         (n == nodes).then_some(())
     })
     .await;
-    println!("manager created {nodes} NodeImages in {:.1}s", t.elapsed().as_secs_f64());
+    println!(
+        "manager created {nodes} NodeImages in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
     let rss_idle = manager.rss_kib().unwrap_or(0);
 
     let count = |verb: &'static str, resource: &'static str, sub: &'static str| {
@@ -74,20 +85,42 @@ async fn main() {
         .unwrap();
         job_api.create(&PostParams::default(), &job).await.unwrap();
     }
-    wait_for("every job to have its tag on every node", Duration::from_secs(900), || async {
-        let list = job_api.list(&ListParams::default()).await.ok()?;
-        list.items.iter().all(|j| j.status.as_ref().is_some_and(|s| s.desired == nodes as i32 && s.active == nodes as i32)).then_some(())
-    })
+    wait_for(
+        "every job to have its tag on every node",
+        Duration::from_secs(900),
+        || async {
+            let list = job_api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .all(|j| {
+                    j.status
+                        .as_ref()
+                        .is_some_and(|s| s.desired == nodes as i32 && s.active == nodes as i32)
+                })
+                .then_some(())
+        },
+    )
     .await;
     let elapsed = t.elapsed();
     // Let trailing writes land before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ni_writes = count("patch", "nodeimages.apps.kruise.io", "").await - ni_writes_before;
-    let status_writes = count("patch", "imagepulljobs.apps.kruise.io", "status").await - status_before;
+    let status_writes =
+        count("patch", "imagepulljobs.apps.kruise.io", "status").await - status_before;
     let rss_busy = manager.rss_kib().unwrap_or(0);
-    println!("all {jobs} tags on all {nodes} nodes after {:.1}s", elapsed.as_secs_f64());
-    println!("NodeImage writes: {ni_writes} ({:.2} per node; one write per node per job would be {})", ni_writes as f64 / nodes as f64, nodes * jobs);
-    println!("job status writes: {status_writes} ({:.1} per job)", status_writes as f64 / jobs as f64);
+    println!(
+        "all {jobs} tags on all {nodes} nodes after {:.1}s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "NodeImage writes: {ni_writes} ({:.2} per node; one write per node per job would be {})",
+        ni_writes as f64 / nodes as f64,
+        nodes * jobs
+    );
+    println!(
+        "job status writes: {status_writes} ({:.1} per job)",
+        status_writes as f64 / jobs as f64
+    );
     println!("kruise-manager RSS: {:.1} MiB with {nodes} empty NodeImages, {:.1} MiB with {} tags placed", rss_idle as f64 / 1024.0, rss_busy as f64 / 1024.0, nodes * jobs);
     assert!(manager.terminate(Duration::from_secs(30)).success());
 }

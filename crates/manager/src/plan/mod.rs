@@ -15,6 +15,7 @@ mod status;
 mod tags;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -64,8 +65,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub nodes: Vec<NodeInfo>,
-    pub node_images: Vec<NodeImage>,
-    pub jobs: Vec<ImagePullJob>,
+    pub node_images: Vec<Arc<NodeImage>>,
+    pub jobs: Vec<Arc<ImagePullJob>>,
     pub pods: Vec<PodInfo>,
     /// Source secret (`namespace/name`) → the synced copy the daemons read; only sources that exist.
     pub synced_secrets: BTreeMap<String, ReferenceObject>,
@@ -129,6 +130,7 @@ fn sorted_jobs(s: &Snapshot) -> Vec<&ImagePullJob> {
     let mut jobs: Vec<&ImagePullJob> = s
         .jobs
         .iter()
+        .map(|j| j.as_ref())
         .filter(|j| j.metadata.deletion_timestamp.is_none())
         .collect();
     jobs.sort_by_key(|j| {

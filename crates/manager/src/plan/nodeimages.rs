@@ -30,7 +30,7 @@ pub fn lifecycle(s: &Snapshot, settings: &Settings, now: Timestamp, plan: &mut P
     let existing: BTreeMap<&str, &kruise_api::NodeImage> = s
         .node_images
         .iter()
-        .filter_map(|ni| ni.metadata.name.as_deref().map(|n| (n, ni)))
+        .filter_map(|ni| ni.metadata.name.as_deref().map(|n| (n, ni.as_ref())))
         .collect();
     let nodes: BTreeMap<&str, &NodeInfo> = s
         .nodes

@@ -168,7 +168,7 @@ pub fn compute(
     let by_name: BTreeMap<&str, &NodeImage> = s
         .node_images
         .iter()
-        .filter_map(|n| n.metadata.name.as_deref().map(|k| (k, n)))
+        .filter_map(|n| n.metadata.name.as_deref().map(|k| (k, n.as_ref())))
         .collect();
     let mut tally = tally(job, targets, specs, &by_name, settings, now, plan);
     for node in tally

@@ -242,7 +242,7 @@ pub fn place(
     let by_name: BTreeMap<&str, &NodeImage> = s
         .node_images
         .iter()
-        .filter_map(|n| n.metadata.name.as_deref().map(|k| (k, n)))
+        .filter_map(|n| n.metadata.name.as_deref().map(|k| (k, n.as_ref())))
         .collect();
     let parallelism = job.spec.template.parallelism().unwrap_or(1) as usize;
     let owned = |spec: &NodeImageSpec| -> Option<ImageTagSpec> {
@@ -341,7 +341,7 @@ pub fn finish_specs(specs: &mut BTreeMap<String, NodeImageSpec>, s: &Snapshot) {
     let jobs: BTreeMap<&str, &ImagePullJob> = s
         .jobs
         .iter()
-        .filter_map(|j| j.metadata.uid.as_deref().map(|u| (u, j)))
+        .filter_map(|j| j.metadata.uid.as_deref().map(|u| (u, j.as_ref())))
         .collect();
     for spec in specs.values_mut() {
         for image in spec.images.values_mut() {

@@ -1,6 +1,7 @@
 //! The planner, tested like linkerd's index: build the watched state, assert the plan.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -26,21 +27,21 @@ fn node(name: &str, labels: Value) -> NodeInfo {
     }
 }
 
-fn ni(name: &str, labels: Value) -> NodeImage {
-    serde_json::from_value(json!({"apiVersion": "apps.kruise.io/v1beta1", "kind": "NodeImage", "metadata": {"name": name, "labels": labels, "resourceVersion": "1"}, "spec": {}})).unwrap()
+fn ni(name: &str, labels: Value) -> Arc<NodeImage> {
+    Arc::new(serde_json::from_value(json!({"apiVersion": "apps.kruise.io/v1beta1", "kind": "NodeImage", "metadata": {"name": name, "labels": labels, "resourceVersion": "1"}, "spec": {}})).unwrap())
 }
 
-fn job(name: &str, image: &str, spec: Value) -> ImagePullJob {
+fn job(name: &str, image: &str, spec: Value) -> Arc<ImagePullJob> {
     let mut s = json!({"image": image, "completionPolicy": {"type": "Always"}});
     s.as_object_mut()
         .unwrap()
         .extend(spec.as_object().unwrap().clone());
-    serde_json::from_value(json!({
+    Arc::new(serde_json::from_value(json!({
         "apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob",
         "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "creationTimestamp": "2026-11-26T09:30:00Z"},
         "spec": s,
     }))
-    .unwrap()
+    .unwrap())
 }
 
 /// `count` nodes n0.. with NodeImages.
@@ -84,12 +85,12 @@ fn tagged(p: &Plan, key: &str, tag: &str) -> BTreeMap<String, Vec<String>> {
 fn apply(s: &mut Snapshot, p: &Plan) {
     for ni in &mut s.node_images {
         if let Some(spec) = p.specs.get(ni.metadata.name.as_deref().unwrap()) {
-            ni.spec = spec.clone();
+            Arc::make_mut(ni).spec = spec.clone();
         }
     }
     for j in &mut s.jobs {
         if let Some(st) = p.job_status.get(&job_key(j)) {
-            j.status = Some(st.clone());
+            Arc::make_mut(j).status = Some(st.clone());
         }
     }
 }
@@ -100,6 +101,7 @@ fn report(s: &mut Snapshot, node: &str, phase: &str) {
         .node_images
         .iter_mut()
         .find(|n| n.metadata.name.as_deref() == Some(node))
+        .map(Arc::make_mut)
         .unwrap();
     let mut statuses = serde_json::Map::new();
     for (key, image) in &ni.spec.images {
@@ -324,8 +326,8 @@ fn editing_or_deleting_a_job_withdraws_its_tags() {
     let p = run(&s, t0());
     apply(&mut s, &p);
     // Edit the image of one job, narrow its selector, and delete another.
-    s.jobs[1].spec.image = "nginx:2".into();
-    s.jobs[1].spec.template.selector =
+    Arc::make_mut(&mut s.jobs[1]).spec.image = "nginx:2".into();
+    Arc::make_mut(&mut s.jobs[1]).spec.template.selector =
         Some(serde_json::from_value(json!({"names": ["n1"]})).unwrap());
     s.jobs.remove(2);
     let p = run(&s, at(5));
