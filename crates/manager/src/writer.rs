@@ -74,6 +74,24 @@ fn labels_patch(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) 
     Value::Object(m)
 }
 
+/// The merge patch taking `ni` to the planned spec and labels, with its resourceVersion as a
+/// precondition.
+fn node_image_patch(
+    ni: &NodeImage,
+    want: Option<&NodeImageSpec>,
+    relabel: Option<&BTreeMap<String, String>>,
+) -> Value {
+    let mut patch = json!({"metadata": {"resourceVersion": ni.resource_version()}});
+    if let Some(want) = want.filter(|w| **w != ni.spec) {
+        patch["spec"] = json!({"images": images_patch(&ni.spec, want)});
+    }
+    if let Some(labels) = relabel {
+        patch["metadata"]["labels"] =
+            labels_patch(&ni.metadata.labels.clone().unwrap_or_default(), labels);
+    }
+    patch
+}
+
 /// Status as a merge patch that also clears fields the new status no longer has.
 fn status_patch(old: &ImagePullJobStatus, new: &ImagePullJobStatus) -> Value {
     let mut n = serde_json::to_value(new).expect("status serialises");
@@ -109,9 +127,10 @@ impl Writer {
         let api: Api<NodeImage> = Api::all(self.client.clone());
         let by_name: BTreeMap<String, &NodeImage> =
             current.iter().map(|n| (n.name_any(), n.as_ref())).collect();
-        enum Op {
+        // Patches are built as they are sent, so only CONCURRENCY of them exist at once.
+        enum Op<'a> {
             Create(Box<NodeImage>),
-            Patch(String, Value),
+            Patch(&'a NodeImage, Option<&'a BTreeMap<String, String>>),
             Delete(String),
         }
         let mut ops = Vec::new();
@@ -140,19 +159,11 @@ impl Writer {
                 Some(_) => continue,
                 None => None,
             };
-            let want = plan.specs.get(name).cloned().unwrap_or_default();
-            if want == ni.spec && relabel.is_none() {
+            let unchanged = plan.specs.get(name).is_none_or(|want| *want == ni.spec);
+            if unchanged && relabel.is_none() {
                 continue;
             }
-            let mut patch = json!({"metadata": {"resourceVersion": ni.resource_version()}});
-            if want != ni.spec {
-                patch["spec"] = json!({"images": images_patch(&ni.spec, &want)});
-            }
-            if let Some(labels) = relabel {
-                patch["metadata"]["labels"] =
-                    labels_patch(&ni.metadata.labels.clone().unwrap_or_default(), labels);
-            }
-            ops.push(Op::Patch(name.clone(), patch));
+            ops.push(Op::Patch(ni, relabel));
         }
         let results: Vec<(String, Result<Option<NodeImage>, kube::Error>)> = stream::iter(ops)
             .map(|op| {
@@ -165,7 +176,9 @@ impl Writer {
                                 .await
                                 .map(Some),
                         ),
-                        Op::Patch(name, p) => {
+                        Op::Patch(ni, relabel) => {
+                            let p = node_image_patch(ni, plan.specs.get(&ni.name_any()), relabel);
+                            let name = ni.name_any();
                             let r =
                                 timed(api.patch(&name, &PatchParams::default(), &Patch::Merge(&p)))
                                     .await
