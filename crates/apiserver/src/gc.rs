@@ -67,20 +67,7 @@ impl Store {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<Value> {
-        let key = (
-            if info.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
-        let current = st
-            .objects
-            .get(&(info.group.clone(), info.resource.clone()))
-            .and_then(|m| m.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
+        let current = st.current(info, ns, name)?;
         let uid = str_at(&current, "/metadata/uid").to_string();
         if let Some(want) = &opts.precondition_uid {
             if *want != uid {

@@ -392,13 +392,7 @@ fn apply_patch(
     }
     let patch_body = body_json(body)?;
     let mut st = store.lock();
-    let key = (ns.to_string(), name.to_string());
-    let current = st
-        .objects
-        .get(&(info.group.clone(), info.resource.clone()))
-        .and_then(|m| m.get(&key))
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
+    let current = st.current(info, ns, name)?;
     let mut patched = present(info, &t.version, current);
     match kind {
         PatchType::Json => patch::json_patch(&mut patched, &patch_body)?,

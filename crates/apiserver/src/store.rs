@@ -88,6 +88,25 @@ fn spec_part(obj: &Value) -> Value {
     o
 }
 
+impl State {
+    /// The stored object, or the 404 the API server answers.
+    pub fn current(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Value> {
+        let key = (
+            if info.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.to_string(),
+        );
+        self.objects
+            .get(&(info.group.clone(), info.resource.clone()))
+            .and_then(|m| m.get(&key))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))
+    }
+}
+
 impl Store {
     pub fn new() -> Arc<Self> {
         let (changes, _) = broadcast::channel(65_536);
@@ -166,12 +185,7 @@ impl Store {
     }
 
     pub fn get(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<Value> {
-        let st = self.lock();
-        st.objects
-            .get(&(info.group.clone(), info.resource.clone()))
-            .and_then(|m| m.get(&(ns.to_string(), name.to_string())))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))
+        self.lock().current(info, ns, name)
     }
 
     /// Checks and completes a new object, then stores it.
@@ -321,20 +335,7 @@ impl Store {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         check_type_meta(info, version, &obj)?;
-        let key = (
-            if info.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
-        let current = st
-            .objects
-            .get(&(info.group.clone(), info.resource.clone()))
-            .and_then(|m| m.get(&key))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(&info.qualified(), name))?;
+        let current = st.current(info, ns, name)?;
         let body_name = str_at(&obj, "/metadata/name");
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(

@@ -216,59 +216,16 @@ impl Walk<'_> {
                 self.push(&join(path, &key), ErrorKind::Required, None, String::new());
             }
         }
-        let n = map.len() as u64;
-        if let Some(max) = schema
-            .get("maxProperties")
-            .and_then(Value::as_u64)
-            .filter(|m| n > *m)
-        {
-            self.push(
-                path,
-                ErrorKind::TooMany,
-                Some(n.to_string()),
-                format!("must have at most {max} items"),
-            );
-        }
-        if let Some(min) = schema
-            .get("minProperties")
-            .and_then(Value::as_u64)
-            .filter(|m| n < *m)
-        {
-            self.push(
-                path,
-                ErrorKind::Invalid,
-                Some(n.to_string()),
-                format!("must have at least {min} items"),
-            );
-        }
+        self.check_count(
+            schema,
+            map.len() as u64,
+            path,
+            ("maxProperties", "minProperties"),
+        );
     }
 
     fn check_array(&mut self, schema: &Value, items: &[Value], old: Option<&Value>, path: &str) {
-        let n = items.len() as u64;
-        if let Some(max) = schema
-            .get("maxItems")
-            .and_then(Value::as_u64)
-            .filter(|m| n > *m)
-        {
-            self.push(
-                path,
-                ErrorKind::TooMany,
-                Some(n.to_string()),
-                format!("must have at most {max} items"),
-            );
-        }
-        if let Some(min) = schema
-            .get("minItems")
-            .and_then(Value::as_u64)
-            .filter(|m| n < *m)
-        {
-            self.push(
-                path,
-                ErrorKind::Invalid,
-                Some(n.to_string()),
-                format!("{path} in body should have at least {min} items"),
-            );
-        }
+        self.check_count(schema, items.len() as u64, path, ("maxItems", "minItems"));
         let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
         let map_keys: Vec<String> = schema
             .get("x-kubernetes-list-map-keys")
@@ -321,6 +278,36 @@ impl Walk<'_> {
                 _ => None,
             };
             self.check(item_schema, v, old_v, &format!("{path}[{i}]"));
+        }
+    }
+
+    /// `maxItems`/`minItems` of arrays, `maxProperties`/`minProperties` of maps.
+    fn check_count(
+        &mut self,
+        schema: &Value,
+        n: u64,
+        path: &str,
+        (max_key, min_key): (&str, &str),
+    ) {
+        if let Some(max) = schema
+            .get(max_key)
+            .and_then(Value::as_u64)
+            .filter(|m| n > *m)
+        {
+            self.push(
+                path,
+                ErrorKind::TooMany,
+                Some(n.to_string()),
+                format!("must have at most {max} items"),
+            );
+        }
+        if let Some(min) = schema
+            .get(min_key)
+            .and_then(Value::as_u64)
+            .filter(|m| n < *m)
+        {
+            let detail = format!("{path} in body should have at least {min} items");
+            self.push(path, ErrorKind::Invalid, Some(n.to_string()), detail);
         }
     }
 

@@ -12,31 +12,25 @@ pub mod secrets;
 pub mod status;
 pub mod worker;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use args::Args;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kruise_api::NodeImage;
-use kruise_observe::{serve_admin, shutdown_on_signal, Readiness};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
-use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, Semaphore};
 
 /// Runs until SIGTERM or SIGINT: stop taking work, cancel pulls, flush the status, exit.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let mut registry = Registry::with_prefix("kruise_daemon");
-    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
-    let readiness = Readiness::default();
-    let (addr, admin) = serve_admin(
-        args.metrics_addr,
-        Arc::new(Mutex::new(registry)),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let kruise_observe::Started {
+        shutdown,
+        readiness,
+        metrics,
+        admin,
+        addr,
+    } = kruise_observe::start("kruise_daemon", args.metrics_addr, metrics::Metrics::new).await?;
     tracing::info!(node = %args.node_name, %addr, "kruise-daemon serving /metrics, /healthz and /readyz");
 
     let client = Client::try_default().await.map_err(|e| {

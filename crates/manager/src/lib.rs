@@ -14,18 +14,16 @@ pub mod stores;
 pub mod writer;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use args::Args;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kruise_api::{ImageListPullJob, ImagePullJob};
-use kruise_observe::{serve_admin, shutdown_on_signal, Readiness};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
-use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -34,17 +32,13 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let mut registry = Registry::with_prefix("kruise_manager");
-    let metrics = Arc::new(metrics::Metrics::new(&mut registry));
-    let readiness = Readiness::default();
-    let (addr, admin) = serve_admin(
-        args.metrics_addr,
-        Arc::new(Mutex::new(registry)),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await?;
+    let kruise_observe::Started {
+        shutdown,
+        readiness,
+        metrics,
+        admin,
+        addr,
+    } = kruise_observe::start("kruise_manager", args.metrics_addr, metrics::Metrics::new).await?;
     tracing::info!(%addr, "kruise-manager serving /metrics, /healthz and /readyz");
 
     let client = Client::try_default().await.map_err(|e| {

@@ -129,6 +129,43 @@ async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+/// What a binary has once its process plumbing is up.
+pub struct Started<M> {
+    pub shutdown: CancellationToken,
+    pub readiness: Readiness,
+    pub metrics: Arc<M>,
+    /// The admin server; finishes after `shutdown`.
+    pub admin: tokio::task::JoinHandle<()>,
+    pub addr: SocketAddr,
+}
+
+/// Installs the signal handler, registers the binary's metrics under `prefix`, and serves the
+/// admin endpoints on `addr` (not ready until the binary says so).
+pub async fn start<M>(
+    prefix: &str,
+    addr: SocketAddr,
+    metrics: impl FnOnce(&mut Registry) -> M,
+) -> anyhow::Result<Started<M>> {
+    let shutdown = shutdown_on_signal();
+    let mut registry = Registry::with_prefix(prefix);
+    let metrics = Arc::new(metrics(&mut registry));
+    let readiness = Readiness::default();
+    let (addr, admin) = serve_admin(
+        addr,
+        Arc::new(Mutex::new(registry)),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(Started {
+        shutdown,
+        readiness,
+        metrics,
+        admin,
+        addr,
+    })
+}
+
 /// A token cancelled on the first SIGTERM or SIGINT; a second signal exits at once.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();

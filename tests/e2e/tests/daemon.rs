@@ -50,6 +50,29 @@ impl Env {
         d
     }
 
+    /// An image in the open registry.
+    fn push(&self, repo: &str, tag: &str, layer: Layer) -> kruise_testlab::PushedImage {
+        self.lab
+            .push(&self.lab.registry, repo, tag, &[layer])
+            .expect("image pushed")
+    }
+
+    /// A throttling proxy to the open registry, and `img`'s reference through it.
+    fn slow(
+        &self,
+        img: &kruise_testlab::PushedImage,
+        bytes_per_second: u64,
+    ) -> (kruise_testlab::SlowProxy, String) {
+        let proxy = self
+            .lab
+            .slow_proxy(&self.lab.registry, bytes_per_second)
+            .expect("proxy started");
+        let reference = img
+            .reference
+            .replace(&self.lab.registry.host(), &proxy.host());
+        (proxy, reference)
+    }
+
     async fn cri(&self) -> kruise_cri::CriClient {
         kruise_cri::detect(
             Some(&self.lab.cri_endpoint()),
@@ -68,15 +91,7 @@ fn tags(list: Vec<Value>) -> Value {
 #[tokio::test]
 async fn pulls_a_tag_reports_it_and_skips_an_image_already_present() {
     let mut env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/app",
-            "v1",
-            &[Layer::random("app.bin", 2 << 20, 1)],
-        )
-        .unwrap();
+    let img = env.push("lab/app", "v1", Layer::random("app.bin", 2 << 20, 1));
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     env.images
@@ -146,15 +161,7 @@ async fn pulls_a_tag_reports_it_and_skips_an_image_already_present() {
 #[tokio::test]
 async fn always_pulls_again_and_gets_new_content_under_the_same_tag() {
     let env = Env::start().await;
-    let first = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/latest",
-            "latest",
-            &[Layer::random("a", 1 << 20, 10)],
-        )
-        .unwrap();
+    let first = env.push("lab/latest", "latest", Layer::random("a", 1 << 20, 10));
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     let always = json!({"imagePullPolicy": "Always"});
@@ -171,15 +178,7 @@ async fn always_pulls_again_and_gets_new_content_under_the_same_tag() {
         .await;
     assert!(one.image_id.unwrap().ends_with(&first.config_digest));
 
-    let second = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/latest",
-            "latest",
-            &[Layer::random("a", 1 << 20, 11)],
-        )
-        .unwrap();
+    let second = env.push("lab/latest", "latest", Layer::random("a", 1 << 20, 11));
     assert_ne!(first.config_digest, second.config_digest);
     env.images
         .set_image(
@@ -201,15 +200,7 @@ async fn always_pulls_again_and_gets_new_content_under_the_same_tag() {
 #[tokio::test]
 async fn digest_references_are_pulled_by_digest() {
     let env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/pinned",
-            "v1",
-            &[Layer::file("f", "pinned")],
-        )
-        .unwrap();
+    let img = env.push("lab/pinned", "v1", Layer::file("f", "pinned"));
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     let tag_digest = format!(
@@ -371,19 +362,8 @@ async fn a_missing_image_fails_at_once_with_events_on_the_node_image_and_the_job
 #[tokio::test]
 async fn an_attempt_that_outlasts_its_timeout_fails_with_the_timeout() {
     let env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/big",
-            "v1",
-            &[Layer::random("big", 8 << 20, 31)],
-        )
-        .unwrap();
-    let proxy = env.lab.slow_proxy(&env.lab.registry, 512 << 10).unwrap();
-    let slow_ref = img
-        .reference
-        .replace(&env.lab.registry.host(), &proxy.host());
+    let img = env.push("lab/big", "v1", Layer::random("big", 8 << 20, 31));
+    let (proxy, slow_ref) = env.slow(&img, 512 << 10);
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     let policy = json!({"pullPolicy": {"timeoutSeconds": 2, "backoffLimit": 0}});
@@ -411,15 +391,7 @@ async fn an_attempt_that_outlasts_its_timeout_fails_with_the_timeout() {
 #[tokio::test]
 async fn a_registry_that_comes_back_before_the_retries_run_out() {
     let mut env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/flaky",
-            "v1",
-            &[Layer::random("f", 1 << 20, 41)],
-        )
-        .unwrap();
+    let img = env.push("lab/flaky", "v1", Layer::random("f", 1 << 20, 41));
     env.lab.registry.stop();
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
@@ -457,19 +429,8 @@ async fn a_registry_that_comes_back_before_the_retries_run_out() {
 #[tokio::test]
 async fn a_withdrawn_tag_cancels_its_pull_without_a_failure() {
     let env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/withdrawn",
-            "v1",
-            &[Layer::random("w", 16 << 20, 51)],
-        )
-        .unwrap();
-    let proxy = env.lab.slow_proxy(&env.lab.registry, 1 << 20).unwrap();
-    let slow_ref = img
-        .reference
-        .replace(&env.lab.registry.host(), &proxy.host());
+    let img = env.push("lab/withdrawn", "v1", Layer::random("w", 16 << 20, 51));
+    let (proxy, slow_ref) = env.slow(&img, 1 << 20);
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     env.images
@@ -528,15 +489,7 @@ async fn a_withdrawn_tag_cancels_its_pull_without_a_failure() {
 #[tokio::test]
 async fn a_version_bump_starts_a_new_round() {
     let env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/bump",
-            "v1",
-            &[Layer::file("f", "bump")],
-        )
-        .unwrap();
+    let img = env.push("lab/bump", "v1", Layer::file("f", "bump"));
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     env.images
@@ -567,28 +520,9 @@ async fn a_version_bump_starts_a_new_round() {
 #[tokio::test]
 async fn a_daemon_killed_mid_pull_resumes_without_pulling_finished_tags_again() {
     let env = Env::start().await;
-    let small = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/small",
-            "v1",
-            &[Layer::file("f", "small")],
-        )
-        .unwrap();
-    let big = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/slow",
-            "v1",
-            &[Layer::random("s", 12 << 20, 61)],
-        )
-        .unwrap();
-    let proxy = env.lab.slow_proxy(&env.lab.registry, 2 << 20).unwrap();
-    let slow_ref = big
-        .reference
-        .replace(&env.lab.registry.host(), &proxy.host());
+    let small = env.push("lab/small", "v1", Layer::file("f", "small"));
+    let big = env.push("lab/slow", "v1", Layer::random("s", 12 << 20, 61));
+    let (_proxy, slow_ref) = env.slow(&big, 2 << 20);
     let node = env.cluster.name("n");
     let mut d = env.daemon(&node, 2).await;
     env.images
@@ -667,15 +601,11 @@ async fn the_pull_budget_holds_and_status_writes_stay_few() {
     let proxy = env.lab.slow_proxy(&env.lab.registry, 2 << 20).unwrap();
     let refs: Vec<String> = (0..6)
         .map(|i| {
-            let img = env
-                .lab
-                .push(
-                    &env.lab.registry,
-                    &format!("lab/c{i}"),
-                    "v1",
-                    &[Layer::random("c", 2 << 20, 70 + i)],
-                )
-                .unwrap();
+            let img = env.push(
+                &format!("lab/c{i}"),
+                "v1",
+                Layer::random("c", 2 << 20, 70 + i),
+            );
             img.reference
                 .replace(&env.lab.registry.host(), &proxy.host())
         })
@@ -718,19 +648,8 @@ async fn the_pull_budget_holds_and_status_writes_stay_few() {
 #[tokio::test]
 async fn sigterm_stops_a_pulling_daemon_promptly() {
     let env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/term",
-            "v1",
-            &[Layer::random("t", 8 << 20, 81)],
-        )
-        .unwrap();
-    let proxy = env.lab.slow_proxy(&env.lab.registry, 256 << 10).unwrap();
-    let slow_ref = img
-        .reference
-        .replace(&env.lab.registry.host(), &proxy.host());
+    let img = env.push("lab/term", "v1", Layer::random("t", 8 << 20, 81));
+    let (proxy, slow_ref) = env.slow(&img, 256 << 10);
     let node = env.cluster.name("n");
     let mut d = env.daemon(&node, 2).await;
     env.images
@@ -802,15 +721,7 @@ async fn without_a_runtime_the_daemon_waits_unready_and_says_why() {
 #[tokio::test]
 async fn metrics_count_pulls_by_result() {
     let env = Env::start().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/metered",
-            "v1",
-            &[Layer::file("f", "m")],
-        )
-        .unwrap();
+    let img = env.push("lab/metered", "v1", Layer::file("f", "m"));
     let missing = format!("{}/lab/absent:v1", env.lab.registry.host());
     let node = env.cluster.name("n");
     let d = env.daemon(&node, 2).await;
