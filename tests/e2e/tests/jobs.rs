@@ -688,3 +688,112 @@ async fn a_standby_manager_takes_over_from_a_dead_leader() {
     .await;
     assert!(standby.log_text().contains("became the leader"));
 }
+
+/// A NodeImage no daemon serves, as OpenKruise's e2e tests make one: the manager keeps it even
+/// though no Node has its name.
+async fn fake_node_image(env: &Env) -> String {
+    let name = env.cluster.name("fake");
+    let mut ni = kruise_api::NodeImage::new(&name, Default::default());
+    ni.metadata.labels = Some(
+        [(
+            "apps.kruise.io/fake-nodeimage".to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
+    env.images
+        .api
+        .create(&PostParams::default(), &ni)
+        .await
+        .expect("fake NodeImage created");
+    name
+}
+
+/// OpenKruise §10 scenario 6: a Never job over all nodes counts the fake NodeImage as desired
+/// and never completes, while the real node succeeds.
+#[tokio::test]
+async fn a_never_job_counts_a_node_image_no_daemon_serves() {
+    let mut env = Env::start().await;
+    let img = env.push("lab/fake-never", 15);
+    env.add_node("real", json!({})).await;
+    let fake = fake_node_image(&env).await;
+    env.apply_job(manifest(
+        "v1beta1",
+        "never-all",
+        &img.reference,
+        json!({"parallelism": 5, "completionPolicy": {"type": "Never"}}),
+    ))
+    .await;
+    let st = env
+        .wait_job("never-all", "the real node succeeded", |s| {
+            s.desired == 2 && s.succeeded == 1
+        })
+        .await;
+    assert!(st.completion_time.is_none());
+    assert!(
+        env.nodes_with(&img.reference).await.contains(&fake),
+        "the fake NodeImage got the tag too"
+    );
+    assert!(
+        env.images.api.get_opt(&fake).await.unwrap().is_some(),
+        "the manager keeps a fake NodeImage without a Node"
+    );
+}
+
+/// OpenKruise §10 scenario 10: an Always list job over all nodes; the fake node's pull is failed
+/// by hand; the list job completes with one failed image status.
+#[tokio::test]
+async fn a_list_job_completes_with_a_failed_node() {
+    let mut env = Env::start().await;
+    let img = env.push("lab/fake-list", 16);
+    env.add_node("real", json!({})).await;
+    let fake = fake_node_image(&env).await;
+    let lists: Api<ImageListPullJob> = Api::namespaced(env.cluster.client.clone(), &env.ns);
+    let list: ImageListPullJob = serde_json::from_value(json!({
+        "apiVersion": "apps.kruise.io/v1beta1", "kind": "ImageListPullJob", "metadata": {"name": "fake-list"},
+        "spec": {"images": [img.reference], "parallelism": 5, "completionPolicy": {"type": "Always"}},
+    }))
+    .unwrap();
+    lists.create(&PostParams::default(), &list).await.unwrap();
+    let (key, tag) = key_and_tag(&img.reference);
+    let version = wait_for("the tag on the fake NodeImage", DEADLINE, || async {
+        let ni = env.images.api.get(&fake).await.ok()?;
+        ni.spec
+            .images
+            .get(&key)?
+            .tags
+            .iter()
+            .find(|t| t.tag == tag)
+            .map(|t| t.version)
+    })
+    .await;
+    let failed = json!({"status": {"desired": 1, "failed": 1, "imageStatuses": {key.clone(): {"tags": [{
+        "tag": tag, "phase": "Failed", "version": version, "completionTime": "2026-01-01T00:00:00Z", "message": "forced by the test"
+    }]}}}});
+    env.images
+        .api
+        .patch_status(&fake, &PatchParams::default(), &Patch::Merge(&failed))
+        .await
+        .unwrap();
+    let st = wait_for("the list job to complete", DEADLINE, || async {
+        lists
+            .get_opt("fake-list")
+            .await
+            .ok()
+            .flatten()?
+            .status
+            .filter(|s| s.completion_time.is_some())
+    })
+    .await;
+    assert_eq!((st.desired, st.completed, st.succeeded), (1, 1, 0));
+    assert_eq!(st.failed_image_statuses.len(), 1);
+    assert_eq!(
+        st.failed_image_statuses[0].name.as_deref(),
+        Some(img.reference.as_str())
+    );
+    assert!(st.failed_image_statuses[0]
+        .message
+        .as_deref()
+        .unwrap()
+        .contains(&fake));
+}
