@@ -120,7 +120,11 @@ impl<R: ImageRuntime> Controller<R> {
                 e = events.next() => match e { Some(e) => e, None => return },
             };
             match event {
-                Ok(watcher::Event::Init) => seen_in_list = false,
+                Ok(watcher::Event::Init) => {
+                    // A relist: take the status as the server has it as the new baseline.
+                    seen_in_list = false;
+                    self.observed = false;
+                }
                 Ok(watcher::Event::InitApply(ni)) => {
                     seen_in_list = true;
                     current = Some(ni);

@@ -45,7 +45,7 @@ pub fn desired_tags(ni: &NodeImage) -> BTreeMap<TagKey, TagTask> {
             let policy = t.pull_policy.clone().unwrap_or_default();
             let created = t.created_at.as_ref().map(|c| SystemTime::from(c.0));
             let deadline = match (created, policy.active_deadline_seconds) {
-                (Some(c), Some(ads)) if ads > 0 => Some(c + Duration::from_secs(ads as u64)),
+                (Some(c), Some(ads)) if ads > 0 => c.checked_add(Duration::from_secs(ads as u64)),
                 _ => None,
             };
             let task = TagTask {

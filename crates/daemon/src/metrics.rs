@@ -25,7 +25,7 @@ pub struct ResultLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
-    /// `present`, `repull_missing` or `repull_always`.
+    /// `present`, `repull_missing`, `repull_always` or `retry_failed`.
     pub result: String,
 }
 

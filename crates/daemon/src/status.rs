@@ -27,7 +27,7 @@ pub enum StatusUpdate {
     },
     /// Tags in the spec now.
     Desired(i32),
-    /// The status as last read from the API server (on start, and after a relist).
+    /// The status as the API server has it (on start, and after every relist).
     Observed(Option<NodeImageStatus>),
     /// Write what is pending now, then acknowledge.
     Flush(tokio::sync::oneshot::Sender<()>),

@@ -84,6 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         node_images: Default::default(),
         jobs: Default::default(),
+        lists: Default::default(),
     };
     let mut requeue: Option<Duration> = None;
     loop {
@@ -179,7 +180,7 @@ async fn reconcile(
         .plan_duration
         .observe(started.elapsed().as_secs_f64());
     let written = writer.apply(&planned, &node_images, &jobs).await;
-    let lists = list_jobs(client, stores, &jobs, metrics).await;
+    let lists = list_jobs(client, stores, &jobs, writer).await;
     let mut requeue = planned.requeue_after;
     for r in [
         lists,
@@ -238,12 +239,13 @@ async fn list_jobs(
     client: &Client,
     stores: &stores::Stores,
     jobs: &[Arc<ImagePullJob>],
-    metrics: &metrics::Metrics,
+    writer: &mut writer::Writer,
 ) -> Option<Duration> {
+    let metrics = writer.metrics.clone();
     let mut requeue = None;
-    for list in stores
-        .list_jobs
-        .state()
+    for list in writer
+        .lists
+        .merge(stores.list_jobs.state())
         .iter()
         .filter(|l| l.metadata.deletion_timestamp.is_none())
     {
@@ -280,9 +282,10 @@ async fn list_jobs(
                 .await;
             continue;
         }
-        if list.status.as_ref() != Some(&p.status) {
-            let patch = serde_json::json!({"status": p.status});
-            if let Err(e) = list_api
+        let old = list.status.clone().unwrap_or_default();
+        if old != p.status {
+            let patch = writer::status_patch(&old, &p.status);
+            match list_api
                 .patch_status(
                     &list.name_any(),
                     &PatchParams::default(),
@@ -290,9 +293,15 @@ async fn list_jobs(
                 )
                 .await
             {
-                tracing::warn!(list = %list.name_any(), error = %e, "writing ImageListPullJob status failed");
+                Ok(written) => {
+                    metrics.write("imagelistpulljob_status", "ok");
+                    writer.lists.wrote(written);
+                }
+                Err(e) => {
+                    metrics.write("imagelistpulljob_status", "error");
+                    tracing::warn!(list = %list.name_any(), error = %e, "writing ImageListPullJob status failed");
+                }
             }
-            metrics.write("imagelistpulljob_status", "ok");
         }
         if let Some(s) = p.requeue_secs {
             let d = Duration::from_secs(s.max(1) as u64);

@@ -48,7 +48,7 @@ fn child(list: &ImageListPullJob, image: &str) -> ImagePullJob {
     job.metadata.namespace = list.namespace();
     job.metadata.labels = Some(BTreeMap::from([(
         LIST_JOB_LABEL.to_string(),
-        list.name_any(),
+        label_value(&list.name_any()),
     )]));
     job.metadata.owner_references = Some(vec![OwnerReference {
         api_version: ImageListPullJob::api_version(&()).to_string(),
@@ -147,6 +147,15 @@ pub fn plan(list: &ImageListPullJob, children: &[&ImagePullJob], now: Timestamp)
     p
 }
 
+/// A label value (at most 63 characters) naming `name`: itself, or a prefix and a hash.
+fn label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let head: String = name.chars().take(54).collect();
+    format!("{}-{}", head.trim_end_matches(['-', '.']), short_hash(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +168,14 @@ mod tests {
             "spec": {"images": images, "parallelism": 2, "completionPolicy": {"type": "Always", "ttlSecondsAfterFinished": 60}},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn long_list_names_give_valid_label_values() {
+        let long = "l".repeat(80);
+        let v = label_value(&long);
+        assert!(v.len() <= 63 && v.ends_with(&short_hash(&long)), "{v}");
+        assert_eq!(label_value("short"), "short");
     }
 
     #[test]

@@ -53,14 +53,17 @@ impl<K: Resource + Clone> Overlay<K> {
     /// Objects are shared with the cache, not copied.
     pub fn merge(&mut self, cached: Vec<Arc<K>>) -> Vec<Arc<K>> {
         let mut out: BTreeMap<String, Arc<K>> = BTreeMap::new();
+        let mut still_cached = BTreeMap::new();
         for o in cached {
             let k = key(o.as_ref());
-            if self.deleted.get(&k).is_some_and(|d| rv(o.as_ref()) <= *d) {
+            if let Some(d) = self.deleted.get(&k).filter(|d| rv(o.as_ref()) <= **d) {
+                // Deleted by us, the cache has not seen it yet: keep hiding it.
+                still_cached.insert(k, *d);
                 continue;
             }
             out.insert(k, o);
         }
-        self.deleted.retain(|k, _| out.contains_key(k));
+        self.deleted = still_cached;
         self.written.retain(|k, (w, at)| {
             at.elapsed() < TRUST
                 && match out.get(k) {
@@ -72,5 +75,51 @@ impl<K: Resource + Clone> Overlay<K> {
             out.insert(k.clone(), w.clone());
         }
         out.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kruise_api::NodeImage;
+
+    fn ni(name: &str, rv: &str) -> Arc<NodeImage> {
+        let mut n = NodeImage::new(name, Default::default());
+        n.metadata.resource_version = Some(rv.into());
+        Arc::new(n)
+    }
+
+    #[test]
+    fn own_writes_win_until_the_cache_catches_up() {
+        let mut o = Overlay::default();
+        o.wrote((*ni("a", "5")).clone());
+        let merged = o.merge(vec![ni("a", "3")]);
+        assert_eq!(
+            merged[0].resource_version().as_deref(),
+            Some("5"),
+            "the cache lags: our write wins"
+        );
+        let merged = o.merge(vec![ni("a", "7")]);
+        assert_eq!(
+            merged[0].resource_version().as_deref(),
+            Some("7"),
+            "the cache caught up"
+        );
+        assert!(o.written.is_empty());
+
+        o.deleted("", "b", u64::MAX);
+        assert!(
+            o.merge(vec![ni("b", "9")]).is_empty(),
+            "hidden while the cache still has it"
+        );
+        assert!(
+            o.merge(vec![ni("b", "9")]).is_empty(),
+            "and on the next round too"
+        );
+        assert!(o.merge(vec![]).is_empty());
+        assert!(
+            o.deleted.is_empty(),
+            "forgotten once the cache has seen the deletion"
+        );
     }
 }

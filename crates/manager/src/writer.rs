@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::{stream, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kruise_api::{ImagePullJob, ImagePullJobStatus, NodeImage, NodeImageSpec};
+use kruise_api::{ImagePullJob, NodeImage, NodeImageSpec};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, ResourceExt};
@@ -30,6 +30,7 @@ pub struct Writer {
     pub metrics: std::sync::Arc<Metrics>,
     pub node_images: Overlay<NodeImage>,
     pub jobs: Overlay<ImagePullJob>,
+    pub lists: Overlay<kruise_api::ImageListPullJob>,
 }
 
 /// The outcome of one round of writes.
@@ -93,7 +94,7 @@ fn node_image_patch(
 }
 
 /// Status as a merge patch that also clears fields the new status no longer has.
-fn status_patch(old: &ImagePullJobStatus, new: &ImagePullJobStatus) -> Value {
+pub fn status_patch<S: serde::Serialize>(old: &S, new: &S) -> Value {
     let mut n = serde_json::to_value(new).expect("status serialises");
     let o = serde_json::to_value(old).expect("status serialises");
     if let (Some(n), Some(o)) = (n.as_object_mut(), o.as_object()) {
@@ -352,12 +353,12 @@ mod tests {
             ),
             json!({"y": null, "z": "3"})
         );
-        let o = ImagePullJobStatus {
+        let o = kruise_api::ImagePullJobStatus {
             desired: 1,
             message: Some("m".into()),
             ..Default::default()
         };
-        let n = ImagePullJobStatus {
+        let n = kruise_api::ImagePullJobStatus {
             desired: 2,
             ..Default::default()
         };

@@ -29,8 +29,10 @@ pub(super) async fn run<R: ImageRuntime>(
             .await
             .expect("a reported round always has an outcome"),
     };
+    // The worker lives as long as the tag is in the spec: a succeeded image is checked for
+    // presence, a failed one is tried again, every `check_interval`.
     let mut wait = first_check_delay(ctx, &last);
-    while last.phase == TagPhase::Succeeded {
+    loop {
         tokio::time::sleep(wait).await;
         last = check(ctx, task, last).await;
         wait = jittered(ctx.check_interval);
@@ -110,18 +112,25 @@ async fn round<R: ImageRuntime>(
     }
 
     let attempts = task.backoff_limit + 1;
+    let deadline_msg = || note("activeDeadlineSeconds passed before the image was pulled".into());
     for attempt in 1..=attempts {
-        let remaining = task
-            .deadline
-            .map(|d| d.duration_since(ctx.clock.now()).unwrap_or_default());
-        if remaining == Some(Duration::ZERO) {
-            let msg = note("activeDeadlineSeconds passed before the image was pulled".into());
-            return Some(fail(ctx, task, st, msg, "deadline").await);
-        }
-        ctx.metrics.waiting.inc();
-        let permit = ctx.permits.clone().acquire_owned().await;
-        ctx.metrics.waiting.dec();
+        // The wait for a pull slot counts against the deadline too.
+        let permit = {
+            let _waiting = GaugeGuard::new(&ctx.metrics.waiting);
+            let acquire = ctx.permits.clone().acquire_owned();
+            match remaining(ctx, task) {
+                Some(left) => match tokio::time::timeout(left, acquire).await {
+                    Ok(p) => p,
+                    Err(_) => return Some(fail(ctx, task, st, deadline_msg(), "deadline").await),
+                },
+                None => acquire.await,
+            }
+        };
         let Ok(_permit) = permit else { return Some(st) };
+        let left = remaining(ctx, task);
+        if left == Some(Duration::ZERO) {
+            return Some(fail(ctx, task, st, deadline_msg(), "deadline").await);
+        }
         if st.phase != TagPhase::Pulling {
             st.phase = TagPhase::Pulling;
             st.start_time = Some(now());
@@ -129,10 +138,11 @@ async fn round<R: ImageRuntime>(
                 report(ctx, task.key(), st.clone()).await;
             }
         }
-        let timeout = remaining.map_or(task.timeout, |r| r.min(task.timeout));
-        ctx.metrics.in_flight.inc();
-        let result = pull_with_credentials(ctx, task, &keyring, timeout).await;
-        ctx.metrics.in_flight.dec();
+        let timeout = left.map_or(task.timeout, |r| r.min(task.timeout));
+        let result = {
+            let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
+            pull_with_credentials(ctx, task, &keyring, timeout).await
+        };
         drop(_permit);
         let error = match result {
             Ok(id) => {
@@ -308,6 +318,17 @@ async fn check<R: ImageRuntime>(
     task: &TagTask,
     last: ImageTagStatus,
 ) -> ImageTagStatus {
+    // The tag's deadline bounded its first round only; later rounds have just their timeouts.
+    let task = &TagTask {
+        deadline: None,
+        ..task.clone()
+    };
+    if last.phase == TagPhase::Failed {
+        count_check(ctx, "retry_failed");
+        return round(ctx, task, None)
+            .await
+            .expect("a reported round always has an outcome");
+    }
     let present = match ctx.runtime.image_id(&task.reference).await {
         Ok(p) => p,
         Err(e) => {
@@ -316,25 +337,17 @@ async fn check<R: ImageRuntime>(
         }
     };
     if present.is_some() && task.policy == ImagePullPolicy::IfNotPresent {
-        ctx.metrics
-            .checks
-            .get_or_create(&crate::metrics::CheckLabels {
-                result: "present".into(),
-            })
-            .inc();
+        count_check(ctx, "present");
         return last;
     }
-    let result = if present.is_some() {
-        "repull_always"
-    } else {
-        "repull_missing"
-    };
-    ctx.metrics
-        .checks
-        .get_or_create(&crate::metrics::CheckLabels {
-            result: result.into(),
-        })
-        .inc();
+    count_check(
+        ctx,
+        if present.is_some() {
+            "repull_always"
+        } else {
+            "repull_missing"
+        },
+    );
     let previous_id = last
         .image_id
         .as_deref()
@@ -344,4 +357,35 @@ async fn check<R: ImageRuntime>(
         image_id: if present.is_some() { previous_id } else { None },
     };
     round(ctx, task, Some(previous)).await.unwrap_or(last)
+}
+
+fn count_check<R>(ctx: &WorkerContext<R>, result: &str) {
+    ctx.metrics
+        .checks
+        .get_or_create(&crate::metrics::CheckLabels {
+            result: result.into(),
+        })
+        .inc();
+}
+
+/// Time left before the tag's deadline, if it has one.
+fn remaining<R>(ctx: &WorkerContext<R>, task: &TagTask) -> Option<Duration> {
+    task.deadline
+        .map(|d| d.duration_since(ctx.clock.now()).unwrap_or_default())
+}
+
+/// Counts while alive, so a cancelled worker does not leave a gauge up.
+struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl GaugeGuard {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

@@ -493,3 +493,66 @@ fn backoff_doubles_to_a_cap() {
         assert!(d >= base * 0.8 && d <= base * 1.2, "attempt {attempt}: {d}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_tag_is_tried_again_at_the_next_check() {
+    let mut h = harness(2);
+    h.runtime.script.lock().unwrap().extend([
+        Outcome::Err(CriErrorKind::NotFound, "x: not found"),
+        Outcome::Ok("sha256:late"),
+    ]);
+    let _w = spawn(h.ctx.clone(), task("v1"), None);
+    assert_eq!(
+        h.until_final("v1").await.pop().unwrap().phase,
+        TagPhase::Failed
+    );
+    // The image appears in the registry later; the next check (1 h ±10%) pulls it.
+    tokio::time::sleep(Duration::from_secs(4000)).await;
+    let done = h.until_final("v1").await.pop().unwrap();
+    assert_eq!(done.phase, TagPhase::Succeeded);
+    assert_eq!(
+        done.image_id.as_deref(),
+        Some("registry.example.com/app@sha256:late")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_slot_counts_against_the_deadline_and_checks_ignore_it() {
+    let mut h = harness(1);
+    h.runtime.script.lock().unwrap().extend([
+        Outcome::Slow(Duration::from_secs(60), "sha256:a"),
+        Outcome::Ok("sha256:b"),
+        Outcome::Ok("sha256:c"),
+    ]);
+    let _busy = spawn(h.ctx.clone(), task("busy"), None);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let deadline = h.ctx.clock.now() + Duration::from_secs(5);
+    let _late = spawn(
+        h.ctx.clone(),
+        TagTask {
+            deadline: Some(deadline),
+            ..task("late")
+        },
+        None,
+    );
+    let done = h.until_final("late").await.pop().unwrap();
+    assert_eq!(
+        done.phase,
+        TagPhase::Failed,
+        "never got a slot before its deadline"
+    );
+    assert_eq!(
+        done.message.as_deref(),
+        Some("activeDeadlineSeconds passed before the image was pulled")
+    );
+    assert_eq!(
+        h.runtime.pulls.load(Ordering::SeqCst),
+        1,
+        "only the busy tag pulled"
+    );
+    assert_eq!(
+        h.ctx.metrics.waiting.get(),
+        0,
+        "the waiting gauge came back down"
+    );
+}

@@ -53,6 +53,7 @@ struct Tally {
     succeeded: i32,
     failed: Vec<String>,
     active: i32,
+    pending: Vec<String>,
     unsynced: Vec<String>,
     not_responding: Vec<String>,
 }
@@ -103,6 +104,7 @@ fn tally(
             }
             (NodeState::Pending, _, until) => {
                 t.active += 1;
+                t.pending.push(node.clone());
                 if let Some(u) = until {
                     plan.requeue(Duration::from_secs(u.max(1) as u64));
                 }
@@ -196,10 +198,11 @@ pub fn compute(
             ..job.clone()
         },
         now,
-    ) && finished < new.desired
+    ) && (finished < new.desired || new.desired == 0)
     {
         let mut failed = std::mem::take(&mut tally.failed);
         failed.extend(tally.unsynced.iter().cloned());
+        failed.extend(tally.pending.iter().cloned());
         failed.sort();
         new.failed = new.desired - new.succeeded;
         new.active = 0;

@@ -142,7 +142,7 @@ pub fn entry_state(
         .pull_policy
         .as_ref()
         .and_then(|p| p.active_deadline_seconds)
-        .map(|a| a + DEADLINE_GRACE_SECONDS);
+        .map(|a| a.saturating_add(DEADLINE_GRACE_SECONDS));
     if !reported && age >= response {
         return (NodeState::Failed, Some(Overdue::NotResponding), None);
     }
@@ -239,6 +239,7 @@ pub fn place(
     if super::status::deadline_passed(job, now) {
         return;
     }
+    sync_policy(job, &key, &tag, targets, specs, now);
     let by_name: BTreeMap<&str, &NodeImage> = s
         .node_images
         .iter()
@@ -311,7 +312,7 @@ fn join(
         let state = node_state(ni, key, tag, entry.version);
         // A finished tag is pulled again only for a job that asks for Always; joining never
         // restarts a pull in progress.
-        if always && state != NodeState::Pending {
+        if state == NodeState::Failed || (always && state == NodeState::Succeeded) {
             entry.version += 1;
             entry.created_at = Some(Time(now));
             entry.image_pull_policy = Some(ImagePullPolicy::Always);
@@ -366,6 +367,45 @@ pub fn finish_specs(specs: &mut BTreeMap<String, NodeImageSpec>, s: &Snapshot) {
             secrets.sort();
             secrets.dedup();
             image.pull_secrets = secrets;
+        }
+    }
+}
+
+/// Edits of the first owner's pull policy reach the tag entries already written; switching to
+/// `Always` asks for a new round.
+fn sync_policy(
+    job: &ImagePullJob,
+    key: &str,
+    tag: &str,
+    targets: &[String],
+    specs: &mut BTreeMap<String, NodeImageSpec>,
+    now: Timestamp,
+) {
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    let policy = tag_policy(job);
+    let always = job.spec.template.image_pull_policy() == ImagePullPolicy::Always;
+    for node in targets {
+        let entry = specs
+            .get_mut(node)
+            .and_then(|s| s.images.get_mut(key))
+            .and_then(|i| i.tags.iter_mut().find(|t| t.tag == tag));
+        let Some(entry) = entry else { continue };
+        if entry
+            .owner_references
+            .first()
+            .and_then(|r| r.uid.as_deref())
+            != Some(uid)
+        {
+            continue;
+        }
+        entry.pull_policy = policy.clone();
+        let want = always.then_some(ImagePullPolicy::Always);
+        if entry.image_pull_policy != want {
+            entry.image_pull_policy = want;
+            if always {
+                entry.version += 1;
+                entry.created_at = Some(Time(now));
+            }
         }
     }
 }

@@ -499,3 +499,65 @@ fn pull_secrets_are_referenced_while_an_owner_needs_them() {
     s.jobs.clear();
     assert!(run(&s, at(1)).specs["n0"].images.is_empty());
 }
+
+#[test]
+fn a_job_joining_a_failed_tag_gets_a_fresh_round() {
+    let mut s = cluster(1);
+    s.jobs.push(job("wrong-secret", "private:1", json!({})));
+    let p = run(&s, t0());
+    apply(&mut s, &p);
+    report(&mut s, "n0", "Failed");
+    s.jobs.push(job("right-secret", "private:1", json!({})));
+    let p = run(&s, at(5));
+    let tag = &p.specs["n0"].images["private"].tags[0];
+    assert_eq!(
+        tag.version, 1,
+        "a new round instead of inheriting the failure"
+    );
+    assert_eq!(p.job_status["ns/right-secret"].active, 1);
+}
+
+#[test]
+fn editing_the_pull_policy_reaches_written_tags() {
+    let mut s = cluster(1);
+    s.jobs.push(job(
+        "j",
+        "nginx:1",
+        json!({"completionPolicy": {"type": "Never"}}),
+    ));
+    let p = run(&s, t0());
+    apply(&mut s, &p);
+    let edited: ImagePullJob = serde_json::from_value(json!({
+        "apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob",
+        "metadata": {"name": "j", "namespace": "ns", "uid": "uid-j", "creationTimestamp": "2026-11-26T09:30:00Z"},
+        "spec": {"image": "nginx:1", "completionPolicy": {"type": "Never"}, "pullPolicy": {"timeoutSeconds": 30}, "imagePullPolicy": "Always"},
+    }))
+    .unwrap();
+    let status = s.jobs[0].status.clone();
+    s.jobs[0] = Arc::new(ImagePullJob { status, ..edited });
+    let p = run(&s, at(5));
+    let tag = &p.specs["n0"].images["nginx"].tags[0];
+    assert_eq!(
+        tag.pull_policy.as_ref().and_then(|p| p.timeout_seconds),
+        Some(30)
+    );
+    assert_eq!(
+        (tag.image_pull_policy, tag.version),
+        (Some(kruise_api::ImagePullPolicy::Always), 1)
+    );
+}
+
+#[test]
+fn a_deadline_with_no_node_ends_the_job_instead_of_replanning_every_second() {
+    let mut s = cluster(1);
+    s.jobs.push(job("j", "nginx", json!({"selector": {"names": ["none"]}, "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 600}})));
+    let p = run(&s, t0());
+    apply(&mut s, &p);
+    let p = run(&s, at(601));
+    let st = &p.job_status["ns/j"];
+    assert!(st.completion_time.is_some());
+    assert_eq!(
+        st.message.as_deref(),
+        Some("job exceeds activeDeadlineSeconds")
+    );
+}
