@@ -633,7 +633,10 @@ async fn the_pull_budget_holds_and_status_writes_stay_few() {
     })
     .await;
     // Seeing two at once depends on when status writes happen to fall; the bound is what counts.
-    eprintln!("most tags seen pulling at once: {}", max_pulling.into_inner());
+    eprintln!(
+        "most tags seen pulling at once: {}",
+        max_pulling.into_inner()
+    );
     if let (Some(before), Some(after)) = (
         writes_before,
         env.cluster
