@@ -797,3 +797,60 @@ async fn a_list_job_completes_with_a_failed_node() {
         .unwrap()
         .contains(&fake));
 }
+
+/// OpenKruise §10 scenario 11: a Never list job over all nodes including a fake NodeImage whose
+/// pull is failed by hand: the child completes (every node done) with one failed image status,
+/// and the list job, being Never, counts it completed without finishing itself.
+#[tokio::test]
+async fn a_never_list_job_counts_a_completed_child_with_a_failure() {
+    let mut env = Env::start().await;
+    let img = env.push("lab/fake-never-list", 17);
+    env.add_node("real", json!({})).await;
+    let fake = fake_node_image(&env).await;
+    let lists: Api<ImageListPullJob> = Api::namespaced(env.cluster.client.clone(), &env.ns);
+    let list: ImageListPullJob = serde_json::from_value(json!({
+        "apiVersion": "apps.kruise.io/v1beta1", "kind": "ImageListPullJob", "metadata": {"name": "never-list"},
+        "spec": {"images": [img.reference], "parallelism": 5, "completionPolicy": {"type": "Never"}},
+    }))
+    .unwrap();
+    lists.create(&PostParams::default(), &list).await.unwrap();
+    let (key, tag) = key_and_tag(&img.reference);
+    let version = wait_for("the tag on the fake NodeImage", DEADLINE, || async {
+        let ni = env.images.api.get(&fake).await.ok()?;
+        ni.spec
+            .images
+            .get(&key)?
+            .tags
+            .iter()
+            .find(|t| t.tag == tag)
+            .map(|t| t.version)
+    })
+    .await;
+    let failed = json!({"status": {"desired": 1, "failed": 1, "imageStatuses": {key.clone(): {"tags": [{
+        "tag": tag, "phase": "Failed", "version": version, "completionTime": "2026-01-01T00:00:00Z", "message": "forced by the test"
+    }]}}}});
+    env.images
+        .api
+        .patch_status(&fake, &PatchParams::default(), &Patch::Merge(&failed))
+        .await
+        .unwrap();
+    let st = wait_for(
+        "the child to count as completed with one failure",
+        DEADLINE,
+        || async {
+            lists
+                .get_opt("never-list")
+                .await
+                .ok()
+                .flatten()?
+                .status
+                .filter(|s| s.completed == 1 && s.failed_image_statuses.len() == 1)
+        },
+    )
+    .await;
+    assert!(
+        st.completion_time.is_none(),
+        "a Never list job never completes"
+    );
+    assert_eq!((st.desired, st.succeeded), (1, 0));
+}
