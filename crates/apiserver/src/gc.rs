@@ -166,27 +166,14 @@ impl Store {
             .map(|o| str_at(o, "/metadata/uid").to_string())
             .collect();
         let mut work = Vec::new();
-        for info in st.catalog.all() {
-            for obj in st
-                .objects
-                .get(&(info.group.clone(), info.resource.clone()))
-                .into_iter()
-                .flat_map(|m| m.values())
-            {
-                let owners: Vec<&str> = obj
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|o| o.get("uid").and_then(Value::as_str))
-                    .collect();
-                if owners.iter().any(|u| !live.contains(*u)) {
-                    work.push((
-                        info.clone(),
-                        obj.clone(),
-                        owners.iter().all(|u| !live.contains(*u)),
-                    ));
-                }
+        for (info, obj) in stored(&st) {
+            let owners = owner_uids(obj);
+            if owners.iter().any(|u| !live.contains(*u)) {
+                work.push((
+                    info.clone(),
+                    obj.clone(),
+                    owners.iter().all(|u| !live.contains(*u)),
+                ));
             }
         }
         for (info, obj, all_gone) in work {
@@ -210,25 +197,31 @@ impl Store {
     }
 }
 
-fn dependents(st: &State, uid: &str) -> Vec<(std::sync::Arc<ResourceInfo>, Value)> {
-    let mut out = Vec::new();
-    for info in st.catalog.all() {
-        for obj in st
-            .objects
+/// Every stored object with its resource.
+fn stored(st: &State) -> impl Iterator<Item = (&std::sync::Arc<ResourceInfo>, &Value)> {
+    st.catalog.all().flat_map(move |info| {
+        st.objects
             .get(&(info.group.clone(), info.resource.clone()))
             .into_iter()
             .flat_map(|m| m.values())
-        {
-            let owned = obj
-                .pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|o| o.iter().any(|r| str_at(r, "/uid") == uid));
-            if owned {
-                out.push((info.clone(), obj.clone()));
-            }
-        }
-    }
-    out
+            .map(move |o| (info, o))
+    })
+}
+
+fn owner_uids(obj: &Value) -> Vec<&str> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("uid").and_then(Value::as_str))
+        .collect()
+}
+
+fn dependents(st: &State, uid: &str) -> Vec<(std::sync::Arc<ResourceInfo>, Value)> {
+    stored(st)
+        .filter(|(_, o)| owner_uids(o).contains(&uid))
+        .map(|(i, o)| (i.clone(), o.clone()))
+        .collect()
 }
 
 fn strip_owner(obj: &mut Value, uid: &str) {

@@ -49,6 +49,16 @@ impl NodeImages {
             .expect("NodeImage spec patched");
     }
 
+    /// Sets the image of `reference` to just its tag at `version` (with `extra` fields).
+    pub async fn want(&self, node: &str, reference: &str, version: i64, extra: Value) {
+        self.set_image(
+            node,
+            reference,
+            json!({"tags": [Self::tag(reference, version, extra)]}),
+        )
+        .await;
+    }
+
     /// One tag entry for `reference` with `version` and extra fields merged in.
     pub fn tag(reference: &str, version: i64, extra: Value) -> Value {
         let (_, tag) = key_and_tag(reference);

@@ -84,23 +84,13 @@ impl Env {
     }
 }
 
-fn tags(list: Vec<Value>) -> Value {
-    json!({ "tags": list })
-}
-
 #[tokio::test]
 async fn pulls_a_tag_reports_it_and_skips_an_image_already_present() {
     let mut env = Env::start().await;
     let img = env.push("lab/app", "v1", Layer::random("app.bin", 2 << 20, 1));
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
-    env.images
-        .set_image(
-            &node,
-            &img.reference,
-            tags(vec![NodeImages::tag(&img.reference, 1, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &img.reference, 1, json!({})).await;
 
     let done = env
         .images
@@ -144,13 +134,7 @@ async fn pulls_a_tag_reports_it_and_skips_an_image_already_present() {
 
     // IfNotPresent with the registry gone: the daemon sees the image and does not pull.
     env.lab.registry.stop();
-    env.images
-        .set_image(
-            &node,
-            &img.reference,
-            tags(vec![NodeImages::tag(&img.reference, 2, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &img.reference, 2, json!({})).await;
     let again = env
         .images
         .wait_phase(&node, &img.reference, TagPhase::Succeeded, 2, MINUTE)
@@ -166,11 +150,7 @@ async fn always_pulls_again_and_gets_new_content_under_the_same_tag() {
     let _d = env.daemon(&node, 2).await;
     let always = json!({"imagePullPolicy": "Always"});
     env.images
-        .set_image(
-            &node,
-            &first.reference,
-            tags(vec![NodeImages::tag(&first.reference, 1, always.clone())]),
-        )
+        .want(&node, &first.reference, 1, always.clone())
         .await;
     let one = env
         .images
@@ -180,13 +160,7 @@ async fn always_pulls_again_and_gets_new_content_under_the_same_tag() {
 
     let second = env.push("lab/latest", "latest", Layer::random("a", 1 << 20, 11));
     assert_ne!(first.config_digest, second.config_digest);
-    env.images
-        .set_image(
-            &node,
-            &first.reference,
-            tags(vec![NodeImages::tag(&first.reference, 2, always)]),
-        )
-        .await;
+    env.images.want(&node, &first.reference, 2, always).await;
     let two = env
         .images
         .wait_phase(&node, &first.reference, TagPhase::Succeeded, 2, MINUTE)
@@ -208,20 +182,13 @@ async fn digest_references_are_pulled_by_digest() {
         img.reference.rsplit_once(':').unwrap().0,
         img.manifest_digest
     );
-    let (key, _) = key_and_tag(&img.digest_reference);
-    let entry = tags(vec![
+    let entry = json!({"tags": [
         NodeImages::tag(&img.digest_reference, 1, json!({})),
         NodeImages::tag(&tag_digest, 1, json!({})),
-    ]);
+    ]});
     env.images
-        .api
-        .patch(
-            &node,
-            &Default::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"images": {key: entry}}})),
-        )
-        .await
-        .unwrap();
+        .set_image(&node, &img.digest_reference, entry)
+        .await;
     for reference in [&img.digest_reference, &tag_digest] {
         let done = env
             .images
@@ -333,13 +300,7 @@ async fn a_missing_image_fails_at_once_with_events_on_the_node_image_and_the_job
     let _d = env.daemon(&node, 2).await;
     let missing = format!("{}/lab/nothing:v9", env.lab.registry.host());
     let owner = json!({"ownerReferences": [{"apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob", "namespace": "default", "name": "job-x", "uid": "00000000-0000-0000-0000-000000000001"}]});
-    env.images
-        .set_image(
-            &node,
-            &missing,
-            tags(vec![NodeImages::tag(&missing, 1, owner)]),
-        )
-        .await;
+    env.images.want(&node, &missing, 1, owner).await;
     let failed = env
         .images
         .wait_phase(&node, &missing, TagPhase::Failed, 1, MINUTE)
@@ -367,13 +328,7 @@ async fn an_attempt_that_outlasts_its_timeout_fails_with_the_timeout() {
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     let policy = json!({"pullPolicy": {"timeoutSeconds": 2, "backoffLimit": 0}});
-    env.images
-        .set_image(
-            &node,
-            &slow_ref,
-            tags(vec![NodeImages::tag(&slow_ref, 1, policy)]),
-        )
-        .await;
+    env.images.want(&node, &slow_ref, 1, policy).await;
     let failed = env
         .images
         .wait_phase(&node, &slow_ref, TagPhase::Failed, 1, MINUTE)
@@ -396,14 +351,11 @@ async fn a_registry_that_comes_back_before_the_retries_run_out() {
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
     env.images
-        .set_image(
+        .want(
             &node,
             &img.reference,
-            tags(vec![NodeImages::tag(
-                &img.reference,
-                1,
-                json!({"pullPolicy": {"backoffLimit": 4}}),
-            )]),
+            1,
+            json!({"pullPolicy": {"backoffLimit": 4}}),
         )
         .await;
     let retrying = wait_for("a retry to show in the status", MINUTE, || async {
@@ -433,13 +385,7 @@ async fn a_withdrawn_tag_cancels_its_pull_without_a_failure() {
     let (proxy, slow_ref) = env.slow(&img, 1 << 20);
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
-    env.images
-        .set_image(
-            &node,
-            &slow_ref,
-            tags(vec![NodeImages::tag(&slow_ref, 1, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &slow_ref, 1, json!({})).await;
     env.images
         .wait_phase(&node, &slow_ref, TagPhase::Pulling, 1, MINUTE)
         .await;
@@ -492,24 +438,12 @@ async fn a_version_bump_starts_a_new_round() {
     let img = env.push("lab/bump", "v1", Layer::file("f", "bump"));
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
-    env.images
-        .set_image(
-            &node,
-            &img.reference,
-            tags(vec![NodeImages::tag(&img.reference, 1, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &img.reference, 1, json!({})).await;
     let first = env
         .images
         .wait_phase(&node, &img.reference, TagPhase::Succeeded, 1, MINUTE)
         .await;
-    env.images
-        .set_image(
-            &node,
-            &img.reference,
-            tags(vec![NodeImages::tag(&img.reference, 2, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &img.reference, 2, json!({})).await;
     let second = env
         .images
         .wait_phase(&node, &img.reference, TagPhase::Succeeded, 2, MINUTE)
@@ -525,20 +459,8 @@ async fn a_daemon_killed_mid_pull_resumes_without_pulling_finished_tags_again() 
     let (_proxy, slow_ref) = env.slow(&big, 2 << 20);
     let node = env.cluster.name("n");
     let mut d = env.daemon(&node, 2).await;
-    env.images
-        .set_image(
-            &node,
-            &small.reference,
-            tags(vec![NodeImages::tag(&small.reference, 1, json!({}))]),
-        )
-        .await;
-    env.images
-        .set_image(
-            &node,
-            &slow_ref,
-            tags(vec![NodeImages::tag(&slow_ref, 1, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &small.reference, 1, json!({})).await;
+    env.images.want(&node, &slow_ref, 1, json!({})).await;
     let small_done = env
         .images
         .wait_phase(&node, &small.reference, TagPhase::Succeeded, 1, MINUTE)
@@ -617,9 +539,7 @@ async fn the_pull_budget_holds_and_status_writes_stay_few() {
         .request_count("patch", "nodeimages.apps.kruise.io", "status")
         .await;
     for r in &refs {
-        env.images
-            .set_image(&node, r, tags(vec![NodeImages::tag(r, 1, json!({}))]))
-            .await;
+        env.images.want(&node, r, 1, json!({})).await;
     }
     let max_pulling = std::sync::atomic::AtomicI32::new(0);
     wait_for("every tag to succeed", Duration::from_secs(120), || async {
@@ -656,13 +576,7 @@ async fn sigterm_stops_a_pulling_daemon_promptly() {
     let (proxy, slow_ref) = env.slow(&img, 256 << 10);
     let node = env.cluster.name("n");
     let mut d = env.daemon(&node, 2).await;
-    env.images
-        .set_image(
-            &node,
-            &slow_ref,
-            tags(vec![NodeImages::tag(&slow_ref, 1, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &slow_ref, 1, json!({})).await;
     env.images
         .wait_phase(&node, &slow_ref, TagPhase::Pulling, 1, MINUTE)
         .await;
@@ -729,20 +643,8 @@ async fn metrics_count_pulls_by_result() {
     let missing = format!("{}/lab/absent:v1", env.lab.registry.host());
     let node = env.cluster.name("n");
     let d = env.daemon(&node, 2).await;
-    env.images
-        .set_image(
-            &node,
-            &img.reference,
-            tags(vec![NodeImages::tag(&img.reference, 1, json!({}))]),
-        )
-        .await;
-    env.images
-        .set_image(
-            &node,
-            &missing,
-            tags(vec![NodeImages::tag(&missing, 1, json!({}))]),
-        )
-        .await;
+    env.images.want(&node, &img.reference, 1, json!({})).await;
+    env.images.want(&node, &missing, 1, json!({})).await;
     env.images
         .wait_phase(&node, &img.reference, TagPhase::Succeeded, 1, MINUTE)
         .await;

@@ -709,6 +709,30 @@ async fn fake_node_image(env: &Env) -> String {
     name
 }
 
+/// Fails `reference` on the NodeImage `node` as its daemon would, once the manager put it there.
+async fn fail_on(env: &Env, node: &str, reference: &str) {
+    let (key, tag) = key_and_tag(reference);
+    let version = wait_for("the tag on the fake NodeImage", DEADLINE, || async {
+        let ni = env.images.api.get(node).await.ok()?;
+        ni.spec
+            .images
+            .get(&key)?
+            .tags
+            .iter()
+            .find(|t| t.tag == tag)
+            .map(|t| t.version)
+    })
+    .await;
+    let failed = json!({"status": {"desired": 1, "failed": 1, "imageStatuses": {key.clone(): {"tags": [{
+        "tag": tag, "phase": "Failed", "version": version, "completionTime": "2026-01-01T00:00:00Z", "message": "forced by the test"
+    }]}}}});
+    env.images
+        .api
+        .patch_status(node, &PatchParams::default(), &Patch::Merge(&failed))
+        .await
+        .unwrap();
+}
+
 /// OpenKruise §10 scenario 6: a Never job over all nodes counts the fake NodeImage as desired
 /// and never completes, while the real node succeeds.
 #[tokio::test]
@@ -755,26 +779,7 @@ async fn a_list_job_completes_with_a_failed_node() {
     }))
     .unwrap();
     lists.create(&PostParams::default(), &list).await.unwrap();
-    let (key, tag) = key_and_tag(&img.reference);
-    let version = wait_for("the tag on the fake NodeImage", DEADLINE, || async {
-        let ni = env.images.api.get(&fake).await.ok()?;
-        ni.spec
-            .images
-            .get(&key)?
-            .tags
-            .iter()
-            .find(|t| t.tag == tag)
-            .map(|t| t.version)
-    })
-    .await;
-    let failed = json!({"status": {"desired": 1, "failed": 1, "imageStatuses": {key.clone(): {"tags": [{
-        "tag": tag, "phase": "Failed", "version": version, "completionTime": "2026-01-01T00:00:00Z", "message": "forced by the test"
-    }]}}}});
-    env.images
-        .api
-        .patch_status(&fake, &PatchParams::default(), &Patch::Merge(&failed))
-        .await
-        .unwrap();
+    fail_on(&env, &fake, &img.reference).await;
     let st = wait_for("the list job to complete", DEADLINE, || async {
         lists
             .get_opt("fake-list")
@@ -814,26 +819,7 @@ async fn a_never_list_job_counts_a_completed_child_with_a_failure() {
     }))
     .unwrap();
     lists.create(&PostParams::default(), &list).await.unwrap();
-    let (key, tag) = key_and_tag(&img.reference);
-    let version = wait_for("the tag on the fake NodeImage", DEADLINE, || async {
-        let ni = env.images.api.get(&fake).await.ok()?;
-        ni.spec
-            .images
-            .get(&key)?
-            .tags
-            .iter()
-            .find(|t| t.tag == tag)
-            .map(|t| t.version)
-    })
-    .await;
-    let failed = json!({"status": {"desired": 1, "failed": 1, "imageStatuses": {key.clone(): {"tags": [{
-        "tag": tag, "phase": "Failed", "version": version, "completionTime": "2026-01-01T00:00:00Z", "message": "forced by the test"
-    }]}}}});
-    env.images
-        .api
-        .patch_status(&fake, &PatchParams::default(), &Patch::Merge(&failed))
-        .await
-        .unwrap();
+    fail_on(&env, &fake, &img.reference).await;
     let st = wait_for(
         "the child to count as completed with one failure",
         DEADLINE,
