@@ -16,6 +16,9 @@ pub struct Faults {
     fail_writes: AtomicU32,
     fail_code: AtomicU16,
     latency_ms: AtomicU64,
+    latency_path: Mutex<Option<String>>,
+    /// Writes held by `latencyMs` right now: lets a test act while a client waits on the server.
+    stalled_writes: AtomicU64,
     pub drop_watches: tokio::sync::watch::Sender<u64>,
     counts: Mutex<BTreeMap<RequestKey, u64>>,
 }
@@ -30,8 +33,10 @@ pub struct FaultRequest {
     pub fail_writes: Option<u32>,
     /// 500 (default) or 429.
     pub fail_code: Option<u16>,
-    /// Added to every request from now on.
+    /// Added to every request from now on (`0` lifts it); `/_test/` itself is never delayed.
     pub latency_ms: Option<u64>,
+    /// Delay only requests whose path contains this (for example `/nodeimages`).
+    pub latency_path: Option<String>,
     /// Forget watch history: watches from older resourceVersions get 410 Gone.
     pub compact: Option<bool>,
 }
@@ -42,6 +47,8 @@ impl Default for Faults {
             fail_writes: AtomicU32::new(0),
             fail_code: AtomicU16::new(500),
             latency_ms: AtomicU64::new(0),
+            latency_path: Mutex::new(None),
+            stalled_writes: AtomicU64::new(0),
             drop_watches: tokio::sync::watch::channel(0).0,
             counts: Mutex::new(BTreeMap::new()),
         }
@@ -60,6 +67,7 @@ impl Faults {
         }
         if let Some(ms) = req.latency_ms {
             self.latency_ms.store(ms, Ordering::SeqCst);
+            *self.latency_path.lock().unwrap_or_else(|p| p.into_inner()) = req.latency_path.clone();
         }
     }
 
@@ -71,8 +79,29 @@ impl Faults {
             .map(|_| self.fail_code.load(Ordering::SeqCst))
     }
 
-    pub fn latency(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.latency_ms.load(Ordering::SeqCst))
+    /// Sleeps for the injected latency, counting the request among the stalled writes meanwhile.
+    pub async fn delay(&self, path: &str, write: bool) {
+        let latency = std::time::Duration::from_millis(self.latency_ms.load(Ordering::SeqCst));
+        let applies = match &*self.latency_path.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(only) => path.contains(only.as_str()),
+            None => true,
+        };
+        if latency.is_zero() || !applies {
+            return;
+        }
+        struct Stalled<'a>(Option<&'a AtomicU64>);
+        impl Drop for Stalled<'_> {
+            fn drop(&mut self) {
+                if let Some(n) = self.0 {
+                    n.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let _stalled = Stalled(write.then(|| {
+            self.stalled_writes.fetch_add(1, Ordering::SeqCst);
+            &self.stalled_writes
+        }));
+        tokio::time::sleep(latency).await;
     }
 
     pub fn count(&self, key: RequestKey) {
@@ -84,14 +113,14 @@ impl Faults {
             .or_default() += 1;
     }
 
-    /// `{"requests": [{"verb", "resource", "subresource", "count"}]}`.
+    /// `{"requests": [{"verb", "resource", "subresource", "count"}], "stalledWrites": n}`.
     pub fn counts_json(&self) -> Value {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let rows: Vec<Value> = counts
             .iter()
             .map(|((verb, resource, sub), n)| json!({"verb": verb, "resource": resource, "subresource": sub, "count": n}))
             .collect();
-        json!({ "requests": rows })
+        json!({ "requests": rows, "stalledWrites": self.stalled_writes.load(Ordering::SeqCst) })
     }
 
     pub fn reset_counts(&self) {

@@ -99,12 +99,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(DEBOUNCE) => {}
         }
-        requeue = reconcile(&client, &stores, &settings, &mut writer, &metrics).await;
+        let round = reconcile(&client, &stores, &settings, &mut writer, &metrics);
+        tokio::pin!(round);
+        requeue = tokio::select! {
+            r = &mut round => r,
+            _ = shutdown.cancelled() => {
+                finish_round(round).await;
+                break;
+            }
+        };
     }
     readiness.set(false);
     let _ = admin.await;
     tracing::info!("kruise-manager stopped");
     Ok(())
+}
+
+/// How long a stopping manager lets its current round finish its writes; well inside the
+/// default 30s termination grace period, and a later leader recomputes anything left undone.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+async fn finish_round(round: impl std::future::Future<Output = Option<Duration>>) {
+    tracing::info!(grace = ?SHUTDOWN_GRACE, "finishing the current round's writes before stopping");
+    if tokio::time::timeout(SHUTDOWN_GRACE, round).await.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "the round did not finish in time; stopping anyway, the next leader plans again");
+    }
 }
 
 /// Fails start-up with install instructions when the CRDs are missing.

@@ -176,5 +176,5 @@ async fn main() {
         "status writes per pulled tag: {:.2} ({writes} writes for {rounds} tags)",
         writes as f64 / rounds as f64
     );
-    assert!(daemon.terminate(Duration::from_secs(15)).success());
+    assert!(daemon.terminate(Duration::from_secs(15)).await.success());
 }

@@ -122,5 +122,5 @@ async fn main() {
         status_writes as f64 / jobs as f64
     );
     println!("kruise-manager RSS: {:.1} MiB with {nodes} empty NodeImages, {:.1} MiB with {} tags placed", rss_idle as f64 / 1024.0, rss_busy as f64 / 1024.0, nodes * jobs);
-    assert!(manager.terminate(Duration::from_secs(30)).success());
+    assert!(manager.terminate(Duration::from_secs(30)).await.success());
 }

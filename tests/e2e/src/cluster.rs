@@ -140,6 +140,15 @@ impl Cluster {
         )
     }
 
+    /// Writes the test API server is holding back under an injected latency right now; `None` on
+    /// a real cluster.
+    pub async fn stalled_writes(&self) -> Option<u64> {
+        let server = self.server.as_ref()?;
+        let body = raw_http(server.addr(), "GET", "/_test/requests", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("request counts are JSON");
+        v["stalledWrites"].as_u64()
+    }
+
     /// Injects faults on the test API server (see `FaultRequest`); a no-op returning false on a
     /// real cluster.
     pub async fn inject(&self, faults: serde_json::Value) -> bool {

@@ -182,8 +182,10 @@ impl Process {
         }
     }
 
-    /// SIGTERM and the exit status, within `deadline`.
-    pub fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
+    /// SIGTERM and the exit status, within `deadline`. Async, because the in-process API server
+    /// shares the test's runtime: blocking here would starve the very requests a stopping binary
+    /// is finishing, and it would never exit.
+    pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -202,7 +204,7 @@ impl Process {
                     self.log_text()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -230,22 +232,10 @@ impl Process {
 }
 
 impl Drop for Process {
+    /// SIGKILL at once: graceful stops are tested by `terminate`, and waiting here would block the
+    /// test's runtime, and with it the in-process API server the binary may be waiting for.
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
         if std::thread::panicking() {
             eprintln!(
                 "---- {} log ({}) ----\n{}",

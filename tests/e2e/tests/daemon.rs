@@ -580,7 +580,7 @@ async fn sigterm_stops_a_pulling_daemon_promptly() {
     env.images
         .wait_phase(&node, &slow_ref, TagPhase::Pulling, 1, MINUTE)
         .await;
-    let status = d.terminate(Duration::from_secs(15));
+    let status = d.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
     assert!(
         proxy.wait_quiet(Duration::from_secs(2), Duration::from_secs(10)),
@@ -633,7 +633,7 @@ async fn without_a_runtime_the_daemon_waits_unready_and_says_why() {
         "but alive"
     );
     assert!(d.is_running());
-    assert!(d.terminate(Duration::from_secs(10)).success());
+    assert!(d.terminate(Duration::from_secs(10)).await.success());
 }
 
 #[tokio::test]

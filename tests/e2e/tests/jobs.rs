@@ -615,7 +615,41 @@ async fn the_manager_reports_metrics_and_stops_cleanly() {
     ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     }
-    assert!(manager.terminate(Duration::from_secs(10)).success());
+    assert!(manager.terminate(Duration::from_secs(10)).await.success());
+}
+
+/// A stalled API server must not hold a stopping manager past its grace period: the pod would
+/// be SIGKILLed mid-write instead of stopping cleanly.
+#[tokio::test]
+async fn the_manager_stops_within_its_grace_while_writes_hang() {
+    let mut env = Env::start().await;
+    env.add_node("a", json!({})).await;
+    let stalls = env
+        .cluster
+        .inject(json!({"latencyMs": 600_000, "latencyPath": "/nodeimages"}))
+        .await;
+    env.apply_job(manifest("v1beta1", "stall", "lab/stall:1", json!({})))
+        .await;
+    if stalls {
+        wait_for(
+            "the manager's NodeImage write to hang",
+            DEADLINE,
+            || async { (env.cluster.stalled_writes().await? > 0).then_some(()) },
+        )
+        .await;
+    } else {
+        eprintln!("a real cluster cannot stall writes; checking the plain SIGTERM stop only");
+    }
+    let manager = env.manager.as_mut().unwrap();
+    let status = manager.terminate(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
+    if stalls {
+        let log = manager.log_text();
+        assert!(
+            log.contains("stopping anyway"),
+            "the log says the round was cut short:\n{log}"
+        );
+    }
 }
 
 #[tokio::test]
