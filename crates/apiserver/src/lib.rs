@@ -94,6 +94,45 @@ impl TestApiServer {
         })
     }
 
+    /// Like [`start`](Self::start), on a thread and runtime of its own: a caller that blocks its
+    /// runtime (a test waiting on a child process, pushing an image) cannot starve the server,
+    /// and so cannot stall the binaries talking to it. Stops when the handle drops.
+    pub fn start_detached(
+        addr: SocketAddr,
+        crd_dirs: &[&Path],
+        kubeconfig: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let dirs: Vec<PathBuf> = crd_dirs.iter().map(|d| d.to_path_buf()).collect();
+        let kubeconfig = kubeconfig.map(Path::to_path_buf);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("test-apiserver".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => return drop(started_tx.send(Err(e.into()))),
+                };
+                runtime.block_on(async move {
+                    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+                    match Self::start(addr, &dirs, kubeconfig.as_deref()).await {
+                        Ok(server) => {
+                            let stopped = server.shutdown.clone();
+                            if started_tx.send(Ok(server)).is_ok() {
+                                stopped.cancelled().await;
+                            }
+                        }
+                        Err(e) => drop(started_tx.send(Err(e))),
+                    }
+                });
+            })?;
+        started_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the test API server's thread ended before starting"))?
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

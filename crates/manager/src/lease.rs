@@ -92,19 +92,22 @@ pub async fn lead(
         let mut last_renewal = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(retry).await;
-            match try_hold(&api, &cfg).await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            // Step down before the lease could have expired for the others, even when the API
+            // server does not answer at all: a hung renewal must not keep a stale leader writing.
+            let step_down_at = last_renewal + cfg.duration * 2 / 3;
+            match tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg)).await {
+                Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!(lease = %cfg.name, "another replica took the lease; stepping down");
                     break;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(lease = %cfg.name, error = %e, "renewing the lease failed")
                 }
+                Err(_) => {}
             }
-            // Step down before the lease could have expired for the others.
-            if last_renewal.elapsed() >= cfg.duration * 2 / 3 {
-                tracing::error!(lease = %cfg.name, "could not renew the lease in time; stepping down");
+            if tokio::time::Instant::now() >= step_down_at {
+                tracing::error!(lease = %cfg.name, duration = ?cfg.duration, "could not renew the lease in time; stepping down");
                 break;
             }
         }

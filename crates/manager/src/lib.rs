@@ -103,6 +103,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::pin!(round);
         requeue = tokio::select! {
             r = &mut round => r,
+            // Not one more write without the lease: another replica may be leading already.
+            _ = lost.cancelled() => anyhow::bail!("lost leadership mid-round; exiting so a fresh process can compete again"),
             _ = shutdown.cancelled() => {
                 finish_round(round).await;
                 break;

@@ -24,18 +24,22 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+fn unique_id() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            ^ std::process::id()
+    )
+}
+
 impl Cluster {
     /// The test API server with the project's CRDs, or the cluster in `E2E_KUBECONFIG` (whose
     /// CRDs must be installed: `kubectl apply -f config/crd/`).
     pub async fn start() -> Self {
-        let id = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-                ^ std::process::id()
-        );
+        let id = unique_id();
         if let Ok(path) = std::env::var("E2E_KUBECONFIG") {
             let kubeconfig = PathBuf::from(path);
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
@@ -53,9 +57,18 @@ impl Cluster {
                 id,
             };
         }
+        Self::local_with_id(id)
+    }
+
+    /// Always the project's test API server, even with `E2E_KUBECONFIG` set: for tests of how
+    /// the binaries ride out faults that only the test server can inject (`inject`).
+    pub fn local() -> Self {
+        Self::local_with_id(unique_id())
+    }
+
+    fn local_with_id(id: String) -> Self {
         let crds = repo_root().join("config/crd");
-        let server = TestApiServer::start("127.0.0.1:0".parse().unwrap(), &[&crds], None)
-            .await
+        let server = TestApiServer::start_detached("127.0.0.1:0".parse().unwrap(), &[&crds], None)
             .expect("test API server starts");
         let client =
             Client::try_from(kube::Config::new(server.url().parse().unwrap())).expect("client");
@@ -149,16 +162,14 @@ impl Cluster {
         v["stalledWrites"].as_u64()
     }
 
-    /// Injects faults on the test API server (see `FaultRequest`); a no-op returning false on a
-    /// real cluster.
-    pub async fn inject(&self, faults: serde_json::Value) -> bool {
-        match &self.server {
-            Some(s) => {
-                raw_http(s.addr(), "POST", "/_test/faults", Some(faults)).await;
-                true
-            }
-            None => false,
-        }
+    /// Injects faults on the test API server (see `FaultRequest`); such tests use
+    /// [`Cluster::local`], so a real cluster here is a mistake in the test.
+    pub async fn inject(&self, faults: serde_json::Value) {
+        let server = self
+            .server
+            .as_ref()
+            .expect("faults need the test API server: start the cluster with Cluster::local()");
+        raw_http(server.addr(), "POST", "/_test/faults", Some(faults)).await;
     }
 }
 

@@ -224,6 +224,11 @@ impl Process {
             .ok()
     }
 
+    /// The exit status once the process has exited by itself.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()

@@ -26,7 +26,15 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let cluster = Cluster::start().await;
+        Self::on(Cluster::start().await).await
+    }
+
+    /// On the test API server whatever `E2E_KUBECONFIG` says: for tests that inject faults.
+    async fn start_local() -> Self {
+        Self::on(Cluster::local()).await
+    }
+
+    async fn on(cluster: Cluster) -> Self {
         let images = NodeImages::new(cluster.client.clone());
         let ns = cluster.name("e2e");
         cluster.create_namespace(&ns).await;
@@ -622,34 +630,52 @@ async fn the_manager_reports_metrics_and_stops_cleanly() {
 /// be SIGKILLed mid-write instead of stopping cleanly.
 #[tokio::test]
 async fn the_manager_stops_within_its_grace_while_writes_hang() {
-    let mut env = Env::start().await;
+    let mut env = Env::start_local().await;
     env.add_node("a", json!({})).await;
-    let stalls = env
-        .cluster
+    env.cluster
         .inject(json!({"latencyMs": 600_000, "latencyPath": "/nodeimages"}))
         .await;
     env.apply_job(manifest("v1beta1", "stall", "lab/stall:1", json!({})))
         .await;
-    if stalls {
-        wait_for(
-            "the manager's NodeImage write to hang",
-            DEADLINE,
-            || async { (env.cluster.stalled_writes().await? > 0).then_some(()) },
-        )
-        .await;
-    } else {
-        eprintln!("a real cluster cannot stall writes; checking the plain SIGTERM stop only");
-    }
+    wait_for(
+        "the manager's NodeImage write to hang",
+        DEADLINE,
+        || async { (env.cluster.stalled_writes().await? > 0).then_some(()) },
+    )
+    .await;
     let manager = env.manager.as_mut().unwrap();
     let status = manager.terminate(Duration::from_secs(15)).await;
     assert!(status.success(), "exit status {status}");
-    if stalls {
-        let log = manager.log_text();
-        assert!(
-            log.contains("stopping anyway"),
-            "the log says the round was cut short:\n{log}"
-        );
-    }
+    let log = manager.log_text();
+    assert!(
+        log.contains("stopping anyway"),
+        "the log says the round was cut short:\n{log}"
+    );
+}
+
+/// A leader whose lease renewals hang must stop writing before its lease can expire for the
+/// others, or two managers would write at once.
+#[tokio::test]
+async fn a_leader_cut_off_from_its_lease_steps_down_in_time() {
+    let mut env = Env::start_local().await;
+    env.cluster
+        .inject(json!({"latencyMs": 600_000, "latencyPath": "/leases"}))
+        .await;
+    let manager = env.manager.as_mut().unwrap();
+    // The test lease lasts 3s; stepping down comes at 2/3 of it after the last renewal.
+    let exited = wait_for("the leader to step down", DEADLINE, || {
+        std::future::ready(manager.exit_status())
+    })
+    .await;
+    assert!(
+        !exited.success(),
+        "a deposed leader exits non-zero so it restarts"
+    );
+    let log = manager.log_text();
+    assert!(
+        log.contains("could not renew the lease in time; stepping down"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
