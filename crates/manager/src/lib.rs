@@ -202,10 +202,17 @@ async fn reconcile(
         .observe(started.elapsed().as_secs_f64());
     let written = writer.apply(&planned, &node_images, &jobs).await;
     let lists = list_jobs(client, stores, &jobs, writer).await;
+    if written.conflicts + written.errors > 0 {
+        metrics.round_errors.inc();
+    }
     let mut requeue = planned.requeue_after;
     for r in [
         lists,
         (written.conflicts + written.errors > 0).then(|| Duration::from_secs(1)),
+        // Own writes the caches have not confirmed expire; look again when they do.
+        writer.node_images.holding(),
+        writer.jobs.holding(),
+        writer.lists.holding(),
     ]
     .into_iter()
     .flatten()

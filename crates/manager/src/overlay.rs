@@ -18,9 +18,17 @@ fn rv<K: Resource>(o: &K) -> u64 {
 /// How long an own write is trusted over a cache that has not shown it (a watch that is down).
 const TRUST: Duration = Duration::from_secs(30);
 
+/// An object as our write returned it.
+struct Own<K> {
+    object: Arc<K>,
+    at: Instant,
+    /// We created it: until the cache shows it, its absence there is lag, not a deletion.
+    created: bool,
+}
+
 /// Written objects by `namespace/name`, and names deleted.
 pub struct Overlay<K> {
-    written: BTreeMap<String, (Arc<K>, Instant)>,
+    written: BTreeMap<String, Own<K>>,
     deleted: BTreeMap<String, u64>,
 }
 
@@ -38,9 +46,27 @@ fn key<K: Resource>(o: &K) -> String {
 }
 
 impl<K: Resource + Clone> Overlay<K> {
+    /// An update or patch of an object the cache had.
     pub fn wrote(&mut self, o: K) {
-        self.deleted.remove(&key(&o));
-        self.written.insert(key(&o), (Arc::new(o), Instant::now()));
+        self.remember(o, false);
+    }
+
+    /// An object this manager created.
+    pub fn created(&mut self, o: K) {
+        self.remember(o, true);
+    }
+
+    fn remember(&mut self, o: K, created: bool) {
+        let k = key(&o);
+        self.deleted.remove(&k);
+        // A patch of our own creation the cache has not shown yet is still a creation.
+        let created = created || self.written.get(&k).is_some_and(|w| w.created);
+        let own = Own {
+            object: Arc::new(o),
+            at: Instant::now(),
+            created,
+        };
+        self.written.insert(k, own);
     }
 
     pub fn deleted(&mut self, namespace: &str, name: &str, at_rv: u64) {
@@ -64,17 +90,27 @@ impl<K: Resource + Clone> Overlay<K> {
             out.insert(k, o);
         }
         self.deleted = still_cached;
-        self.written.retain(|k, (w, at)| {
-            at.elapsed() < TRUST
+        self.written.retain(|k, w| {
+            w.at.elapsed() < TRUST
                 && match out.get(k) {
-                    Some(c) => rv(c.as_ref()) < rv(w.as_ref()),
-                    None => true,
+                    Some(c) => rv(c.as_ref()) < rv(w.object.as_ref()),
+                    // Gone from the cache after we patched it: somebody deleted it since.
+                    None => w.created,
                 }
         });
-        for (k, (w, _)) in &self.written {
-            out.insert(k.clone(), w.clone());
+        for (k, w) in &self.written {
+            out.insert(k.clone(), w.object.clone());
         }
         out.into_values().collect()
+    }
+
+    /// Whether own writes still stand in for the cache; they expire after a while, and the
+    /// next round must come by then to notice.
+    pub fn holding(&self) -> Option<Duration> {
+        self.written
+            .values()
+            .map(|w| TRUST.saturating_sub(w.at.elapsed()))
+            .min()
     }
 }
 
@@ -121,5 +157,27 @@ mod tests {
             o.deleted.is_empty(),
             "forgotten once the cache has seen the deletion"
         );
+    }
+
+    #[test]
+    fn an_object_deleted_by_someone_else_after_our_write_stays_deleted() {
+        let mut o = Overlay::default();
+        o.wrote((*ni("job", "5")).clone());
+        assert!(
+            o.merge(vec![]).is_empty(),
+            "a status we wrote does not bring back a job the user deleted"
+        );
+        assert!(o.holding().is_none());
+    }
+
+    #[test]
+    fn our_creations_stand_in_until_the_cache_shows_them() {
+        let mut o = Overlay::default();
+        o.created((*ni("new", "5")).clone());
+        o.wrote((*ni("new", "6")).clone());
+        assert_eq!(o.merge(vec![]).len(), 1, "the cache has not seen it yet");
+        assert!(o.holding().is_some_and(|d| d <= TRUST));
+        assert_eq!(o.merge(vec![ni("new", "6")]).len(), 1);
+        assert!(o.holding().is_none(), "the cache caught up");
     }
 }

@@ -40,6 +40,15 @@ pub struct Written {
     pub errors: usize,
 }
 
+/// Counts a queued write down once it has been answered, whichever way.
+struct CountDown(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for CountDown {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 async fn timed<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
@@ -166,16 +175,25 @@ impl Writer {
             }
             ops.push(Op::Patch(ni, relabel));
         }
-        let results: Vec<(String, Result<Option<NodeImage>, kube::Error>)> = stream::iter(ops)
+        let pending = self.metrics.pending("nodeimage");
+        pending.set(ops.len() as i64);
+        enum Done {
+            Created(Box<NodeImage>),
+            Patched(Box<NodeImage>),
+            Deleted,
+        }
+        let results: Vec<(String, Result<Done, kube::Error>)> = stream::iter(ops)
             .map(|op| {
                 let api = api.clone();
+                let pending = pending.clone();
                 async move {
+                    let _sent = CountDown(pending);
                     match op {
                         Op::Create(ni) => (
                             ni.name_any(),
                             timed(api.create(&PostParams::default(), &ni))
                                 .await
-                                .map(Some),
+                                .map(|ni| Done::Created(Box::new(ni))),
                         ),
                         Op::Patch(ni, relabel) => {
                             let p = node_image_patch(ni, plan.specs.get(&ni.name_any()), relabel);
@@ -183,13 +201,13 @@ impl Writer {
                             let r =
                                 timed(api.patch(&name, &PatchParams::default(), &Patch::Merge(&p)))
                                     .await
-                                    .map(Some);
+                                    .map(|ni| Done::Patched(Box::new(ni)));
                             (name, r)
                         }
                         Op::Delete(name) => {
                             let r = timed(api.delete(&name, &DeleteParams::default()))
                                 .await
-                                .map(|_| None);
+                                .map(|_| Done::Deleted);
                             (name, r)
                         }
                     }
@@ -200,11 +218,15 @@ impl Writer {
             .await;
         for (name, r) in results {
             match r {
-                Ok(Some(ni)) => {
+                Ok(Done::Created(ni)) => {
                     self.metrics.write("nodeimage", "ok");
-                    self.node_images.wrote(ni);
+                    self.node_images.created(*ni);
                 }
-                Ok(None) => {
+                Ok(Done::Patched(ni)) => {
+                    self.metrics.write("nodeimage", "ok");
+                    self.node_images.wrote(*ni);
+                }
+                Ok(Done::Deleted) => {
                     self.metrics.write("nodeimage", "ok");
                     self.node_images.deleted("", &name, u64::MAX);
                 }
@@ -244,10 +266,14 @@ impl Writer {
             }
         }
         let client = self.client.clone();
+        let pending = self.metrics.pending("job_status");
+        pending.set(ops.len() as i64);
         let results: Vec<_> = stream::iter(ops)
             .map(|(ns, name, patch)| {
                 let api: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
+                let pending = pending.clone();
                 async move {
+                    let _sent = CountDown(pending);
                     (
                         name.clone(),
                         timed(api.patch_status(

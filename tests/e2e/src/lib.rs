@@ -6,8 +6,10 @@
 pub mod cluster;
 pub mod node;
 pub mod process;
+pub mod system;
 pub mod wait;
 
 pub use cluster::Cluster;
 pub use process::{Binary, DaemonOptions, Process};
+pub use system::{manifest, System, DEADLINE};
 pub use wait::wait_for;

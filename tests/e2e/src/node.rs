@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use kruise_api::imageref::ImageRef;
-use kruise_api::{ImageTagStatus, NodeImage, TagPhase};
+use kruise_api::{ImageTagSpec, ImageTagStatus, NodeImage, TagPhase};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde_json::{json, Value};
@@ -67,6 +67,19 @@ impl NodeImages {
             t.extend(e.clone());
         }
         t
+    }
+
+    /// The spec entry for `reference` on `node`, as the manager wrote it.
+    pub async fn tag_spec(&self, node: &str, reference: &str) -> Option<ImageTagSpec> {
+        let (key, tag) = key_and_tag(reference);
+        let ni = self.api.get(node).await.ok()?;
+        ni.spec
+            .images
+            .get(&key)?
+            .tags
+            .iter()
+            .find(|t| t.tag == tag)
+            .cloned()
     }
 
     pub async fn tag_status(&self, node: &str, reference: &str) -> Option<ImageTagStatus> {
