@@ -1,6 +1,6 @@
 //! Follows this node's NodeImage and keeps one worker per tag in line with it: starts workers
 //! for new tags and versions, stops (cancels) workers whose tag left the spec or changed version,
-//! and stops everything when the NodeImage is gone.
+//! hands workers their tag's other changes, and stops everything when the NodeImage is gone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use kube::Api;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::desired::{desired_tags, finished_statuses, plan, Action, TagKey};
+use crate::desired::{desired_tags, finished_statuses, plan, Action, TagKey, TagTask};
 use crate::runtime::ImageRuntime;
 use crate::status::StatusUpdate;
 use crate::worker::{self, Worker, WorkerContext};
@@ -63,10 +63,10 @@ impl<R: ImageRuntime> Controller<R> {
             return;
         };
         let desired = desired_tags(ni);
-        let running: BTreeMap<TagKey, i64> = self
+        let running: BTreeMap<TagKey, TagTask> = self
             .workers
             .iter()
-            .map(|(k, w)| (k.clone(), w.version))
+            .map(|(k, w)| (k.clone(), w.task()))
             .collect();
         for action in plan(&running, &desired, &finished_statuses(ni)) {
             match action {
@@ -80,6 +80,12 @@ impl<R: ImageRuntime> Controller<R> {
                             .status
                             .send(StatusUpdate::Tag { key, status: None })
                             .await;
+                    }
+                }
+                Action::Update { task } => {
+                    if let Some(w) = self.workers.get(&task.key()) {
+                        tracing::debug!(image = %task.image, tag = %task.tag, "the tag's entry changed; handing it to its worker");
+                        w.update(*task);
                     }
                 }
                 Action::Start { task, adopt } => {

@@ -29,6 +29,8 @@ pub struct TagTask {
     pub pull_secrets: Vec<ReferenceObject>,
     pub sandbox: SandboxConfig,
     pub owners: Vec<ObjectReference>,
+    /// The NodeImage's uid, so its Events are listed by `kubectl describe nodeimage`.
+    pub node_image_uid: Option<String>,
 }
 
 impl TagTask {
@@ -60,6 +62,7 @@ pub fn desired_tags(ni: &NodeImage) -> BTreeMap<TagKey, TagTask> {
                 pull_secrets: spec.pull_secrets.clone(),
                 sandbox: spec.sandbox_config.clone().unwrap_or_default(),
                 owners: t.owner_references.clone(),
+                node_image_uid: ni.metadata.uid.clone(),
             };
             out.insert(task.key(), task);
         }
@@ -90,32 +93,38 @@ pub enum Action {
         task: Box<TagTask>,
         adopt: Option<ImageTagStatus>,
     },
+    /// Hand a running worker its tag's changed entry of the same version (pull secrets, pull
+    /// policy, sandbox config, owners): used from its next attempt on, without cancelling a pull.
+    Update { task: Box<TagTask> },
     /// Stop (and cancel) the worker; `removed` when the tag left the spec (its status goes too).
     Stop { key: TagKey, removed: bool },
 }
 
-/// The actions that turn `running` (key → version of its worker) into `desired`.
+/// The actions that turn `running` (key → the task its worker has) into `desired`.
 pub fn plan(
-    running: &BTreeMap<TagKey, i64>,
+    running: &BTreeMap<TagKey, TagTask>,
     desired: &BTreeMap<TagKey, TagTask>,
     finished: &BTreeMap<TagKey, ImageTagStatus>,
 ) -> Vec<Action> {
     let mut actions = Vec::new();
-    for (key, version) in running {
+    for (key, current) in running {
         match desired.get(key) {
             None => actions.push(Action::Stop {
                 key: key.clone(),
                 removed: true,
             }),
-            Some(t) if t.version != *version => actions.push(Action::Stop {
+            Some(t) if t.version != current.version => actions.push(Action::Stop {
                 key: key.clone(),
                 removed: false,
+            }),
+            Some(t) if t != current => actions.push(Action::Update {
+                task: Box::new(t.clone()),
             }),
             Some(_) => {}
         }
     }
     for (key, task) in desired {
-        if running.get(key) == Some(&task.version) {
+        if running.get(key).map(|t| t.version) == Some(task.version) {
             continue;
         }
         let adopt = finished

@@ -15,6 +15,13 @@ pub struct KubeEvents {
 }
 
 impl KubeEvents {
+    fn node_image(&self, task: &TagTask) -> ObjectReference {
+        ObjectReference {
+            uid: task.node_image_uid.clone(),
+            ..self.node_image.clone()
+        }
+    }
+
     async fn publish(&self, type_: EventType, reason: &str, note: String, on: &ObjectReference) {
         let note: String = note.chars().take(1000).collect();
         let ev = Event {
@@ -31,22 +38,22 @@ impl KubeEvents {
 }
 
 impl EventSink for KubeEvents {
-    fn succeeded<'a>(&'a self, _task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
-        Box::pin(self.publish(
-            EventType::Normal,
-            REASON_PULL_IMAGE_SUCCEED,
-            note,
-            &self.node_image,
-        ))
+    fn succeeded<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let on = self.node_image(task);
+            self.publish(EventType::Normal, REASON_PULL_IMAGE_SUCCEED, note, &on)
+                .await
+        })
     }
 
     fn failed<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            let on = self.node_image(task);
             self.publish(
                 EventType::Warning,
                 REASON_PULL_IMAGE_FAILED,
                 note.clone(),
-                &self.node_image,
+                &on,
             )
             .await;
             for owner in &task.owners {

@@ -291,6 +291,18 @@ async fn a_private_registry_with_the_right_secret_the_wrong_one_and_a_missing_on
         msg.contains("pull secret kruise-daemon-config/nope not found"),
         "{msg}"
     );
+    // The right secret given to the refused tag (same version, as the manager does when a job
+    // with the right secret joins) is used at once, well before the failed tag's next retry.
+    env.images.set_image(&node, &bad_img.reference, json!({"pullSecrets": good, "tags": [NodeImages::tag(&bad_img.reference, 1, json!({}))]})).await;
+    env.images
+        .wait_phase(
+            &node,
+            &bad_img.reference,
+            TagPhase::Succeeded,
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
 }
 
 #[tokio::test]

@@ -76,13 +76,21 @@ fn plan_starts_stops_and_adopts() {
         [("1".into(), true), ("2".into(), false), ("3".into(), false)]
     );
 
-    // Running workers: tag 2 at an old version restarts, tag 9 was withdrawn, tag 1 is left alone.
-    let running = BTreeMap::from([
-        (key("a", "1"), 1),
-        (key("a", "2"), 4),
-        (key("a", "3"), 0),
-        (key("a", "9"), 1),
-    ]);
+    // Running workers: tag 2 at an old version restarts, tag 9 was withdrawn, tag 1 is left
+    // alone, tag 3's entry changed without a new version (a pull secret added) and is handed over.
+    let mut running = desired.clone();
+    running.get_mut(&key("a", "2")).unwrap().version = 4;
+    let mut withdrawn = desired[&key("a", "1")].clone();
+    withdrawn.tag = "9".into();
+    running.insert(key("a", "9"), withdrawn);
+    let with_secret = node_image(
+        json!({"images": {"a": {"tags": [{"tag": "1", "version": 1}, {"tag": "2", "version": 5}, {"tag": "3"}],
+            "pullSecrets": [{"namespace": "kruise-daemon-config", "name": "s-abc123", "mode": "batch"}]}}}),
+        json!({}),
+    );
+    let desired = desired_tags(&with_secret);
+    running.get_mut(&key("a", "1")).unwrap().pull_secrets =
+        desired[&key("a", "1")].pull_secrets.clone();
     let actions = plan(&running, &desired, &finished);
     assert_eq!(
         actions,
@@ -90,6 +98,9 @@ fn plan_starts_stops_and_adopts() {
             Action::Stop {
                 key: key("a", "2"),
                 removed: false
+            },
+            Action::Update {
+                task: Box::new(desired[&key("a", "3")].clone()),
             },
             Action::Stop {
                 key: key("a", "9"),

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use kruise_api::ImageTagStatus;
 use kruise_cri::DockerKeyring;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::desired::{TagKey, TagTask};
@@ -52,29 +52,37 @@ pub struct WorkerContext<R> {
     pub clock: Clock,
 }
 
-/// Wall-clock time derived from tokio's monotonic clock, so deadlines (`createdAt +
-/// activeDeadlineSeconds`) follow the same time as timeouts and sleeps, in tests too.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    wall: std::time::SystemTime,
-    mono: tokio::time::Instant,
+/// Wall-clock time for deadlines (`createdAt + activeDeadlineSeconds`): the system clock, or in
+/// tests a clock that follows tokio's (pausable) one, so deadlines, timeouts and sleeps agree.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    /// The system clock, read each time: a clock stepped by NTP after start is followed.
+    #[default]
+    System,
+    /// `wall` at tokio's `mono`, advancing with tokio's clock.
+    FollowsTokio {
+        wall: std::time::SystemTime,
+        mono: tokio::time::Instant,
+    },
 }
 
 impl Clock {
     pub fn new() -> Self {
-        Self {
+        Self::System
+    }
+
+    pub fn following_tokio() -> Self {
+        Self::FollowsTokio {
             wall: std::time::SystemTime::now(),
             mono: tokio::time::Instant::now(),
         }
     }
-    pub fn now(&self) -> std::time::SystemTime {
-        self.wall + (tokio::time::Instant::now() - self.mono)
-    }
-}
 
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
+    pub fn now(&self) -> std::time::SystemTime {
+        match self {
+            Self::System => std::time::SystemTime::now(),
+            Self::FollowsTokio { wall, mono } => *wall + (tokio::time::Instant::now() - *mono),
+        }
     }
 }
 
@@ -83,12 +91,22 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A running worker.
 pub struct Worker {
-    pub version: i64,
+    /// The tag's entry as the worker has it; updates reach its next attempt.
+    task: watch::Sender<TagTask>,
     cancel: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
 }
 
 impl Worker {
+    pub fn task(&self) -> TagTask {
+        self.task.borrow().clone()
+    }
+
+    /// The tag's entry changed without a new version (pull secrets, policy, owners).
+    pub fn update(&self, task: TagTask) {
+        self.task.send_replace(task);
+    }
+
     /// Cancels the worker and waits until it has stopped (its CRI call dropped).
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -103,20 +121,21 @@ pub fn spawn<R: ImageRuntime>(
     adopt: Option<ImageTagStatus>,
 ) -> Worker {
     let cancel = CancellationToken::new();
-    let version = task.version;
-    let span = tracing::info_span!("tag", image = %task.image, tag = %task.tag, version);
+    let span =
+        tracing::info_span!("tag", image = %task.image, tag = %task.tag, version = task.version);
+    let (updates, tasks) = watch::channel(task);
     let token = cancel.clone();
     let handle = tokio::spawn(tracing::Instrument::instrument(
         async move {
             tokio::select! {
                 _ = token.cancelled() => {}
-                _ = pull::run(&ctx, &task, adopt) => {}
+                _ = pull::run(&ctx, tasks, adopt) => {}
             }
         },
         span,
     ));
     Worker {
-        version,
+        task: updates,
         cancel,
         handle,
     }

@@ -11,43 +11,74 @@ use kruise_api::imageref::ImageRef;
 use kruise_api::{ImagePullPolicy, ImageTagStatus, TagPhase};
 use kruise_cri::{CriError, CriErrorKind, DockerKeyring, PullRequest};
 
+use tokio::sync::watch;
+
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
 use crate::runtime::ImageRuntime;
 
 pub(super) async fn run<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
-    task: &TagTask,
+    mut tasks: watch::Receiver<TagTask>,
     adopt: Option<ImageTagStatus>,
 ) {
     let mut last = match adopt {
         Some(status) => {
-            report(ctx, task.key(), status.clone()).await;
+            let key = tasks.borrow().key();
+            report(ctx, key, status.clone()).await;
             status
         }
-        None => round(ctx, task, None)
+        None => round(ctx, &mut tasks, true, None)
             .await
             .expect("a reported round always has an outcome"),
     };
     // The worker lives as long as the tag is in the spec: a succeeded image is checked for
-    // presence, a failed one is tried again, every `check_interval`.
-    let mut wait = first_check_delay(ctx, &last);
+    // presence every `check_interval`; a failed one is tried again sooner (1 min, doubling up to
+    // the check interval) and at once when its entry changes (a pull secret added, say).
+    let mut failures = u32::from(last.phase == TagPhase::Failed);
+    let mut next = tokio::time::Instant::now() + first_check_delay(ctx, &last, failures);
     loop {
-        tokio::time::sleep(wait).await;
-        last = check(ctx, task, last).await;
-        wait = jittered(ctx.check_interval);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            Ok(()) = tasks.changed() => {
+                if last.phase != TagPhase::Failed {
+                    continue; // the next check uses the new entry
+                }
+                tracing::info!("the tag's entry changed after a failure; trying again now");
+            }
+        }
+        last = check(ctx, &mut tasks, last).await;
+        failures = if last.phase == TagPhase::Failed {
+            failures + 1
+        } else {
+            0
+        };
+        next = tokio::time::Instant::now() + jittered(next_check(ctx, failures));
     }
 }
 
-/// An adopted result is checked `check_interval` after it completed (so daemon restarts do not
-/// postpone checks forever); an overdue check runs within a minute, spread out.
-fn first_check_delay<R>(ctx: &WorkerContext<R>, last: &ImageTagStatus) -> Duration {
+/// First retry of a failed tag; later ones double up to the check interval.
+const RETRY_FAILED_AFTER: Duration = Duration::from_secs(60);
+
+/// Until the next check: the check interval, or sooner after `failures` failed rounds in a row.
+fn next_check<R>(ctx: &WorkerContext<R>, failures: u32) -> Duration {
+    if failures == 0 {
+        return ctx.check_interval;
+    }
+    RETRY_FAILED_AFTER
+        .saturating_mul(1u32 << (failures - 1).min(16))
+        .min(ctx.check_interval)
+}
+
+/// An adopted result is checked when it is due counting from its completion (so daemon restarts
+/// do not postpone checks forever); an overdue check runs within a minute, spread out.
+fn first_check_delay<R>(ctx: &WorkerContext<R>, last: &ImageTagStatus, failures: u32) -> Duration {
     let completed = last
         .completion_time
         .as_ref()
         .map(|t| SystemTime::from(t.0))
         .unwrap_or_else(|| ctx.clock.now());
-    let due = completed + jittered(ctx.check_interval);
+    let due = completed + jittered(next_check(ctx, failures));
     due.duration_since(ctx.clock.now())
         .unwrap_or_else(|_| Duration::from_millis(fastrand::u64(0..60_000)))
 }
@@ -69,18 +100,42 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// Whether the runtime had the image and whether re-pulling changed it, for quiet checks.
+/// What a quiet round (a periodic check, or another try of a failed tag) compares against: it
+/// reports only an outcome that differs from the status already shown.
 struct Previous {
+    /// The image as the runtime had it before the round, if it was there.
     image_id: Option<String>,
+    /// The status already says Failed.
+    failed: bool,
 }
 
-/// One pull round to Succeeded or Failed. With `previous` (a presence check), nothing is reported
+/// The tag's entry as it stands now; rounds after the first are not bounded by its deadline.
+fn latest(tasks: &mut watch::Receiver<TagTask>, bounded: bool) -> TagTask {
+    let mut task = tasks.borrow_and_update().clone();
+    if !bounded {
+        task.deadline = None;
+    }
+    task
+}
+
+fn with_notes(notes: &[String], msg: String) -> String {
+    if notes.is_empty() {
+        msg
+    } else {
+        format!("{msg} ({})", notes.join("; "))
+    }
+}
+
+/// One pull round to Succeeded or Failed. With `previous` (a quiet round), nothing is reported
 /// unless the outcome differs from what the status already says, and `None` means "unchanged".
+/// Each attempt uses the tag's entry as it is then (secrets, timeout, retries, deadline).
 async fn round<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
-    task: &TagTask,
+    tasks: &mut watch::Receiver<TagTask>,
+    bounded: bool,
     previous: Option<Previous>,
 ) -> Option<ImageTagStatus> {
+    let mut task = latest(tasks, bounded);
     let quiet = previous.is_some();
     let mut st = ImageTagStatus {
         tag: task.tag.clone(),
@@ -91,45 +146,51 @@ async fn round<R: ImageRuntime>(
     if !quiet {
         report(ctx, task.key(), st.clone()).await;
     }
-    let (keyring, notes) = ctx.credentials.keyring(task).await;
-    let note = |msg: String| {
-        if notes.is_empty() {
-            msg
-        } else {
-            format!("{msg} ({})", notes.join("; "))
-        }
-    };
+    let (mut keyring, mut notes) = ctx.credentials.keyring(&task).await;
     let started = Instant::now();
 
     if task.policy == ImagePullPolicy::IfNotPresent && !quiet {
         match ctx.runtime.image_id(&task.reference).await {
             Ok(Some(id)) => {
-                return Some(succeed(ctx, task, st, &id, started, "already present", true).await)
+                return Some(succeed(ctx, &task, st, &id, started, "already present", true).await)
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "ImageStatus failed; pulling instead"),
         }
     }
 
-    let attempts = task.backoff_limit + 1;
-    let deadline_msg = || note("activeDeadlineSeconds passed before the image was pulled".into());
-    for attempt in 1..=attempts {
+    let mut attempt = 0;
+    let mut runtime_waits = 0;
+    loop {
+        if tasks.has_changed().unwrap_or(false) {
+            task = latest(tasks, bounded);
+            (keyring, notes) = ctx.credentials.keyring(&task).await;
+        }
+        let attempts = task.backoff_limit + 1;
+        let deadline_msg = || {
+            with_notes(
+                &notes,
+                "activeDeadlineSeconds passed before the image was pulled".into(),
+            )
+        };
         // The wait for a pull slot counts against the deadline too.
         let permit = {
             let _waiting = GaugeGuard::new(&ctx.metrics.waiting);
             let acquire = ctx.permits.clone().acquire_owned();
-            match remaining(ctx, task) {
+            match remaining(ctx, &task) {
                 Some(left) => match tokio::time::timeout(left, acquire).await {
                     Ok(p) => p,
-                    Err(_) => return Some(fail(ctx, task, st, deadline_msg(), "deadline").await),
+                    Err(_) => {
+                        return failed(ctx, &task, st, deadline_msg(), "deadline", &previous).await
+                    }
                 },
                 None => acquire.await,
             }
         };
         let Ok(_permit) = permit else { return Some(st) };
-        let left = remaining(ctx, task);
+        let left = remaining(ctx, &task);
         if left == Some(Duration::ZERO) {
-            return Some(fail(ctx, task, st, deadline_msg(), "deadline").await);
+            return failed(ctx, &task, st, deadline_msg(), "deadline", &previous).await;
         }
         if st.phase != TagPhase::Pulling {
             st.phase = TagPhase::Pulling;
@@ -141,53 +202,69 @@ async fn round<R: ImageRuntime>(
         let timeout = left.map_or(task.timeout, |r| r.min(task.timeout));
         let result = {
             let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
-            pull_with_credentials(ctx, task, &keyring, timeout).await
+            pull_with_credentials(ctx, &task, &keyring, timeout).await
         };
         drop(_permit);
         let error = match result {
             Ok(id) => {
                 let changed = previous
                     .as_ref()
-                    .is_none_or(|p| p.image_id.as_deref() != Some(id.as_str()));
+                    .is_none_or(|p| p.failed || p.image_id.as_deref() != Some(id.as_str()));
                 if quiet && !changed {
                     ctx.metrics
                         .observe_pull("succeeded", "repulled", started.elapsed());
                     return None;
                 }
-                return Some(succeed(ctx, task, st, &id, started, "pulled", false).await);
+                return Some(succeed(ctx, &task, st, &id, started, "pulled", false).await);
             }
             Err(e) => e,
         };
         let msg = describe(&error, timeout, task.timeout);
-        tracing::info!(attempt, attempts, error = %msg, "pull attempt failed");
-        let permanent = matches!(
-            error.kind,
-            CriErrorKind::NotFound | CriErrorKind::Unauthorized | CriErrorKind::InvalidReference
-        );
-        if permanent || attempt == attempts {
-            let msg = if attempt > 1 {
-                format!("failed after {attempt} attempts: {msg}")
-            } else {
-                msg
-            };
-            return Some(fail(ctx, task, st, note(msg), error.kind.label()).await);
-        }
-        let delay = backoff(ctx.initial_backoff, attempt);
+        // A runtime that is down (restarting, upgraded) is waited for: it says nothing about the
+        // image, so it does not use up the tag's retries.
+        let (delay, message) = if error.kind == CriErrorKind::RuntimeUnavailable {
+            runtime_waits += 1;
+            tracing::warn!(error = %msg, "the container runtime is unavailable; waiting for it");
+            let message = format!("{msg}; waiting for the container runtime to come back");
+            (backoff(ctx.initial_backoff, runtime_waits), message)
+        } else {
+            attempt += 1;
+            tracing::info!(attempt, attempts, error = %msg, "pull attempt failed");
+            let permanent = matches!(
+                error.kind,
+                CriErrorKind::NotFound
+                    | CriErrorKind::Unauthorized
+                    | CriErrorKind::InvalidReference
+            );
+            if permanent || attempt >= attempts {
+                let msg = if attempt > 1 {
+                    format!("failed after {attempt} attempts: {msg}")
+                } else {
+                    msg
+                };
+                let msg = with_notes(&notes, msg);
+                return failed(ctx, &task, st, msg, error.kind.label(), &previous).await;
+            }
+            let delay = backoff(ctx.initial_backoff, attempt);
+            let message = format!(
+                "attempt {attempt} of {attempts} failed: {msg}; retrying in {}s",
+                delay.as_secs().max(1)
+            );
+            (delay, message)
+        };
         if task.deadline.is_some_and(|d| ctx.clock.now() + delay >= d) {
-            let msg =
-                format!("{msg}; no time left for another attempt before activeDeadlineSeconds");
-            return Some(fail(ctx, task, st, note(msg), error.kind.label()).await);
+            let msg = with_notes(
+                &notes,
+                format!("{msg}; no time left for another attempt before activeDeadlineSeconds"),
+            );
+            return failed(ctx, &task, st, msg, error.kind.label(), &previous).await;
         }
-        st.message = Some(note(format!(
-            "attempt {attempt} of {attempts} failed: {msg}; retrying in {}s",
-            delay.as_secs().max(1)
-        )));
+        st.message = Some(with_notes(&notes, message));
         if !quiet {
             report(ctx, task.key(), st.clone()).await;
         }
         tokio::time::sleep(delay).await;
     }
-    unreachable!("the last attempt returns")
 }
 
 /// Tries each matching credential in turn (as the kubelet does), anonymous when none matches.
@@ -288,6 +365,31 @@ async fn succeed<R>(
     st
 }
 
+/// A failed round: reported, unless it is quiet and the status already tells the truth (it
+/// says Failed already, or the image is still on the node after a failed re-pull).
+async fn failed<R>(
+    ctx: &WorkerContext<R>,
+    task: &TagTask,
+    st: ImageTagStatus,
+    message: String,
+    reason: &str,
+    previous: &Option<Previous>,
+) -> Option<ImageTagStatus> {
+    match previous {
+        Some(p) if p.failed || p.image_id.is_some() => {
+            ctx.metrics.observe_pull("failed", reason, Duration::ZERO);
+            let what = if p.failed {
+                "trying a failed tag again failed; will try later"
+            } else {
+                "re-pull failed; the image is still present, so the status stays"
+            };
+            tracing::warn!(reason, error = %message, "{what}");
+            None
+        }
+        _ => Some(fail(ctx, task, st, message, reason).await),
+    }
+}
+
 async fn fail<R>(
     ctx: &WorkerContext<R>,
     task: &TagTask,
@@ -310,25 +412,25 @@ async fn fail<R>(
     st
 }
 
-/// The periodic presence check: nothing to write while the image is there (IfNotPresent); a
-/// quiet re-pull when it is gone or the policy is Always; a report only when that changes the
-/// outcome.
+/// The periodic check: a failed tag is tried again, quietly; a present image under IfNotPresent
+/// needs nothing; otherwise a quiet re-pull (the image is gone, or the policy is Always). Only a
+/// changed outcome is reported.
 async fn check<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
-    task: &TagTask,
+    tasks: &mut watch::Receiver<TagTask>,
     last: ImageTagStatus,
 ) -> ImageTagStatus {
-    // The tag's deadline bounded its first round only; later rounds have just their timeouts.
-    let task = &TagTask {
-        deadline: None,
-        ..task.clone()
-    };
     if last.phase == TagPhase::Failed {
         count_check(ctx, "retry_failed");
-        return round(ctx, task, None)
+        let previous = Previous {
+            image_id: None,
+            failed: true,
+        };
+        return round(ctx, tasks, false, Some(previous))
             .await
-            .expect("a reported round always has an outcome");
+            .unwrap_or(last);
     }
+    let task = latest(tasks, false);
     let present = match ctx.runtime.image_id(&task.reference).await {
         Ok(p) => p,
         Err(e) => {
@@ -355,8 +457,11 @@ async fn check<R: ImageRuntime>(
         .map(|(_, id)| id.to_string());
     let previous = Previous {
         image_id: if present.is_some() { previous_id } else { None },
+        failed: false,
     };
-    round(ctx, task, Some(previous)).await.unwrap_or(last)
+    round(ctx, tasks, false, Some(previous))
+        .await
+        .unwrap_or(last)
 }
 
 fn count_check<R>(ctx: &WorkerContext<R>, result: &str) {

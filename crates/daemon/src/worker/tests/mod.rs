@@ -13,6 +13,8 @@ use tonic::Code;
 use super::*;
 use crate::metrics::Metrics;
 
+mod recovery;
+
 #[derive(Clone)]
 enum Outcome {
     Ok(&'static str),
@@ -138,7 +140,7 @@ fn harness(max_pulls: usize) -> Harness {
         metrics: Arc::new(Metrics::new(&mut Registry::default())),
         check_interval: Duration::from_secs(3600),
         initial_backoff: Duration::from_secs(1),
-        clock: Clock::new(),
+        clock: Clock::following_tokio(),
     });
     Harness {
         ctx,
@@ -161,6 +163,7 @@ fn task(tag: &str) -> TagTask {
         pull_secrets: vec![],
         sandbox: Default::default(),
         owners: vec![],
+        node_image_uid: None,
     }
 }
 
@@ -492,28 +495,6 @@ fn backoff_doubles_to_a_cap() {
         let d = backoff(Duration::from_secs(1), attempt).as_secs_f64();
         assert!(d >= base * 0.8 && d <= base * 1.2, "attempt {attempt}: {d}");
     }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failed_tag_is_tried_again_at_the_next_check() {
-    let mut h = harness(2);
-    h.runtime.script.lock().unwrap().extend([
-        Outcome::Err(CriErrorKind::NotFound, "x: not found"),
-        Outcome::Ok("sha256:late"),
-    ]);
-    let _w = spawn(h.ctx.clone(), task("v1"), None);
-    assert_eq!(
-        h.until_final("v1").await.pop().unwrap().phase,
-        TagPhase::Failed
-    );
-    // The image appears in the registry later; the next check (1 h ±10%) pulls it.
-    tokio::time::sleep(Duration::from_secs(4000)).await;
-    let done = h.until_final("v1").await.pop().unwrap();
-    assert_eq!(done.phase, TagPhase::Succeeded);
-    assert_eq!(
-        done.image_id.as_deref(),
-        Some("registry.example.com/app@sha256:late")
-    );
 }
 
 #[tokio::test(start_paused = true)]
