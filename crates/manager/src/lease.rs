@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -20,19 +21,32 @@ pub struct LeaseConfig {
     pub duration: Duration,
 }
 
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let renewed = spec
-        .renew_time
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .unwrap_or(0);
-    let duration = spec.lease_duration_seconds.unwrap_or(15) as i64;
-    now.as_second() >= renewed + duration
+/// What a candidate last saw of the lease, and when by its own monotonic clock. A lease counts
+/// as expired once it has not changed for its whole duration as this process measured it (as
+/// client-go judges it), so clock skew between replicas cannot cut it short.
+#[derive(Default)]
+struct Observed {
+    record: Option<(Option<String>, Option<MicroTime>)>,
+    at: Option<Instant>,
+}
+
+impl Observed {
+    fn saw(&mut self, spec: &LeaseSpec) -> Duration {
+        let record = (spec.holder_identity.clone(), spec.renew_time.clone());
+        if self.record.as_ref() != Some(&record) {
+            self.record = Some(record);
+            self.at = Some(Instant::now());
+        }
+        self.at.map(|t| t.elapsed()).unwrap_or_default()
+    }
 }
 
 /// Tries once to take or keep the lease; `Ok(true)` when this replica holds it now.
-async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
-    let now = Timestamp::now();
+async fn try_hold(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    observed: &mut Observed,
+) -> Result<bool, kube::Error> {
     let current = api.get_opt(&cfg.name).await?;
     let mut lease = current.clone().unwrap_or_else(|| {
         let mut l = Lease::default();
@@ -40,14 +54,20 @@ async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Err
         l
     });
     let spec = lease.spec.get_or_insert_with(Default::default);
+    let unchanged_for = observed.saw(spec);
     let mine = spec.holder_identity.as_deref() == Some(cfg.identity.as_str());
-    if !mine && !expired(spec, now) && spec.holder_identity.is_some() {
+    let held = spec
+        .holder_identity
+        .as_deref()
+        .is_some_and(|h| !h.is_empty());
+    let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+    if !mine && held && unchanged_for < duration {
         return Ok(false);
     }
+    let now = Timestamp::now();
     if !mine {
         spec.acquire_time = Some(MicroTime(now));
-        spec.lease_transitions =
-            Some(spec.lease_transitions.unwrap_or(0) + i32::from(spec.holder_identity.is_some()));
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + i32::from(held));
         spec.holder_identity = Some(cfg.identity.clone());
     }
     spec.lease_duration_seconds = Some(cfg.duration.as_secs() as i32);
@@ -63,6 +83,15 @@ async fn try_hold(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Err
     }
 }
 
+/// A replica's identity in the Lease: the pod's name, else the host's name with a random suffix
+/// (two containers may share a pid, never this).
+pub fn identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "kruise-manager".into());
+        format!("{host}_{:08x}", fastrand::u32(..))
+    })
+}
+
 /// Waits until this replica leads (or `shutdown`), then keeps renewing in the background;
 /// the returned token is cancelled if leadership is lost. `None` on shutdown.
 pub async fn lead(
@@ -72,8 +101,9 @@ pub async fn lead(
 ) -> Option<CancellationToken> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let retry = cfg.duration / 5;
+    let mut observed = Observed::default();
     loop {
-        match try_hold(&api, &cfg).await {
+        match try_hold(&api, &cfg, &mut observed).await {
             Ok(true) => break,
             Ok(false) => tracing::debug!(lease = %cfg.name, "another replica leads; waiting"),
             Err(e) => {
@@ -89,14 +119,17 @@ pub async fn lead(
     let lost = CancellationToken::new();
     let signal = lost.clone();
     tokio::spawn(async move {
-        let mut last_renewal = tokio::time::Instant::now();
+        // Counted from before the request that renewed, so a slow answer cannot stretch it.
+        let mut renewed_at = Instant::now();
         loop {
-            tokio::time::sleep(retry).await;
             // Step down before the lease could have expired for the others, even when the API
             // server does not answer at all: a hung renewal must not keep a stale leader writing.
-            let step_down_at = last_renewal + cfg.duration * 2 / 3;
-            match tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg)).await {
-                Ok(Ok(true)) => last_renewal = tokio::time::Instant::now(),
+            let step_down_at = renewed_at + cfg.duration * 2 / 3;
+            tokio::time::sleep(retry.min(step_down_at.saturating_duration_since(Instant::now())))
+                .await;
+            let attempt = Instant::now();
+            match tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg, &mut observed)).await {
+                Ok(Ok(true)) => renewed_at = attempt,
                 Ok(Ok(false)) => {
                     tracing::error!(lease = %cfg.name, "another replica took the lease; stepping down");
                     break;
@@ -106,7 +139,7 @@ pub async fn lead(
                 }
                 Err(_) => {}
             }
-            if tokio::time::Instant::now() >= step_down_at {
+            if Instant::now() >= step_down_at {
                 tracing::error!(lease = %cfg.name, duration = ?cfg.duration, "could not renew the lease in time; stepping down");
                 break;
             }

@@ -5,6 +5,7 @@
 mod args;
 pub mod lease;
 pub mod listjob;
+mod listwriter;
 pub mod metrics;
 pub mod overlay;
 pub mod plan;
@@ -20,8 +21,7 @@ use std::time::{Duration, Instant};
 pub use args::Args;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kruise_api::{ImageListPullJob, ImagePullJob};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kruise_api::ImagePullJob;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
@@ -53,8 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     readiness.set(true);
     let lost = if args.leader_elect {
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("kruise-manager-{}", std::process::id()));
+        let identity = lease::identity();
         let cfg = lease::LeaseConfig {
             namespace: args.leader_election_namespace.clone(),
             name: "kruise-manager".into(),
@@ -185,7 +184,7 @@ async fn reconcile(
                 mode: Some(kruise_api::constants::SECRET_MODE_BATCH.into()),
             });
     }
-    secrets::apply(client, &want, &have).await;
+    let secret_errors = secrets::apply(client, &want, &have).await;
 
     let snapshot = plan::Snapshot {
         nodes: stores.nodes.state().iter().map(|n| node_info(n)).collect(),
@@ -200,8 +199,9 @@ async fn reconcile(
     metrics
         .plan_duration
         .observe(started.elapsed().as_secs_f64());
-    let written = writer.apply(&planned, &node_images, &jobs).await;
-    let lists = list_jobs(client, stores, &jobs, writer).await;
+    let mut written = writer.apply(&planned, &node_images, &jobs).await;
+    written.errors += secret_errors;
+    let lists = listwriter::apply(client, stores, &jobs, writer, &mut written).await;
     if written.conflicts + written.errors > 0 {
         metrics.round_errors.inc();
     }
@@ -260,81 +260,4 @@ fn pod_info(p: &k8s_openapi::api::core::v1::Pod) -> plan::PodInfo {
             && p.metadata.deletion_timestamp.is_none(),
         node_name,
     }
-}
-
-/// ImageListPullJobs: children and status; returns the earliest TTL requeue.
-async fn list_jobs(
-    client: &Client,
-    stores: &stores::Stores,
-    jobs: &[Arc<ImagePullJob>],
-    writer: &mut writer::Writer,
-) -> Option<Duration> {
-    let metrics = writer.metrics.clone();
-    let mut requeue = None;
-    for list in writer
-        .lists
-        .merge(stores.list_jobs.state())
-        .iter()
-        .filter(|l| l.metadata.deletion_timestamp.is_none())
-    {
-        let ns = list.namespace().unwrap_or_default();
-        let uid = list.uid().unwrap_or_default();
-        let children: Vec<&ImagePullJob> = jobs
-            .iter()
-            .map(|j| j.as_ref())
-            .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
-            .collect();
-        let p = listjob::plan(list, &children, Timestamp::now());
-        let job_api: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
-        for c in &p.create {
-            let r = job_api.create(&PostParams::default(), c).await;
-            metrics.write("imagepulljob", if r.is_ok() { "ok" } else { "error" });
-            if let Err(e) = r {
-                tracing::warn!(list = %list.name_any(), child = %c.name_any(), error = %e, "creating child ImagePullJob failed");
-            }
-        }
-        for c in &p.update {
-            let r = job_api
-                .replace(&c.name_any(), &PostParams::default(), c)
-                .await;
-            metrics.write("imagepulljob", if r.is_ok() { "ok" } else { "error" });
-        }
-        for name in &p.delete {
-            let _ = job_api.delete(name, &DeleteParams::background()).await;
-            metrics.write("imagepulljob", "deleted");
-        }
-        let list_api: Api<ImageListPullJob> = Api::namespaced(client.clone(), &ns);
-        if p.delete_self {
-            let _ = list_api
-                .delete(&list.name_any(), &DeleteParams::background())
-                .await;
-            continue;
-        }
-        let old = list.status.clone().unwrap_or_default();
-        if old != p.status {
-            let patch = writer::status_patch(&old, &p.status);
-            match list_api
-                .patch_status(
-                    &list.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(written) => {
-                    metrics.write("imagelistpulljob_status", "ok");
-                    writer.lists.wrote(written);
-                }
-                Err(e) => {
-                    metrics.write("imagelistpulljob_status", "error");
-                    tracing::warn!(list = %list.name_any(), error = %e, "writing ImageListPullJob status failed");
-                }
-            }
-        }
-        if let Some(s) = p.requeue_secs {
-            let d = Duration::from_secs(s.max(1) as u64);
-            requeue = Some(requeue.map_or(d, |r: Duration| r.min(d)));
-        }
-    }
-    requeue
 }

@@ -129,11 +129,7 @@ pub fn plan(list: &ImageListPullJob, children: &[&ImagePullJob], now: Timestamp)
             st.failed_image_statuses.push(FailedImageStatus {
                 image_pull_job: Some(name.clone()),
                 name: Some(image.clone()),
-                message: Some(format!(
-                    "failed on {} node(s): {}",
-                    s.failed,
-                    s.failed_nodes.join(", ")
-                )),
+                message: Some(failed_on(s.failed, &s.failed_nodes)),
             });
         }
     }
@@ -154,6 +150,22 @@ fn label_value(name: &str) -> String {
     }
     let head: String = name.chars().take(54).collect();
     format!("{}-{}", head.trim_end_matches(['-', '.']), short_hash(name))
+}
+
+/// Failed node names a list job's status repeats per image; the child job lists them all. A
+/// registry outage at 5,000 nodes must not grow the list job past what etcd accepts.
+const NAMED_FAILED_NODES: usize = 10;
+
+fn failed_on(failed: i32, nodes: &[String]) -> String {
+    let named = nodes.len().min(NAMED_FAILED_NODES);
+    let mut msg = format!("failed on {failed} node(s): {}", nodes[..named].join(", "));
+    if nodes.len() > named {
+        msg.push_str(&format!(
+            " and {} more (see the ImagePullJob's failedNodes)",
+            nodes.len() - named
+        ));
+    }
+    msg
 }
 
 #[cfg(test)]
@@ -233,5 +245,14 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("n9"));
+    }
+
+    #[test]
+    fn a_mass_failure_names_a_few_nodes_and_counts_the_rest() {
+        let nodes: Vec<String> = (0..5000).map(|i| format!("node-{i:04}")).collect();
+        let msg = failed_on(5000, &nodes);
+        assert!(msg.starts_with("failed on 5000 node(s): node-0000, node-0001"));
+        assert!(msg.ends_with("and 4990 more (see the ImagePullJob's failedNodes)"));
+        assert!(msg.len() < 300, "{} bytes", msg.len());
     }
 }

@@ -26,10 +26,10 @@ struct Own<K> {
     created: bool,
 }
 
-/// Written objects by `namespace/name`, and names deleted.
+/// Written objects by `namespace/name`, and the uids of objects deleted.
 pub struct Overlay<K> {
     written: BTreeMap<String, Own<K>>,
-    deleted: BTreeMap<String, u64>,
+    deleted: BTreeMap<String, String>,
 }
 
 impl<K> Default for Overlay<K> {
@@ -69,10 +69,17 @@ impl<K: Resource + Clone> Overlay<K> {
         self.written.insert(k, own);
     }
 
-    pub fn deleted(&mut self, namespace: &str, name: &str, at_rv: u64) {
-        let k = format!("{namespace}/{name}");
+    /// We deleted `o`: hidden until the cache drops it. A namesake created since (another uid)
+    /// is not hidden.
+    pub fn deleted(&mut self, o: &K) {
+        let k = key(o);
         self.written.remove(&k);
-        self.deleted.insert(k, at_rv);
+        self.deleted.insert(k, o.uid().unwrap_or_default());
+    }
+
+    /// A write found the object gone (404): what we wrote of it no longer stands.
+    pub fn gone(&mut self, namespace: &str, name: &str) {
+        self.written.remove(&format!("{namespace}/{name}"));
     }
 
     /// The cached objects with newer own writes laid over them; forgets what the cache has seen.
@@ -82,9 +89,13 @@ impl<K: Resource + Clone> Overlay<K> {
         let mut still_cached = BTreeMap::new();
         for o in cached {
             let k = key(o.as_ref());
-            if let Some(d) = self.deleted.get(&k).filter(|d| rv(o.as_ref()) <= **d) {
+            if let Some(uid) = self
+                .deleted
+                .get(&k)
+                .filter(|u| o.uid().as_ref() == Some(*u))
+            {
                 // Deleted by us, the cache has not seen it yet: keep hiding it.
-                still_cached.insert(k, *d);
+                still_cached.insert(k, uid.clone());
                 continue;
             }
             out.insert(k, o);
@@ -122,6 +133,7 @@ mod tests {
     fn ni(name: &str, rv: &str) -> Arc<NodeImage> {
         let mut n = NodeImage::new(name, Default::default());
         n.metadata.resource_version = Some(rv.into());
+        n.metadata.uid = Some(format!("uid-{name}"));
         Arc::new(n)
     }
 
@@ -143,7 +155,7 @@ mod tests {
         );
         assert!(o.written.is_empty());
 
-        o.deleted("", "b", u64::MAX);
+        o.deleted(ni("b", "8").as_ref());
         assert!(
             o.merge(vec![ni("b", "9")]).is_empty(),
             "hidden while the cache still has it"
@@ -157,6 +169,20 @@ mod tests {
             o.deleted.is_empty(),
             "forgotten once the cache has seen the deletion"
         );
+    }
+
+    #[test]
+    fn a_namesake_of_a_deleted_object_is_not_hidden() {
+        let mut o = Overlay::default();
+        o.deleted(ni("job", "3").as_ref());
+        let mut again = (*ni("job", "9")).clone();
+        again.metadata.uid = Some("uid-new".into());
+        assert_eq!(
+            o.merge(vec![Arc::new(again)]).len(),
+            1,
+            "re-created under the same name: a new object"
+        );
+        assert!(o.deleted.is_empty());
     }
 
     #[test]

@@ -114,7 +114,8 @@ fn same(a: &Secret, b: &Secret) -> bool {
     a.type_ == b.type_ && a.data == b.data && a.metadata.annotations == b.metadata.annotations
 }
 
-/// Creates, refreshes and deletes copies; returns how many writes it made.
+/// Creates, refreshes and deletes copies; returns how many of those writes failed (the round
+/// plans again soon when any did).
 pub async fn apply(client: &Client, want: &BTreeMap<String, Secret>, have: &[Secret]) -> usize {
     let api: Api<Secret> = Api::namespaced(client.clone(), DAEMON_CONFIG_NAMESPACE);
     let have: BTreeMap<String, &Secret> = have
@@ -122,7 +123,7 @@ pub async fn apply(client: &Client, want: &BTreeMap<String, Secret>, have: &[Sec
         .filter(|s| s.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1))
         .map(|s| (s.name_any(), s))
         .collect();
-    let mut writes = 0;
+    let mut failed = 0;
     for (name, secret) in want {
         let result = match have.get(name) {
             Some(current) if same(current, secret) => continue,
@@ -139,23 +140,29 @@ pub async fn apply(client: &Client, want: &BTreeMap<String, Secret>, have: &[Sec
             }
             None => api.create(&PostParams::default(), secret).await.map(|_| ()),
         };
-        writes += 1;
         match result {
             Ok(()) => tracing::info!(secret = %name, "synced pull secret"),
             Err(kube::Error::Api(s)) if s.code == 404 => {
+                failed += 1;
                 tracing::warn!(namespace = DAEMON_CONFIG_NAMESPACE, "the daemon namespace does not exist; create it (the Helm chart does) so pull secrets can be synced")
             }
-            Err(e) => tracing::warn!(secret = %name, error = %e, "syncing pull secret failed"),
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(secret = %name, error = %e, "syncing pull secret failed")
+            }
         }
     }
     for name in have.keys().filter(|n| !want.contains_key(*n)) {
-        writes += 1;
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => tracing::info!(secret = %name, "removed pull secret no job uses"),
-            Err(e) => tracing::warn!(secret = %name, error = %e, "removing pull secret failed"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(secret = %name, error = %e, "removing pull secret failed")
+            }
         }
     }
-    writes
+    failed
 }
 
 #[cfg(test)]

@@ -40,6 +40,26 @@ pub struct Written {
     pub errors: usize,
 }
 
+/// A patch that applies only to the version of the object it was computed from: a stale plan, or
+/// an object deleted and re-created under the same name meanwhile, gets 409 instead.
+pub fn guarded(mut patch: Value, resource_version: Option<String>) -> Value {
+    if let (Some(p), Some(rv)) = (patch.as_object_mut(), resource_version) {
+        p.insert("metadata".into(), json!({ "resourceVersion": rv }));
+    }
+    patch
+}
+
+/// Deletes exactly `object` (background propagation): a namesake created since is left alone.
+pub fn delete_exactly<K: kube::Resource>(object: &K) -> DeleteParams {
+    DeleteParams {
+        preconditions: object.uid().map(|uid| kube::api::Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    }
+}
+
 /// Counts a queued write down once it has been answered, whichever way.
 struct CountDown(prometheus_client::metrics::gauge::Gauge);
 
@@ -141,7 +161,7 @@ impl Writer {
         enum Op<'a> {
             Create(Box<NodeImage>),
             Patch(&'a NodeImage, Option<&'a BTreeMap<String, String>>),
-            Delete(String),
+            Delete(&'a NodeImage),
         }
         let mut ops = Vec::new();
         for (name, change) in &plan.node_images {
@@ -159,7 +179,11 @@ impl Writer {
                     }]);
                     ops.push(Op::Create(Box::new(ni)));
                 }
-                NodeImageChange::Delete => ops.push(Op::Delete(name.clone())),
+                NodeImageChange::Delete => {
+                    if let Some(ni) = by_name.get(name) {
+                        ops.push(Op::Delete(ni));
+                    }
+                }
                 NodeImageChange::Relabel { .. } => {}
             }
         }
@@ -177,10 +201,10 @@ impl Writer {
         }
         let pending = self.metrics.pending("nodeimage");
         pending.set(ops.len() as i64);
-        enum Done {
+        enum Done<'a> {
             Created(Box<NodeImage>),
             Patched(Box<NodeImage>),
-            Deleted,
+            Deleted(&'a NodeImage),
         }
         let results: Vec<(String, Result<Done, kube::Error>)> = stream::iter(ops)
             .map(|op| {
@@ -204,10 +228,11 @@ impl Writer {
                                     .map(|ni| Done::Patched(Box::new(ni)));
                             (name, r)
                         }
-                        Op::Delete(name) => {
-                            let r = timed(api.delete(&name, &DeleteParams::default()))
+                        Op::Delete(ni) => {
+                            let name = ni.name_any();
+                            let r = timed(api.delete(&name, &delete_exactly(ni)))
                                 .await
-                                .map(|_| Done::Deleted);
+                                .map(|_| Done::Deleted(ni));
                             (name, r)
                         }
                     }
@@ -226,9 +251,9 @@ impl Writer {
                     self.metrics.write("nodeimage", "ok");
                     self.node_images.wrote(*ni);
                 }
-                Ok(Done::Deleted) => {
+                Ok(Done::Deleted(ni)) => {
                     self.metrics.write("nodeimage", "ok");
-                    self.node_images.deleted("", &name, u64::MAX);
+                    self.node_images.deleted(ni);
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     self.metrics.write("nodeimage", "conflict");
@@ -236,7 +261,8 @@ impl Writer {
                     out.conflicts += 1;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {
-                    self.metrics.write("nodeimage", "not_found")
+                    self.metrics.write("nodeimage", "not_found");
+                    self.node_images.gone("", &name);
                 }
                 Err(e) => {
                     self.metrics.write("nodeimage", "error");
@@ -260,7 +286,7 @@ impl Writer {
                     ops.push((
                         job.namespace().unwrap_or_default(),
                         job.name_any(),
-                        status_patch(&old, new),
+                        guarded(status_patch(&old, new), job.resource_version()),
                     ));
                 }
             }
@@ -275,7 +301,7 @@ impl Writer {
                 async move {
                     let _sent = CountDown(pending);
                     (
-                        name.clone(),
+                        (ns, name.clone()),
                         timed(api.patch_status(
                             &name,
                             &PatchParams::default(),
@@ -288,14 +314,20 @@ impl Writer {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (name, r) in results {
+        for ((ns, name), r) in results {
             match r {
                 Ok(job) => {
                     self.metrics.write("job_status", "ok");
                     self.jobs.wrote(job);
                 }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    self.metrics.write("job_status", "conflict");
+                    tracing::debug!(job = %name, "job changed since the plan; replanning");
+                    out.conflicts += 1;
+                }
                 Err(kube::Error::Api(s)) if s.code == 404 => {
-                    self.metrics.write("job_status", "not_found")
+                    self.metrics.write("job_status", "not_found");
+                    self.jobs.gone(&ns, &name);
                 }
                 Err(e) => {
                     self.metrics.write("job_status", "error");
@@ -304,15 +336,28 @@ impl Writer {
                 }
             }
         }
+        let by_key: BTreeMap<String, &ImagePullJob> = jobs
+            .iter()
+            .map(|j| (crate::plan::job_key(j), j.as_ref()))
+            .collect();
         for (ns, name) in &plan.delete_jobs {
+            let Some(job) = by_key.get(&format!("{ns}/{name}")) else {
+                continue;
+            };
             let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), ns);
-            match timed(api.delete(name, &DeleteParams::background())).await {
+            // Only the job the plan saw: a job re-created under the same name is not touched.
+            let params = delete_exactly(*job);
+            match timed(api.delete(name, &params)).await {
                 Ok(_) => {
                     tracing::info!(job = %format!("{ns}/{name}"), "deleted finished job after ttlSecondsAfterFinished");
-                    self.jobs.deleted(ns, name, u64::MAX);
+                    self.jobs.deleted(*job);
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                    tracing::debug!(job = %format!("{ns}/{name}"), "the finished job is gone or was re-created; nothing to delete")
                 }
                 Err(e) => {
-                    tracing::warn!(job = %format!("{ns}/{name}"), error = %e, "deleting finished job failed")
+                    tracing::warn!(job = %format!("{ns}/{name}"), error = %e, "deleting finished job failed");
+                    out.errors += 1;
                 }
             }
         }

@@ -155,6 +155,37 @@ async fn parallelism_is_never_exceeded() {
     assert!(max_active.into_inner() >= 1);
 }
 
+/// `kubectl replace --force` (or GitOps re-creating a job the manager deleted after its TTL):
+/// the new job under the old name starts afresh, with its own start time and its own pull.
+#[tokio::test]
+async fn a_job_recreated_under_the_same_name_starts_afresh() {
+    let mut env = System::start().await;
+    let first = env.push("lab/again-1", 21);
+    let second = env.push("lab/again-2", 22);
+    env.add_node("a", json!({})).await;
+    let ttl = json!({"completionPolicy": {"type": "Always", "ttlSecondsAfterFinished": 1}});
+    env.apply_job(manifest("v1beta1", "again", &first.reference, ttl.clone()))
+        .await;
+    let old = env
+        .wait_job("again", "completed", |s| s.completion_time.is_some())
+        .await;
+    env.wait_job_gone("again", "deleted by its TTL").await;
+    let created = env
+        .apply_job(manifest("v1beta1", "again", &second.reference, ttl))
+        .await;
+    let new = env
+        .wait_job("again", "the new job completed", |s| {
+            s.completion_time.is_some() && s.start_time != old.start_time
+        })
+        .await;
+    assert_eq!((new.desired, new.succeeded), (1, 1));
+    assert!(
+        new.start_time.unwrap().0 >= created.metadata.creation_timestamp.unwrap().0,
+        "the old job's status was not carried over"
+    );
+    assert!(env.nodes_with(&first.reference).await.is_empty());
+}
+
 #[tokio::test]
 async fn editing_a_job_moves_it_to_the_new_image() {
     let mut env = System::start().await;

@@ -11,7 +11,7 @@ use kruise_api::{
     CompletionPolicyType, ImagePullJob, ImagePullJobStatus, NodeImage, NodeImageSpec,
 };
 
-use super::tags::{entry_state, image_of, NodeState, Overdue};
+use super::tags::{entry_state, full_without, image_of, NodeState, Overdue};
 use super::{job_key, Plan, Settings, Snapshot};
 
 /// An Event the manager publishes on a job.
@@ -29,6 +29,7 @@ pub const REASON_DEADLINE: &str = "DeadlineExceeded";
 pub const REASON_NOT_RESPONDING: &str = "NodeNotResponding";
 pub const REASON_SECRET_MISSING: &str = "PullSecretNotFound";
 pub const REASON_INVALID: &str = "InvalidImage";
+pub const REASON_NODE_IMAGE_FULL: &str = "NodeImageFull";
 
 fn secs_since(now: Timestamp, t: &Time) -> i64 {
     now.as_second() - t.0.as_second()
@@ -56,6 +57,8 @@ struct Tally {
     pending: Vec<String>,
     unsynced: Vec<String>,
     not_responding: Vec<String>,
+    /// Nodes whose NodeImage has no room for this image.
+    full: Vec<String>,
 }
 
 fn tally(
@@ -85,7 +88,12 @@ fn tally(
                 })
             });
         let Some(entry) = entry else {
-            t.unsynced.push(node.clone());
+            if specs.get(node).is_some_and(|s| full_without(s, &key)) {
+                t.full.push(node.clone());
+                t.failed.push(node.clone());
+            } else {
+                t.unsynced.push(node.clone());
+            }
             continue;
         };
         match entry_state(
@@ -185,6 +193,17 @@ pub fn compute(
                 "node {node} has not reported pulling {} within {}s",
                 job.spec.image,
                 settings.response_timeout.as_secs()
+            ),
+        ));
+    }
+    for node in tally.full.iter().filter(|n| !old.failed_nodes.contains(n)) {
+        plan.events.push(event(
+            true,
+            REASON_NODE_IMAGE_FULL,
+            format!(
+                "node {node}'s NodeImage already lists {} images, the most it may hold; {} was not added there (delete jobs that target the node, or wait for their TTL)",
+                kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE,
+                job.spec.image
             ),
         ));
     }

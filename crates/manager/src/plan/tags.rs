@@ -275,7 +275,7 @@ pub fn place(
         let Some(spec) = specs.get_mut(node) else {
             continue;
         };
-        if owned(spec).is_some() {
+        if owned(spec).is_some() || full_without(spec, &key) {
             continue;
         }
         let ni = by_name.get(node.as_str()).copied();
@@ -283,6 +283,13 @@ pub fn place(
             active += 1;
         }
     }
+}
+
+/// The NodeImage holds as many images as it may (the CRD refuses more), none of them `key`: the
+/// job counts the node as failed instead of sending a patch that would be refused every round.
+pub fn full_without(spec: &NodeImageSpec, key: &str) -> bool {
+    !spec.images.contains_key(key)
+        && spec.images.len() >= kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE
 }
 
 /// Adds the job to the tag entry on one node (creating it if needed); returns the node's state

@@ -561,3 +561,41 @@ fn a_deadline_with_no_node_ends_the_job_instead_of_replanning_every_second() {
         Some("job exceeds activeDeadlineSeconds")
     );
 }
+
+#[test]
+fn a_full_node_image_fails_the_node_instead_of_refused_patches() {
+    let mut s = cluster(2);
+    for i in 0..kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE {
+        s.jobs.push(job(
+            &format!("j{i}"),
+            &format!("img{i}:1"),
+            json!({"selector": {"names": ["n0"]}}),
+        ));
+    }
+    s.jobs
+        .push(job("late", "late:1", json!({"parallelism": 2})));
+    let p = run(&s, t0());
+    assert_eq!(
+        p.specs["n0"].images.len(),
+        kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE,
+        "never more than a NodeImage may hold"
+    );
+    assert!(!p.specs["n0"].images.contains_key("late"));
+    assert_eq!(tagged(&p, "late", "1").keys().collect::<Vec<_>>(), ["n1"]);
+    let st = &p.job_status["ns/late"];
+    assert_eq!((st.desired, st.active, st.failed), (2, 1, 1));
+    assert_eq!(st.failed_nodes, ["n0"]);
+    assert!(p
+        .events
+        .iter()
+        .any(|e| e.reason == "NodeImageFull" && e.note.contains("node n0")));
+    apply(&mut s, &p);
+    report(&mut s, "n1", "Succeeded");
+    let p = run(&s, at(5));
+    let st = &p.job_status["ns/late"];
+    assert!(st.completion_time.is_some(), "the job completes: {st:?}");
+    assert!(
+        !p.events.iter().any(|e| e.reason == "NodeImageFull"),
+        "said once"
+    );
+}
