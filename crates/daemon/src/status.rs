@@ -5,7 +5,7 @@
 //! then one every 2 s, OpenKruise's 0.5 QPS), so a node finishing 50 tags at once writes a
 //! handful of times, not 50. A failed write is retried with backoff and nothing is lost meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,7 +120,11 @@ pub fn build(desired: i32, tags: &BTreeMap<TagKey, ImageTagStatus>) -> NodeImage
 }
 
 /// A merge patch from `old` to `new`: changed images in full, removed images as null.
-pub fn merge_patch(old: Option<&NodeImageStatus>, new: &NodeImageStatus) -> Value {
+pub fn merge_patch(
+    old: Option<&NodeImageStatus>,
+    new: &NodeImageStatus,
+    maybe_on_server: &BTreeSet<String>,
+) -> Value {
     let mut images = serde_json::Map::new();
     let old_images = old.map(|o| &o.image_statuses);
     for (k, v) in &new.image_statuses {
@@ -131,7 +135,11 @@ pub fn merge_patch(old: Option<&NodeImageStatus>, new: &NodeImageStatus) -> Valu
             );
         }
     }
-    for k in old_images.into_iter().flat_map(|o| o.keys()) {
+    for k in old_images
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .chain(maybe_on_server)
+    {
         if !new.image_statuses.contains_key(k) {
             images.insert(k.clone(), Value::Null);
         }
@@ -154,6 +162,9 @@ struct Pending {
     tags: BTreeMap<TagKey, ImageTagStatus>,
     desired: i32,
     written: Option<NodeImageStatus>,
+    /// Images whose status the server may still hold although `written` lacks them: a relist
+    /// can bring an older snapshot than our last write, and its gaps must not hide entries.
+    maybe_on_server: BTreeSet<String>,
     due: Option<Instant>,
     failures: u32,
 }
@@ -171,6 +182,7 @@ impl StatusWriter {
             tags: BTreeMap::new(),
             desired: 0,
             written: None,
+            maybe_on_server: BTreeSet::new(),
             due: None,
             failures: 0,
         };
@@ -223,14 +235,23 @@ impl StatusWriter {
                 p.desired = n;
                 p.due_in(self.timing.progress_delay);
             }
-            StatusUpdate::Observed(status) => p.written = status,
+            StatusUpdate::Observed(status) => {
+                if let Some(w) = &p.written {
+                    p.maybe_on_server.extend(w.image_statuses.keys().cloned());
+                }
+                p.written = status;
+            }
             StatusUpdate::Flush(_) => unreachable!("handled by run"),
         }
     }
 
     async fn write_or_retry(&self, p: &mut Pending, new: NodeImageStatus) {
-        match self.write(p.written.as_ref(), &new).await {
+        match self
+            .write(p.written.as_ref(), &new, &p.maybe_on_server)
+            .await
+        {
             Ok(()) => {
+                p.maybe_on_server.clear();
                 p.written = Some(new);
                 p.failures = 0;
                 p.due = None;
@@ -239,6 +260,7 @@ impl StatusWriter {
                 // No NodeImage to write to; a new NodeImage brings a new spec and a write.
                 tracing::debug!(node = %self.node, "NodeImage not found; status not written");
                 p.written = None;
+                p.maybe_on_server.clear();
                 p.due = None;
             }
             Err(e) => {
@@ -254,8 +276,9 @@ impl StatusWriter {
         &self,
         old: Option<&NodeImageStatus>,
         new: &NodeImageStatus,
+        maybe_on_server: &BTreeSet<String>,
     ) -> Result<(), kube::Error> {
-        let patch = merge_patch(old, new);
+        let patch = merge_patch(old, new, maybe_on_server);
         let result = tokio::time::timeout(
             Duration::from_secs(30),
             self.api
@@ -316,7 +339,7 @@ mod tests {
         tags.remove(&k("b", "1"));
         tags.insert(k("a", "2"), tag("2", TagPhase::Succeeded));
         let second = build(2, &tags);
-        let patch = merge_patch(Some(&first), &second);
+        let patch = merge_patch(Some(&first), &second, &BTreeSet::new());
         assert_eq!(
             patch["status"]["imageStatuses"]["b"],
             Value::Null,
@@ -327,7 +350,10 @@ mod tests {
             "Succeeded"
         );
         assert_eq!(patch["status"]["succeeded"], 2);
-        let unchanged = merge_patch(Some(&second), &second);
+        let unchanged = merge_patch(Some(&second), &second, &BTreeSet::new());
         assert_eq!(unchanged["status"]["imageStatuses"], json!({}));
+        // After a relist brought an older snapshot without "b", "b" may still be on the server.
+        let stale = merge_patch(Some(&second), &second, &BTreeSet::from(["b".to_string()]));
+        assert_eq!(stale["status"]["imageStatuses"]["b"], Value::Null);
     }
 }
