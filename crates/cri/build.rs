@@ -1,14 +1,19 @@
-//! Generates the CRI v1 client from `proto/cri/api.proto` with a vendored `protoc`, so a fresh
+//! Generates the CRI v1 client from `proto/cri/api.proto`, and a read-only client of containerd's
+//! content service from `proto/containerd/content.proto`, with a vendored `protoc`, so a fresh
 //! machine needs no protobuf compiler installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/cri");
-    let proto = proto_dir.join("api.proto");
-    println!("cargo:rerun-if-changed={}", proto.display());
+    let protos = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let (cri_dir, containerd_dir) = (protos.join("cri"), protos.join("containerd"));
+    let cri = cri_dir.join("api.proto");
+    let content = containerd_dir.join("content.proto");
+    for p in [&cri, &content] {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the environment.
     unsafe { std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?) };
     tonic_prost_build::configure()
         .build_server(false)
-        .compile_protos(&[proto], &[proto_dir])?;
+        .compile_protos(&[cri, content], &[cri_dir, containerd_dir])?;
     Ok(())
 }

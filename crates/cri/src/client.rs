@@ -44,6 +44,7 @@ pub struct PullRequest {
 /// A CRI client on one runtime socket. Cheap to clone: clones share one connection.
 #[derive(Debug, Clone)]
 pub struct CriClient {
+    channel: Channel,
     images: ImageServiceClient<Channel>,
     runtime: RuntimeServiceClient<Channel>,
     metadata_timeout: Duration,
@@ -53,6 +54,7 @@ pub struct CriClient {
 impl CriClient {
     pub fn new(channel: Channel, endpoint: impl Into<String>) -> Self {
         Self {
+            channel: channel.clone(),
             images: ImageServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_DECODE_MESSAGE_SIZE),
             runtime: RuntimeServiceClient::new(channel)
@@ -69,6 +71,11 @@ impl CriClient {
     }
 
     /// The endpoint this client dials, as `unix:///…`.
+    /// The connection, for other services on the same socket (containerd's content store).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -1,13 +1,15 @@
 //! The container runtime side of kruise-daemon: a CRI v1 image client over the runtime's unix
 //! socket (every call with a deadline), detection of which runtime a node runs, classification
 //! of runtime errors into causes a user can act on, and registry credentials chosen from
-//! `dockerconfigjson`/`dockercfg` secrets the way the kubelet chooses them.
+//! `dockerconfigjson`/`dockercfg` secrets the way the kubelet chooses them, and, under
+//! containerd, a pull's byte progress from its content store.
 
 pub mod auth;
 pub mod client;
 pub mod connect;
 pub mod detect;
 pub mod error;
+pub mod progress;
 
 /// Generated CRI v1 messages and clients (`runtime.v1`).
 pub mod proto {
@@ -15,7 +17,14 @@ pub mod proto {
     tonic::include_proto!("runtime.v1");
 }
 
+/// Generated client of containerd's content service (the read-only subset pull progress needs).
+pub mod content_proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("containerd.services.content.v1");
+}
+
 pub use auth::{AuthError, DockerKeyring};
 pub use client::{CriClient, PullRequest, RuntimeVersion};
 pub use detect::{detect, DetectError, DetectedRuntime, RuntimeKind};
 pub use error::{CriError, CriErrorKind};
+pub use progress::{ContentStore, PullProgress};

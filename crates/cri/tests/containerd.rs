@@ -334,3 +334,61 @@ async fn detection_probes_openkruise_sockets_in_order_and_explains_failure() {
         .unwrap_err();
     assert!(bad.to_string().contains("is not a unix socket"), "{bad}");
 }
+
+/// Under containerd, a pull's progress is read from the content store while the CRI call runs:
+/// it climbs through intermediate values (the download is throttled to about 4 s) and stays
+/// below 100 until the pull returns.
+#[tokio::test]
+async fn pull_progress_climbs_from_the_content_store() {
+    let lab = Lab::start().expect("lab");
+    let img = lab
+        .push(
+            &lab.registry,
+            "lab/progress",
+            "v1",
+            &[
+                Layer::random("a.bin", 6 << 20, 31),
+                Layer::random("b.bin", 6 << 20, 32),
+            ],
+        )
+        .unwrap();
+    let proxy = lab.slow_proxy(&lab.registry, 3 << 20).unwrap();
+    let slow = img.reference.replace(&lab.registry.host(), &proxy.host());
+    let cri = client(&lab).await;
+    let store = kruise_cri::ContentStore::new(cri.channel());
+    assert!(
+        store.available().await,
+        "containerd serves its content store"
+    );
+    let source = kruise_cri::progress::ImageSource {
+        host: "127.0.0.1".into(),
+        repository: "lab/progress".into(),
+        digest: None,
+    };
+    let mut progress = kruise_cri::PullProgress::new(store, source);
+    let pull = tokio::spawn({
+        let cri = cri.clone();
+        async move {
+            cri.pull_image(pull(&slow), Some(Duration::from_secs(60)))
+                .await
+        }
+    });
+    let mut seen = Vec::new();
+    while !pull.is_finished() {
+        if let Some(p) = progress.sample().await.expect("sampling progress") {
+            seen.push(p);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pull.await.unwrap().expect("pulled");
+    eprintln!("progress samples: {seen:?}");
+    assert!(
+        seen.iter().any(|p| (5..=90).contains(p)),
+        "an intermediate value was seen: {seen:?}"
+    );
+    assert!(seen.iter().all(|p| *p <= 99), "never 100 before the end");
+    assert!(
+        seen.windows(2).filter(|w| w[1] < w[0]).count() == 0,
+        "it does not go backwards: {seen:?}"
+    );
+}
