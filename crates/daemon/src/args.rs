@@ -29,6 +29,12 @@ pub struct Args {
     #[arg(long, env = "KRUISE_IMAGE_CHECK_INTERVAL", default_value = "24h", value_parser = parse_duration)]
     pub image_check_interval: std::time::Duration,
 
+    /// How often a pull's byte progress is read from containerd's content store and, when it
+    /// changed, reported in the tag's status; `0s` reports phases only. Each report is a status
+    /// write, so at thousands of nodes pulling at once keep this at tens of seconds.
+    #[arg(long, env = "KRUISE_PROGRESS_INTERVAL", default_value = "30s", value_parser = kruise_observe::parse_duration)]
+    pub progress_interval: std::time::Duration,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:10221")]
     pub metrics_addr: SocketAddr,

@@ -61,7 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     let ctx = Arc::new(worker::WorkerContext {
-        runtime: Arc::new(runtime),
+        runtime: Arc::new(runtime::CriRuntime::new(runtime).await),
         permits: Arc::new(Semaphore::new(args.max_concurrent_pulls as usize)),
         status: status_tx.clone(),
         credentials: Arc::new(secrets::SecretCredentials {
@@ -73,6 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }),
         metrics,
         check_interval: args.image_check_interval,
+        progress_interval: (!args.progress_interval.is_zero()).then_some(args.progress_interval),
         initial_backoff: Duration::from_secs(1),
         clock: worker::Clock::new(),
     });

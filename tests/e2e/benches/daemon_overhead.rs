@@ -91,6 +91,7 @@ async fn main() {
         runtime_endpoint: lab.cri_endpoint(),
         max_concurrent_pulls: 2,
         image_check_interval: "24h".into(),
+        progress_interval: "30s".into(),
     };
     let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
     daemon.wait_ready(Duration::from_secs(60)).await;

@@ -59,6 +59,8 @@ pub struct DaemonOptions {
     pub runtime_endpoint: String,
     pub max_concurrent_pulls: u32,
     pub image_check_interval: String,
+    /// `--progress-interval`: `1s` in tests, so progress shows within a short pull.
+    pub progress_interval: String,
 }
 
 impl Process {
@@ -101,6 +103,8 @@ impl Process {
             opts.max_concurrent_pulls.to_string(),
             "--image-check-interval".into(),
             opts.image_check_interval.clone(),
+            "--progress-interval".into(),
+            opts.progress_interval.clone(),
         ];
         Self::spawn(
             Binary::Daemon,

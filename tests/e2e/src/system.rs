@@ -95,6 +95,7 @@ impl System {
             runtime_endpoint: self.lab.cri_endpoint(),
             max_concurrent_pulls: 2,
             image_check_interval: "24h".into(),
+            progress_interval: "1s".into(),
         };
         let mut d = Process::daemon(self.cluster.kubeconfig(), &opts, self.logs.path());
         d.wait_ready(DEADLINE).await;

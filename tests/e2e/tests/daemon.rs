@@ -44,6 +44,7 @@ impl Env {
             runtime_endpoint: self.lab.cri_endpoint(),
             max_concurrent_pulls: max_pulls,
             image_check_interval: "24h".into(),
+            progress_interval: "1s".into(),
         };
         let mut d = Process::daemon(self.cluster.kubeconfig(), &opts, self.logs.path());
         d.wait_ready(MINUTE).await;
@@ -681,4 +682,32 @@ async fn metrics_count_pulls_by_result() {
         metrics.contains("kruise_daemon_pull_duration_seconds_count{result=\"succeeded\"} 1"),
         "{metrics}"
     );
+}
+
+/// Under containerd the tag's progress climbs while the pull runs, read from containerd's content
+/// store (OpenKruise's stays 0 until the end there), and is 100 with the result.
+#[tokio::test]
+async fn progress_climbs_while_pulling() {
+    let env = Env::start().await;
+    let img = env.push("lab/progress", "v1", Layer::random("p", 12 << 20, 91));
+    let (_proxy, slow_ref) = env.slow(&img, 2 << 20);
+    let node = env.cluster.name("n");
+    let _d = env.daemon(&node, 2).await;
+    env.images.want(&node, &slow_ref, 1, json!({})).await;
+    let midway = wait_for(
+        "a progress between 0 and 100 while pulling",
+        MINUTE,
+        || async {
+            let st = env.images.tag_status(&node, &slow_ref).await?;
+            (st.phase == TagPhase::Pulling && st.progress > 0 && st.progress < 100)
+                .then_some(st.progress)
+        },
+    )
+    .await;
+    let done = env
+        .images
+        .wait_phase(&node, &slow_ref, TagPhase::Succeeded, 1, MINUTE)
+        .await;
+    assert_eq!(done.progress, 100);
+    eprintln!("progress seen midway: {midway}%");
 }

@@ -47,6 +47,8 @@ pub struct WorkerContext<R> {
     pub metrics: Arc<Metrics>,
     /// How often a pulled image is checked for presence (with ±10% jitter).
     pub check_interval: Duration,
+    /// How often a pull's progress is sampled and, when changed, reported; `None`: never.
+    pub progress_interval: Option<Duration>,
     /// First retry delay; doubles up to [`MAX_BACKOFF`].
     pub initial_backoff: Duration,
     pub clock: Clock,

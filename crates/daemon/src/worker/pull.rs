@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
-use crate::runtime::ImageRuntime;
+use crate::runtime::{ImageRuntime, ProgressSampler};
 
 pub(super) async fn run<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
@@ -202,7 +202,16 @@ async fn round<R: ImageRuntime>(
         let timeout = left.map_or(task.timeout, |r| r.min(task.timeout));
         let result = {
             let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
-            pull_with_credentials(ctx, &task, &keyring, timeout).await
+            let pull = pull_with_credentials(ctx, &task, &keyring, timeout);
+            let sampler = ctx
+                .progress_interval
+                .zip(ctx.runtime.progress(&task.reference));
+            match sampler.filter(|_| !quiet) {
+                Some((every, sampler)) => {
+                    with_progress(ctx, &task, &mut st, pull, sampler, every).await
+                }
+                None => pull.await,
+            }
         };
         drop(_permit);
         let error = match result {
@@ -264,6 +273,33 @@ async fn round<R: ImageRuntime>(
             report(ctx, task.key(), st.clone()).await;
         }
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// Runs `pull`, reporting its progress every `every` when it changed (quiet rounds do not come
+/// here: a periodic re-pull writes nothing until its outcome changes).
+async fn with_progress<R, T>(
+    ctx: &WorkerContext<R>,
+    task: &TagTask,
+    st: &mut ImageTagStatus,
+    pull: impl std::future::Future<Output = T>,
+    mut sampler: Box<dyn ProgressSampler>,
+    every: Duration,
+) -> T {
+    tokio::pin!(pull);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            done = &mut pull => return done,
+            _ = tick.tick() => {
+                let Some(p) = sampler.sample().await else { continue };
+                if i32::from(p) != st.progress {
+                    st.progress = i32::from(p);
+                    report(ctx, task.key(), st.clone()).await;
+                }
+            }
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use tonic::Code;
 use super::*;
 use crate::metrics::Metrics;
 
+mod progress;
 mod recovery;
 
 #[derive(Clone)]
@@ -33,6 +34,17 @@ struct FakeRuntime {
     running: AtomicUsize,
     max_running: AtomicUsize,
     dropped: AtomicUsize,
+    /// Progress samples handed out, in order, to whichever pull asks.
+    progress: Arc<Mutex<VecDeque<u8>>>,
+}
+
+struct ScriptedProgress(Arc<Mutex<VecDeque<u8>>>);
+
+impl crate::runtime::ProgressSampler for ScriptedProgress {
+    fn sample(&mut self) -> BoxFuture<'_, Option<u8>> {
+        let next = self.0.lock().unwrap().pop_front();
+        Box::pin(async move { next })
+    }
 }
 
 struct RunningGuard<'a>(&'a FakeRuntime, bool);
@@ -96,6 +108,10 @@ impl ImageRuntime for FakeRuntime {
         }
         result
     }
+
+    fn progress(&self, _reference: &str) -> Option<Box<dyn crate::runtime::ProgressSampler>> {
+        Some(Box::new(ScriptedProgress(self.progress.clone())))
+    }
 }
 
 #[derive(Default)]
@@ -139,6 +155,7 @@ fn harness(max_pulls: usize) -> Harness {
         events: events.clone(),
         metrics: Arc::new(Metrics::new(&mut Registry::default())),
         check_interval: Duration::from_secs(3600),
+        progress_interval: Some(Duration::from_secs(2)),
         initial_backoff: Duration::from_secs(1),
         clock: Clock::following_tokio(),
     });
