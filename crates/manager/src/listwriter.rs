@@ -55,6 +55,20 @@ fn failed(writer: &Writer, out: &mut Written, kind: &str, what: &str, e: &kube::
     out.errors += 1;
 }
 
+/// Counts a child's create or update; 409 means the cache lags behind an earlier write of ours.
+fn child_written<T>(
+    writer: &Writer,
+    out: &mut Written,
+    result: Result<T, kube::Error>,
+    what: &str,
+) {
+    match result {
+        Ok(_) => writer.metrics.write("imagepulljob", "ok"),
+        Err(kube::Error::Api(s)) if s.code == 409 => out.conflicts += 1,
+        Err(e) => failed(writer, out, "imagepulljob", what, &e),
+    }
+}
+
 async fn write_children(
     client: &Client,
     list: &ImageListPullJob,
@@ -67,31 +81,22 @@ async fn write_children(
         Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
     let name = list.name_any();
     for c in &p.create {
-        match api.create(&PostParams::default(), c).await {
-            Ok(_) => writer.metrics.write("imagepulljob", "ok"),
-            // Created in an earlier round the cache has not shown yet.
-            Err(kube::Error::Api(s)) if s.code == 409 => out.conflicts += 1,
-            Err(e) => failed(
-                writer,
-                out,
-                "imagepulljob",
-                &format!("creating a child ImagePullJob of list {name}"),
-                &e,
-            ),
-        }
+        let r = api.create(&PostParams::default(), c).await;
+        child_written(
+            writer,
+            out,
+            r,
+            &format!("creating a child ImagePullJob of list {name}"),
+        );
     }
     for c in &p.update {
-        match api.replace(&c.name_any(), &PostParams::default(), c).await {
-            Ok(_) => writer.metrics.write("imagepulljob", "ok"),
-            Err(kube::Error::Api(s)) if s.code == 409 => out.conflicts += 1,
-            Err(e) => failed(
-                writer,
-                out,
-                "imagepulljob",
-                &format!("updating a child ImagePullJob of list {name}"),
-                &e,
-            ),
-        }
+        let r = api.replace(&c.name_any(), &PostParams::default(), c).await;
+        child_written(
+            writer,
+            out,
+            r,
+            &format!("updating a child ImagePullJob of list {name}"),
+        );
     }
     for child in p
         .delete

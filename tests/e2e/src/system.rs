@@ -182,14 +182,7 @@ impl System {
     pub async fn fail_on(&self, node: &str, reference: &str) {
         let (key, tag) = key_and_tag(reference);
         let version = wait_for("the tag on the fake NodeImage", DEADLINE, || async {
-            let ni = self.images.api.get(node).await.ok()?;
-            ni.spec
-                .images
-                .get(&key)?
-                .tags
-                .iter()
-                .find(|t| t.tag == tag)
-                .map(|t| t.version)
+            Some(self.images.tag_spec(node, reference).await?.version)
         })
         .await;
         let failed = json!({"status": {"desired": 1, "failed": 1, "imageStatuses": {key.clone(): {"tags": [{
