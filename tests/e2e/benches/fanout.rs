@@ -108,6 +108,7 @@ async fn main() {
     let status_writes =
         count("patch", "imagepulljobs.apps.kruise.io", "status").await - status_before;
     let rss_busy = manager.rss_kib().unwrap_or(0);
+    let rss_peak = manager.peak_rss_kib().unwrap_or(0);
     println!(
         "all {jobs} tags on all {nodes} nodes after {:.1}s",
         elapsed.as_secs_f64()
@@ -121,6 +122,6 @@ async fn main() {
         "job status writes: {status_writes} ({:.1} per job)",
         status_writes as f64 / jobs as f64
     );
-    println!("kruise-manager RSS: {:.1} MiB with {nodes} empty NodeImages, {:.1} MiB with {} tags placed", rss_idle as f64 / 1024.0, rss_busy as f64 / 1024.0, nodes * jobs);
+    println!("kruise-manager RSS: {:.1} MiB with {nodes} empty NodeImages, {:.1} MiB with {} tags placed, peak {:.1} MiB", rss_idle as f64 / 1024.0, rss_busy as f64 / 1024.0, nodes * jobs, rss_peak as f64 / 1024.0);
     assert!(manager.terminate(Duration::from_secs(30)).await.success());
 }
