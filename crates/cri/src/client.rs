@@ -70,12 +70,12 @@ impl CriClient {
         self
     }
 
-    /// The endpoint this client dials, as `unix:///…`.
     /// The connection, for other services on the same socket (containerd's content store).
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
 
+    /// The endpoint this client dials, as `unix:///…`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

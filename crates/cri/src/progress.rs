@@ -70,10 +70,14 @@ impl ContentStore {
         }
     }
 
-    /// Whether the runtime serves the content service (containerd does, CRI-O does not).
+    /// Whether the runtime serves the content service (containerd does, CRI-O does not). Only a
+    /// runtime that says it does not counts: a slow or restarting containerd still has one.
     pub async fn available(&self) -> bool {
         let r = request(ListStatusesRequest { filters: vec![] });
-        self.client.clone().list_statuses(r).await.is_ok()
+        match self.client.clone().list_statuses(r).await {
+            Ok(_) => true,
+            Err(s) => s.code() != tonic::Code::Unimplemented,
+        }
     }
 
     async fn info(&self, digest: &str) -> Result<Option<Info>, CriError> {
@@ -217,24 +221,28 @@ impl PullProgress {
     }
 
     /// The image manifest this pull fetched: the reference's digest if it names an image
-    /// manifest, else the newest manifest from the same host and repository stored since the
-    /// pull began.
+    /// manifest, else the one image manifest from the same host and repository stored or
+    /// relabelled since the pull began.
     async fn find_manifest(&self) -> Result<Option<Vec<(String, i64)>>, CriError> {
         if let Some(digest) = &self.source.digest {
             if let Some(needed) = self.blobs_of(digest).await? {
                 return Ok(Some(needed));
             }
         }
-        let filter = format!(
-            "labels.\"containerd.io/distribution.source.{}\"==\"{}\"",
-            self.source.host, self.source.repository
-        );
+        // The label's value lists every repository on that host the blob came from, sorted and
+        // comma-separated; matched here rather than in the filter language.
+        let label = format!("containerd.io/distribution.source.{}", self.source.host);
         let since = self.since - SINCE_SLACK;
-        let mut candidates: Vec<Info> = self
+        let candidates: Vec<Info> = self
             .store
-            .list(filter)
+            .list(format!("labels.\"{label}\""))
             .await?
             .into_iter()
+            .filter(|i| {
+                i.labels
+                    .get(&label)
+                    .is_some_and(|v| v.split(',').any(|r| r == self.source.repository))
+            })
             .filter(|i| {
                 i.labels
                     .keys()
@@ -242,10 +250,11 @@ impl PullProgress {
             })
             .filter(|i| touched(i) >= since)
             .collect();
-        candidates.sort_by_key(touched);
-        match candidates.pop() {
-            Some(newest) => self.blobs_of(&newest.digest).await,
-            None => Ok(None),
+        // Two tags of one repository pulled at once: which manifest is whose is not known, so
+        // none is guessed; the next sample may tell.
+        match candidates.as_slice() {
+            [only] => self.blobs_of(&only.digest).await,
+            _ => Ok(None),
         }
     }
 

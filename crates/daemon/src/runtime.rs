@@ -70,9 +70,7 @@ impl ImageRuntime for CriRuntime {
         let store = self.content.clone()?;
         let image = ImageRef::parse(reference).ok()?;
         // containerd labels what it fetched with the registry's host name, without the port.
-        let host = image.registry();
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let host = registry_host(image.registry());
         let source = ImageSource {
             host: host.to_string(),
             repository: image.repository().to_string(),
@@ -80,6 +78,15 @@ impl ImageRuntime for CriRuntime {
         };
         Some(Box::new(ContentProgress(PullProgress::new(store, source))))
     }
+}
+
+/// The registry's host name without its port, as containerd's source labels have it:
+/// `127.0.0.1:5000` → `127.0.0.1`, `[::1]:5000` → `::1`.
+fn registry_host(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    registry.split(':').next().unwrap_or(registry)
 }
 
 struct ContentProgress(PullProgress);
@@ -95,5 +102,20 @@ impl ProgressSampler for ContentProgress {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registry_hosts_lose_their_port() {
+        for (registry, host) in [
+            ("docker.io", "docker.io"),
+            ("127.0.0.1:5000", "127.0.0.1"),
+            ("[::1]:5000", "::1"),
+            ("[::1]", "::1"),
+        ] {
+            assert_eq!(super::registry_host(registry), host);
+        }
     }
 }

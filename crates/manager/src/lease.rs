@@ -102,9 +102,10 @@ pub async fn lead(
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let retry = cfg.duration / 5;
     let mut observed = Observed::default();
-    loop {
+    let acquired_at = loop {
+        let attempt = Instant::now();
         match try_hold(&api, &cfg, &mut observed).await {
-            Ok(true) => break,
+            Ok(true) => break attempt,
             Ok(false) => tracing::debug!(lease = %cfg.name, "another replica leads; waiting"),
             Err(e) => {
                 tracing::warn!(lease = %cfg.name, namespace = %cfg.namespace, error = %e, "leader election failed; retrying")
@@ -114,13 +115,13 @@ pub async fn lead(
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(retry) => {}
         }
-    }
+    };
     tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became the leader");
     let lost = CancellationToken::new();
     let signal = lost.clone();
     tokio::spawn(async move {
         // Counted from before the request that renewed, so a slow answer cannot stretch it.
-        let mut renewed_at = Instant::now();
+        let mut renewed_at = acquired_at;
         loop {
             // Step down before the lease could have expired for the others, even when the API
             // server does not answer at all: a hung renewal must not keep a stale leader writing.

@@ -27,6 +27,18 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// When to plan again after a round with `conflicts` and `failing_rounds` erring rounds in a row.
+fn retry_after(failing_rounds: u32, conflicts: usize) -> Option<Duration> {
+    match (failing_rounds, conflicts) {
+        (0, 0) => None,
+        (0, _) => Some(Duration::from_secs(1)),
+        (n, _) => Some(Duration::from_secs(1 << (n - 1).min(6)).min(MAX_ERROR_BACKOFF)),
+    }
+}
+
+/// The longest wait before planning again while writes keep failing.
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(60);
+
 /// Changes arriving within this window are planned together (jobs created together share writes).
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -86,6 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         lists: Default::default(),
     };
     let mut requeue: Option<Duration> = None;
+    let mut failing_rounds = 0;
     loop {
         let wait = requeue.unwrap_or(Duration::from_secs(300));
         tokio::select! {
@@ -98,7 +111,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(DEBOUNCE) => {}
         }
-        let round = reconcile(&client, &stores, &settings, &mut writer, &metrics);
+        let round = reconcile(
+            &client,
+            &stores,
+            &settings,
+            &mut writer,
+            &metrics,
+            &mut failing_rounds,
+        );
         tokio::pin!(round);
         requeue = tokio::select! {
             r = &mut round => {
@@ -108,7 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             // Not one more write without the lease: another replica may be leading already.
             _ = lost.cancelled() => anyhow::bail!("lost leadership mid-round; exiting so a fresh process can compete again"),
             _ = shutdown.cancelled() => {
-                finish_round(round).await;
+                finish_round(round, &lost).await;
                 break;
             }
         };
@@ -134,10 +154,17 @@ fn release_freed_memory() {
 /// default 30s termination grace period, and a later leader recomputes anything left undone.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-async fn finish_round(round: impl std::future::Future<Output = Option<Duration>>) {
+async fn finish_round(
+    round: impl std::future::Future<Output = Option<Duration>>,
+    lost: &CancellationToken,
+) {
     tracing::info!(grace = ?SHUTDOWN_GRACE, "finishing the current round's writes before stopping");
-    if tokio::time::timeout(SHUTDOWN_GRACE, round).await.is_err() {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "the round did not finish in time; stopping anyway, the next leader plans again");
+    tokio::select! {
+        _ = round => {}
+        _ = lost.cancelled() => tracing::warn!("lost the lease while stopping; the round's remaining writes are dropped"),
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "the round did not finish in time; stopping anyway, the next leader plans again")
+        }
     }
 }
 
@@ -157,6 +184,7 @@ async fn reconcile(
     settings: &plan::Settings,
     writer: &mut writer::Writer,
     metrics: &metrics::Metrics,
+    failing_rounds: &mut u32,
 ) -> Option<Duration> {
     let jobs = writer.jobs.merge(stores.jobs.state());
     let node_images = writer.node_images.merge(stores.node_images.state());
@@ -219,10 +247,18 @@ async fn reconcile(
     if written.conflicts + written.errors > 0 {
         metrics.round_errors.inc();
     }
+    // A conflict is the normal cost of a lagging cache: plan again at once. Errors may persist
+    // (RBAC, a missing namespace, a refused object): back off while they do.
+    *failing_rounds = if written.errors > 0 {
+        *failing_rounds + 1
+    } else {
+        0
+    };
+    let retry = retry_after(*failing_rounds, written.conflicts);
     let mut requeue = planned.requeue_after;
     for r in [
         lists,
-        (written.conflicts + written.errors > 0).then(|| Duration::from_secs(1)),
+        retry,
         // Own writes the caches have not confirmed expire; look again when they do.
         writer.node_images.holding(),
         writer.jobs.holding(),
@@ -273,5 +309,20 @@ fn pod_info(p: &k8s_openapi::api::core::v1::Pod) -> plan::PodInfo {
             && !matches!(phase, "Succeeded" | "Failed")
             && p.metadata.deletion_timestamp.is_none(),
         node_name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_writes_back_off_and_conflicts_do_not() {
+        assert_eq!(retry_after(0, 0), None);
+        assert_eq!(retry_after(0, 3), Some(Duration::from_secs(1)));
+        let waits: Vec<u64> = (1..=9)
+            .map(|n| retry_after(n, 0).unwrap().as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }

@@ -11,7 +11,7 @@ use kruise_api::{ImageListPullJob, ImagePullJob};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::writer::{delete_exactly, guarded, status_patch, Writer, Written};
+use crate::writer::{delete_exactly, guarded, status_patch, timed, Writer, Written};
 use crate::{listjob, stores};
 
 /// Every list job's children and status; returns the earliest TTL requeue.
@@ -81,7 +81,7 @@ async fn write_children(
         Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
     let name = list.name_any();
     for c in &p.create {
-        let r = api.create(&PostParams::default(), c).await;
+        let r = timed(api.create(&PostParams::default(), c)).await;
         child_written(
             writer,
             out,
@@ -90,7 +90,7 @@ async fn write_children(
         );
     }
     for c in &p.update {
-        let r = api.replace(&c.name_any(), &PostParams::default(), c).await;
+        let r = timed(api.replace(&c.name_any(), &PostParams::default(), c)).await;
         child_written(
             writer,
             out,
@@ -103,7 +103,7 @@ async fn write_children(
         .iter()
         .filter_map(|n| children.iter().find(|c| c.name_any() == *n))
     {
-        match api.delete(&child.name_any(), &delete_exactly(*child)).await {
+        match timed(api.delete(&child.name_any(), &delete_exactly(*child))).await {
             Ok(_) => writer.metrics.write("imagepulljob", "deleted"),
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => failed(
@@ -125,7 +125,7 @@ async fn delete_list(
 ) {
     let api: Api<ImageListPullJob> =
         Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
-    match api.delete(&list.name_any(), &delete_exactly(list)).await {
+    match timed(api.delete(&list.name_any(), &delete_exactly(list))).await {
         Ok(_) => {
             tracing::info!(list = %list.name_any(), "deleted finished ImageListPullJob after ttlSecondsAfterFinished");
             writer.lists.deleted(list);
@@ -155,14 +155,8 @@ async fn write_status(
     let api: Api<ImageListPullJob> =
         Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
     let patch = guarded(status_patch(&old, new), list.resource_version());
-    match api
-        .patch_status(
-            &list.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    let name = list.name_any();
+    match timed(api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))).await {
         Ok(written) => {
             writer.metrics.write("imagelistpulljob_status", "ok");
             writer.lists.wrote(written);

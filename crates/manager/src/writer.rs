@@ -69,7 +69,7 @@ impl Drop for CountDown {
     }
 }
 
-async fn timed<T>(
+pub(crate) async fn timed<T>(
     f: impl std::future::Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, kube::Error> {
     tokio::time::timeout(WRITE_TIMEOUT, f)

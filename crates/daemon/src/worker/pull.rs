@@ -37,14 +37,21 @@ pub(super) async fn run<R: ImageRuntime>(
     // the check interval) and at once when its entry changes (a pull secret added, say).
     let mut failures = u32::from(last.phase == TagPhase::Failed);
     let mut next = tokio::time::Instant::now() + first_check_delay(ctx, &last, failures);
+    let mut pulled_with = tasks.borrow().clone();
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             Ok(()) = tasks.changed() => {
-                if last.phase != TagPhase::Failed {
+                let now = tasks.borrow().clone();
+                let relevant = pulls_differently(&pulled_with, &now);
+                pulled_with = now;
+                if last.phase != TagPhase::Failed || !relevant {
                     continue; // the next check uses the new entry
                 }
-                tracing::info!("the tag's entry changed after a failure; trying again now");
+                // Spread out: the same change reaches every node where the tag failed.
+                tracing::info!("the tag's entry changed after a failure; trying again shortly");
+                next = tokio::time::Instant::now() + Duration::from_millis(fastrand::u64(0..5_000));
+                continue;
             }
         }
         last = check(ctx, &mut tasks, last).await;
@@ -55,6 +62,27 @@ pub(super) async fn run<R: ImageRuntime>(
         };
         next = tokio::time::Instant::now() + jittered(next_check(ctx, failures));
     }
+}
+
+/// Whether `new` would pull differently from `old` (owners and the like do not count).
+fn pulls_differently(old: &TagTask, new: &TagTask) -> bool {
+    (
+        &old.reference,
+        &old.pull_secrets,
+        &old.sandbox,
+        old.policy,
+        old.timeout,
+        old.backoff_limit,
+        old.deadline,
+    ) != (
+        &new.reference,
+        &new.pull_secrets,
+        &new.sandbox,
+        new.policy,
+        new.timeout,
+        new.backoff_limit,
+        new.deadline,
+    )
 }
 
 /// First retry of a failed tag; later ones double up to the check interval.
@@ -276,6 +304,9 @@ async fn round<R: ImageRuntime>(
     }
 }
 
+/// The longest one progress sample may take.
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs `pull`, reporting its progress every `every` when it changed (quiet rounds do not come
 /// here: a periodic re-pull writes nothing until its outcome changes).
 async fn with_progress<R, T>(
@@ -293,7 +324,9 @@ async fn with_progress<R, T>(
         tokio::select! {
             done = &mut pull => return done,
             _ = tick.tick() => {
-                let Some(p) = sampler.sample().await else { continue };
+                // Sampling pauses the pull's polling (not the download): keep it short.
+                let sample = tokio::time::timeout(every.min(SAMPLE_TIMEOUT), sampler.sample());
+                let Ok(Some(p)) = sample.await else { continue };
                 if i32::from(p) != st.progress {
                     st.progress = i32::from(p);
                     report(ctx, task.key(), st.clone()).await;
