@@ -236,12 +236,12 @@ async fn reconcile(
         synced_secrets: synced,
     };
     let started = Instant::now();
-    let planned = plan::plan(&snapshot, settings, Timestamp::now());
+    let mut planned = plan::plan(&snapshot, settings, Timestamp::now());
     metrics.plans.inc();
     metrics
         .plan_duration
         .observe(started.elapsed().as_secs_f64());
-    let mut written = writer.apply(&planned, &node_images, &jobs).await;
+    let mut written = writer.apply(&mut planned, &node_images, &jobs).await;
     written.errors += secret_errors;
     let lists = listwriter::apply(client, stores, &jobs, writer, &mut written).await;
     if written.conflicts + written.errors > 0 {

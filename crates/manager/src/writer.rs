@@ -135,14 +135,18 @@ pub fn status_patch<S: serde::Serialize>(old: &S, new: &S) -> Value {
 }
 
 impl Writer {
+    /// Writes the plan. Its NodeImage specs are consumed (each freed once its patch is sent), so
+    /// a fan-out round does not hold the planned specs and the written objects side by side.
     pub async fn apply(
         &mut self,
-        plan: &Plan,
+        plan: &mut Plan,
         node_images: &[Arc<NodeImage>],
         jobs: &[Arc<ImagePullJob>],
     ) -> Written {
         let mut out = Written::default();
-        self.node_image_writes(plan, node_images, &mut out).await;
+        let specs = std::mem::take(&mut plan.specs);
+        self.node_image_writes(plan, specs, node_images, &mut out)
+            .await;
         self.job_writes(plan, jobs, &mut out).await;
         self.events(plan, jobs).await;
         out
@@ -151,6 +155,7 @@ impl Writer {
     async fn node_image_writes(
         &mut self,
         plan: &Plan,
+        mut specs: BTreeMap<String, NodeImageSpec>,
         current: &[Arc<NodeImage>],
         out: &mut Written,
     ) {
@@ -160,15 +165,18 @@ impl Writer {
         // Patches are built as they are sent, so only CONCURRENCY of them exist at once.
         enum Op<'a> {
             Create(Box<NodeImage>),
-            Patch(&'a NodeImage, Option<&'a BTreeMap<String, String>>),
+            Patch(
+                &'a NodeImage,
+                Option<&'a BTreeMap<String, String>>,
+                Option<NodeImageSpec>,
+            ),
             Delete(&'a NodeImage),
         }
         let mut ops = Vec::new();
         for (name, change) in &plan.node_images {
             match change {
                 NodeImageChange::Create { labels, node_uid } => {
-                    let mut ni =
-                        NodeImage::new(name, plan.specs.get(name).cloned().unwrap_or_default());
+                    let mut ni = NodeImage::new(name, specs.remove(name).unwrap_or_default());
                     ni.metadata.labels = Some(labels.clone());
                     ni.metadata.owner_references = Some(vec![OwnerReference {
                         api_version: "v1".into(),
@@ -193,12 +201,14 @@ impl Writer {
                 Some(_) => continue,
                 None => None,
             };
-            let unchanged = plan.specs.get(name).is_none_or(|want| *want == ni.spec);
+            let want = specs.remove(name);
+            let unchanged = want.as_ref().is_none_or(|want| *want == ni.spec);
             if unchanged && relabel.is_none() {
                 continue;
             }
-            ops.push(Op::Patch(ni, relabel));
+            ops.push(Op::Patch(ni, relabel, want));
         }
+        drop(specs);
         let pending = self.metrics.pending("nodeimage");
         pending.set(ops.len() as i64);
         enum Done<'a> {
@@ -219,8 +229,9 @@ impl Writer {
                                 .await
                                 .map(|ni| Done::Created(Box::new(ni))),
                         ),
-                        Op::Patch(ni, relabel) => {
-                            let p = node_image_patch(ni, plan.specs.get(&ni.name_any()), relabel);
+                        Op::Patch(ni, relabel, want) => {
+                            let p = node_image_patch(ni, want.as_ref(), relabel);
+                            drop(want);
                             let name = ni.name_any();
                             let r =
                                 timed(api.patch(&name, &PatchParams::default(), &Patch::Merge(&p)))
