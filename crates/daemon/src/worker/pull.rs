@@ -34,7 +34,8 @@ pub(super) async fn run<R: ImageRuntime>(
     };
     // The worker lives as long as the tag is in the spec: a succeeded image is checked for
     // presence every `check_interval`; a failed one is tried again sooner (1 min, doubling up to
-    // the check interval) and at once when its entry changes (a pull secret added, say).
+    // the check interval), and within seconds when its entry changes in a way that pulls
+    // differently (a pull secret added, say).
     let mut failures = u32::from(last.phase == TagPhase::Failed);
     let mut next = tokio::time::Instant::now() + first_check_delay(ctx, &last, failures);
     let mut pulled_with = tasks.borrow().clone();
