@@ -41,12 +41,23 @@ impl Observed {
     }
 }
 
-/// Tries once to take or keep the lease; `Ok(true)` when this replica holds it now.
+/// What one attempt on the Lease found.
+#[derive(Debug, PartialEq, Eq)]
+enum Hold {
+    /// This replica holds it now.
+    Held,
+    /// Another replica holds it and it has not expired.
+    Other,
+    /// The Lease changed between our read and our write; read it again to know who holds it.
+    Conflict,
+}
+
+/// Tries once to take or keep the lease.
 async fn try_hold(
     api: &Api<Lease>,
     cfg: &LeaseConfig,
     observed: &mut Observed,
-) -> Result<bool, kube::Error> {
+) -> Result<Hold, kube::Error> {
     let current = api.get_opt(&cfg.name).await?;
     let mut lease = current.clone().unwrap_or_else(|| {
         let mut l = Lease::default();
@@ -62,7 +73,7 @@ async fn try_hold(
         .is_some_and(|h| !h.is_empty());
     let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
     if !mine && held && unchanged_for < duration {
-        return Ok(false);
+        return Ok(Hold::Other);
     }
     let now = Timestamp::now();
     if !mine {
@@ -77,8 +88,8 @@ async fn try_hold(
         None => api.create(&PostParams::default(), &lease).await,
     };
     match result {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Ok(_) => Ok(Hold::Held),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Hold::Conflict),
         Err(e) => Err(e),
     }
 }
@@ -105,8 +116,8 @@ pub async fn lead(
     let acquired_at = loop {
         let attempt = Instant::now();
         match try_hold(&api, &cfg, &mut observed).await {
-            Ok(true) => break attempt,
-            Ok(false) => tracing::debug!(lease = %cfg.name, "another replica leads; waiting"),
+            Ok(Hold::Held) => break attempt,
+            Ok(_) => tracing::debug!(lease = %cfg.name, "another replica leads; waiting"),
             Err(e) => {
                 tracing::warn!(lease = %cfg.name, namespace = %cfg.namespace, error = %e, "leader election failed; retrying")
             }
@@ -130,8 +141,12 @@ pub async fn lead(
                 .await;
             let attempt = Instant::now();
             match tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg, &mut observed)).await {
-                Ok(Ok(true)) => renewed_at = attempt,
-                Ok(Ok(false)) => {
+                Ok(Ok(Hold::Held)) => renewed_at = attempt,
+                // Our own earlier write may have landed late; the next attempt reads who holds it.
+                Ok(Ok(Hold::Conflict)) => {
+                    tracing::debug!(lease = %cfg.name, "the lease changed while renewing; reading it again")
+                }
+                Ok(Ok(Hold::Other)) => {
                     tracing::error!(lease = %cfg.name, "another replica took the lease; stepping down");
                     break;
                 }
