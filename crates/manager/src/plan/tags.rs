@@ -259,6 +259,7 @@ pub fn place(
             })
             .cloned()
     };
+    close_silent_tags(job, &key, &tag, targets, specs, &by_name, settings, now);
     let mut active = targets
         .iter()
         .filter(|n| {
@@ -290,6 +291,50 @@ pub fn place(
 pub fn full_without(spec: &NodeImageSpec, key: &str) -> bool {
     !spec.images.contains_key(key)
         && spec.images.len() >= kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE
+}
+
+/// A node whose daemon never answered counts as failed, and its slot goes to another node; a
+/// daemon coming back later would then pull beyond `parallelism`. So an Always job closes such a
+/// tag when it alone owns it: the tag's deadline becomes the response window, already past, and a
+/// returning daemon reports it failed at once instead of pulling. (The manager never writes the
+/// daemon's status; the entry is its only channel.)
+#[allow(clippy::too_many_arguments)]
+fn close_silent_tags(
+    job: &ImagePullJob,
+    key: &str,
+    tag: &str,
+    targets: &[String],
+    specs: &mut BTreeMap<String, NodeImageSpec>,
+    by_name: &BTreeMap<&str, &NodeImage>,
+    settings: &super::Settings,
+    now: Timestamp,
+) {
+    if job.spec.template.completion_type() != CompletionPolicyType::Always {
+        return;
+    }
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    let window = settings.response_timeout.as_secs() as i64;
+    for node in targets {
+        let ni = by_name.get(node.as_str()).copied();
+        let entry = specs
+            .get_mut(node)
+            .and_then(|s| s.images.get_mut(key))
+            .and_then(|i| i.tags.iter_mut().find(|t| t.tag == tag));
+        let Some(entry) = entry else { continue };
+        let sole_owner =
+            matches!(entry.owner_references.as_slice(), [r] if r.uid.as_deref() == Some(uid));
+        if sole_owner
+            && entry_state(ni, key, entry, settings, now).1 == Some(Overdue::NotResponding)
+        {
+            let policy = entry.pull_policy.get_or_insert_with(Default::default);
+            if policy
+                .active_deadline_seconds
+                .is_none_or(|ads| ads > window)
+            {
+                policy.active_deadline_seconds = Some(window);
+            }
+        }
+    }
 }
 
 /// Adds the job to the tag entry on one node (creating it if needed); returns the node's state

@@ -420,6 +420,31 @@ fn silent_daemons_and_deadlines_fail_nodes() {
         .iter()
         .any(|e| e.reason == "NodeNotResponding" && e.note.contains("n0")));
     assert!(tagged(&p, "nginx", "latest").contains_key("n1"));
+    // n0's tag is closed: its deadline is the response window, already past, so a daemon coming
+    // back there fails it at once instead of pulling beyond parallelism 1 while n1 pulls.
+    let closed = &p.specs["n0"].images["nginx"].tags[0];
+    assert_eq!(
+        closed
+            .pull_policy
+            .as_ref()
+            .and_then(|p| p.active_deadline_seconds),
+        Some(600)
+    );
+    apply(&mut s, &p);
+    let p = run(&s, at(602));
+    assert_eq!(
+        p.specs["n0"], s.node_images[0].spec,
+        "closed once, no rewrite"
+    );
+    assert!(!p.events.iter().any(|e| e.reason == "NodeNotResponding"));
+    report(&mut s, "n0", "Failed");
+    let p = run(&s, at(603));
+    let st = &p.job_status["ns/j"];
+    assert_eq!(
+        (st.failed, st.active),
+        (1, 1),
+        "the late answer changes nothing"
+    );
     apply(&mut s, &p);
     // The job's deadline: everything unfinished fails.
     let p = run(&s, at(901));
