@@ -689,7 +689,7 @@ async fn metrics_count_pulls_by_result() {
 #[tokio::test]
 async fn progress_climbs_while_pulling() {
     let env = Env::start().await;
-    let img = env.push("lab/progress", "v1", Layer::random("p", 12 << 20, 91));
+    let img = env.push("lab/progress", "v1", Layer::random("p", 16 << 20, 91));
     let (_proxy, slow_ref) = env.slow(&img, 2 << 20);
     let node = env.cluster.name("n");
     let _d = env.daemon(&node, 2).await;
