@@ -141,3 +141,35 @@ async fn a_failed_repull_of_a_present_image_keeps_it_succeeded() {
     );
     assert!(h.events.failed.lock().unwrap().is_empty(), "and no alarm");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_failed_past_its_deadline_waits_for_a_new_entry() {
+    let mut h = harness(2);
+    h.runtime
+        .script
+        .lock()
+        .unwrap()
+        .extend([Outcome::Hang, Outcome::Ok("sha256:later")]);
+    let deadline = h.ctx.clock.now() + Duration::from_secs(5);
+    let bounded = TagTask {
+        deadline: Some(deadline),
+        ..task("v1")
+    };
+    let w = spawn(h.ctx.clone(), bounded.clone(), None);
+    assert_eq!(
+        h.until_final("v1").await.pop().unwrap().phase,
+        TagPhase::Failed
+    );
+    // No timer brings it back: the deadline is over (as when the manager closes a tag).
+    tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+    assert_eq!(h.runtime.pulls.load(Ordering::SeqCst), 1, "not tried again");
+    // A later deadline in the entry is a reason to try again.
+    w.update(TagTask {
+        deadline: Some(deadline + Duration::from_secs(86_400)),
+        ..bounded
+    });
+    assert_eq!(
+        h.until_final("v1").await.pop().unwrap().phase,
+        TagPhase::Succeeded
+    );
+}
