@@ -63,6 +63,20 @@ pub struct DaemonOptions {
     pub progress_interval: String,
 }
 
+impl DaemonOptions {
+    /// A daemon for `node` on the lab's runtime, as the tests run it: 2 pulls at once, daily
+    /// checks, progress every second.
+    pub fn local(node: &str, runtime_endpoint: String) -> Self {
+        Self {
+            node: node.to_string(),
+            runtime_endpoint,
+            max_concurrent_pulls: 2,
+            image_check_interval: "24h".into(),
+            progress_interval: "1s".into(),
+        }
+    }
+}
+
 impl Process {
     pub fn spawn(
         binary: Binary,

@@ -90,13 +90,7 @@ impl System {
             },
         )
         .await;
-        let opts = DaemonOptions {
-            node: name.clone(),
-            runtime_endpoint: self.lab.cri_endpoint(),
-            max_concurrent_pulls: 2,
-            image_check_interval: "24h".into(),
-            progress_interval: "1s".into(),
-        };
+        let opts = DaemonOptions::local(&name, self.lab.cri_endpoint());
         let mut d = Process::daemon(self.cluster.kubeconfig(), &opts, self.logs.path());
         d.wait_ready(DEADLINE).await;
         self.daemons.push(d);

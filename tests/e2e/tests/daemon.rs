@@ -40,11 +40,8 @@ impl Env {
             self.images.create(node).await;
         }
         let opts = DaemonOptions {
-            node: node.into(),
-            runtime_endpoint: self.lab.cri_endpoint(),
             max_concurrent_pulls: max_pulls,
-            image_check_interval: "24h".into(),
-            progress_interval: "1s".into(),
+            ..DaemonOptions::local(node, self.lab.cri_endpoint())
         };
         let mut d = Process::daemon(self.cluster.kubeconfig(), &opts, self.logs.path());
         d.wait_ready(MINUTE).await;

@@ -62,13 +62,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
-    let opts = DaemonOptions {
-        node: "demo-node".into(),
-        runtime_endpoint: lab.cri_endpoint(),
-        max_concurrent_pulls: 2,
-        image_check_interval: "24h".into(),
-        progress_interval: "1s".into(),
-    };
+    let opts = DaemonOptions::local("demo-node", lab.cri_endpoint());
     let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
     daemon.wait_ready(Duration::from_secs(60)).await;
     println!(
