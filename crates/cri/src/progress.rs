@@ -230,12 +230,18 @@ impl PullProgress {
             }
         }
         // The label's value lists every repository on that host the blob came from, sorted and
-        // comma-separated; matched here rather than in the filter language.
+        // comma-separated. The filter narrows the listing to this repository (a regular
+        // expression, in which a `.` of the name matches any character); the exact match is
+        // made here.
         let label = format!("containerd.io/distribution.source.{}", self.source.host);
+        let filter = format!(
+            "labels.\"{label}\"~=\"(^|,){}(,|$)\"",
+            self.source.repository
+        );
         let since = self.since - SINCE_SLACK;
         let candidates: Vec<Info> = self
             .store
-            .list(format!("labels.\"{label}\""))
+            .list(filter)
             .await?
             .into_iter()
             .filter(|i| {
