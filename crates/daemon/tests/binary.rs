@@ -15,6 +15,7 @@ fn help_lists_the_flags() {
         "--runtime-endpoint",
         "--host-run-dir",
         "--max-concurrent-pulls",
+        "--progress-interval",
         "--metrics-addr",
         "--log-level",
         "--log-format",

@@ -37,10 +37,12 @@ pub(super) async fn run<R: ImageRuntime>(
     // the check interval), and within seconds when its entry changes in a way that pulls
     // differently (a pull secret added, say).
     let mut failures = u32::from(last.phase == TagPhase::Failed);
-    let mut next = tokio::time::Instant::now() + first_check_delay(ctx, &last, failures);
-    if past_its_deadline(ctx, &last, &tasks.borrow()) {
-        next = far_future();
-    }
+    let mut next = next_round_at(
+        ctx,
+        &last,
+        &tasks.borrow(),
+        first_check_delay(ctx, &last, failures),
+    );
     let mut pulled_with = tasks.borrow().clone();
     loop {
         tokio::select! {
@@ -64,23 +66,29 @@ pub(super) async fn run<R: ImageRuntime>(
         } else {
             0
         };
-        next = if past_its_deadline(ctx, &last, &tasks.borrow()) {
-            far_future()
-        } else {
-            tokio::time::Instant::now() + jittered(next_check(ctx, failures))
-        };
+        let after = jittered(next_check(ctx, failures));
+        next = next_round_at(ctx, &last, &tasks.borrow(), after);
     }
 }
 
-/// A tag that failed and whose `activeDeadlineSeconds` has passed is done: it is tried again
-/// only when its entry changes (a later deadline) or a new version comes, never on a timer, so
-/// a tag the manager closed (a node counted as not responding) is not pulled after all.
-fn past_its_deadline<R>(ctx: &WorkerContext<R>, last: &ImageTagStatus, task: &TagTask) -> bool {
-    last.phase == TagPhase::Failed && task.deadline.is_some_and(|d| ctx.clock.now() >= d)
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400)
+/// When the next round runs: `after` from now, unless the tag failed and its
+/// `activeDeadlineSeconds` has passed. Such a tag is done; only a changed entry (a later
+/// deadline) or a new version brings it back, never a timer, so a tag the manager closed (a
+/// node counted as not responding) is not pulled after all.
+fn next_round_at<R>(
+    ctx: &WorkerContext<R>,
+    last: &ImageTagStatus,
+    task: &TagTask,
+    after: Duration,
+) -> tokio::time::Instant {
+    let done =
+        last.phase == TagPhase::Failed && task.deadline.is_some_and(|d| ctx.clock.now() >= d);
+    let after = if done {
+        Duration::from_secs(100 * 365 * 86_400)
+    } else {
+        after
+    };
+    tokio::time::Instant::now() + after
 }
 
 /// Whether `new` would pull differently from `old` (owners and the like do not count).
