@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// A request as counted: verb, `group/resource` (core kinds have no group), subresource.
-pub type RequestKey = (String, String, String);
+/// A request as counted: verb, `group/resource` (core kinds have no group), subresource, the
+/// client's User-Agent (up to its `/`), and the namespace of a namespaced request.
+pub type RequestKey = (String, String, String, String, String);
 
 #[derive(Debug)]
 pub struct Faults {
@@ -113,12 +114,13 @@ impl Faults {
             .or_default() += 1;
     }
 
-    /// `{"requests": [{"verb", "resource", "subresource", "count"}], "stalledWrites": n}`.
+    /// `{"requests": [{"verb", "resource", "subresource", "agent", "namespace", "count"}],
+    /// "stalledWrites": n}`.
     pub fn counts_json(&self) -> Value {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let rows: Vec<Value> = counts
             .iter()
-            .map(|((verb, resource, sub), n)| json!({"verb": verb, "resource": resource, "subresource": sub, "count": n}))
+            .map(|((verb, resource, sub, agent, namespace), n)| json!({"verb": verb, "resource": resource, "subresource": sub, "agent": agent, "namespace": namespace, "count": n}))
             .collect();
         json!({ "requests": rows, "stalledWrites": self.stalled_writes.load(Ordering::SeqCst) })
     }

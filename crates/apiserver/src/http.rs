@@ -108,10 +108,17 @@ async fn route(
     }
     let target = parse_target(app, &segs)?;
     let verb = verb_of(method, &target, query);
+    let agent = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|a| a.to_str().ok())
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default();
     app.faults.count((
         verb.to_string(),
         target.info.qualified(),
         target.subresource.clone().unwrap_or_default(),
+        agent.to_string(),
+        target.namespace.clone().unwrap_or_default(),
     ));
     if matches!(
         verb,

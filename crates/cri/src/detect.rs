@@ -78,15 +78,15 @@ pub async fn detect(
     if let Some(endpoint) = explicit {
         let path = socket_path(endpoint).map_err(|why| DetectError {
             tried: vec![(endpoint.to_string(), why)],
-            hint: "fix --runtime-endpoint".into(),
+            hint: "fix --runtime-endpoint (Helm value daemon.runtimeEndpoint), e.g. unix:///hostvarrun/containerd/containerd.sock".into(),
         })?;
         return probe(&path, RuntimeKind::Custom)
             .await
             .map_err(|why| DetectError {
                 tried: vec![(endpoint.to_string(), why)],
-                hint:
-                    "check that the runtime runs and that --runtime-endpoint names its CRI socket"
-                        .into(),
+                hint: "check that the runtime runs and that --runtime-endpoint (Helm value \
+                       daemon.runtimeEndpoint) names its CRI socket as the daemon sees it"
+                    .into(),
             });
     }
     let mut tried = Vec::new();
@@ -104,7 +104,9 @@ pub async fn detect(
     Err(DetectError {
         tried,
         hint: format!(
-            "mount the host's run directory at {} or set --runtime-endpoint=unix:///path/to/cri.sock",
+            "mount the host directory holding the runtime's socket at {} (Helm value \
+             daemon.socketLocation, default /var/run), or name the socket with \
+             --runtime-endpoint=unix:///path/to/cri.sock (Helm value daemon.runtimeEndpoint)",
             host_run_dir.display()
         ),
     })

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Pulls the images listed in this node's NodeImage through the container runtime's CRI socket.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "kruise-daemon", version, about)]
+#[command(name = "kruise-daemon", version, about, args_override_self = true)]
 pub struct Args {
     /// This node's name; the daemon reads and writes only the NodeImage of that name.
     #[arg(long, env = "NODE_NAME")]

@@ -113,6 +113,7 @@ impl<R: ImageRuntime> Controller<R> {
         &mut self,
         api: Api<NodeImage>,
         node: &str,
+        server: &str,
         shutdown: CancellationToken,
         on_synced: impl Fn(),
     ) {
@@ -120,11 +121,15 @@ impl<R: ImageRuntime> Controller<R> {
         let mut events = watcher(api, config).default_backoff().boxed();
         let mut current: Option<NodeImage> = None;
         let mut seen_in_list = false;
+        let mut failures = kruise_observe::api::RetryLog::default();
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 e = events.next() => match e { Some(e) => e, None => return },
             };
+            if event.is_ok() {
+                failures.recovered("watching the NodeImage");
+            }
             match event {
                 Ok(watcher::Event::Init) => {
                     // A relist: take the status as the server has it as the new baseline.
@@ -150,9 +155,8 @@ impl<R: ImageRuntime> Controller<R> {
                     current = None;
                     self.apply(None).await;
                 }
-                Err(e) => {
-                    tracing::warn!(node, error = %e, "watching the NodeImage failed; retrying")
-                }
+                // kube's watcher backs off on its own (up to about a minute).
+                Err(e) => failures.failed("watching the NodeImage", server, &e, None),
             }
         }
     }

@@ -19,8 +19,20 @@ pub use args::Args;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kruise_api::NodeImage;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Api, Client};
+use kube::Api;
 use tokio::sync::{mpsc, Semaphore};
+
+/// The binary's `main`: flags from `args` (the first is the program's name), logging, a
+/// multi-threaded runtime, then [`run`].
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Result<()> {
+    use clap::Parser;
+    let args = Args::parse_from(args);
+    kruise_observe::init_logging(&args.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
 
 /// Runs until SIGTERM or SIGINT: stop taking work, cancel pulls, flush the status, exit.
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -33,9 +45,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } = kruise_observe::start("kruise_daemon", args.metrics_addr, metrics::Metrics::new).await?;
     tracing::info!(node = %args.node_name, %addr, "kruise-daemon serving /metrics, /healthz and /readyz");
 
-    let client = Client::try_default().await.map_err(|e| {
-        anyhow::anyhow!("connecting to the Kubernetes API (in-cluster or KUBECONFIG): {e}")
-    })?;
+    let (client, server) =
+        kruise_observe::api::client("kruise-daemon", env!("CARGO_PKG_VERSION")).await?;
+    tracing::info!(%server, "using the Kubernetes API server");
     let Some(runtime) = find_runtime(&args, &shutdown).await else {
         return Ok(());
     };
@@ -80,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut controller = controller::Controller::new(ctx);
     let ready = readiness.clone();
     controller
-        .run(api, &args.node_name, shutdown.clone(), move || {
+        .run(api, &args.node_name, &server, shutdown.clone(), move || {
             ready.set(true)
         })
         .await;

@@ -1,10 +1,5 @@
 //! kruise-daemon: pulls the images its node's NodeImage lists, through the runtime's CRI socket.
 
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = kruise_daemon::Args::parse();
-    kruise_observe::init_logging(&args.log)?;
-    kruise_daemon::run(args).await
+fn main() -> anyhow::Result<()> {
+    kruise_daemon::main(std::env::args_os())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Fans ImagePullJobs out into one NodeImage per node and sums the nodes' results.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "kruise-manager", version, about)]
+#[command(name = "kruise-manager", version, about, args_override_self = true)]
 pub struct Args {
     /// How long a Node must have been Ready before it gets a NodeImage (so its daemon is up).
     #[arg(long, env = "KRUISE_NODEIMAGE_CREATION_DELAY", default_value = "30s", value_parser = kruise_observe::parse_duration)]
@@ -22,6 +22,14 @@ pub struct Args {
     /// Namespace of the leader-election Lease (the manager's own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "kruise-system")]
     pub leader_election_namespace: String,
+
+    /// Name of the leader-election Lease: replicas with the same name elect one leader.
+    #[arg(
+        long,
+        env = "KRUISE_LEADER_ELECTION_ID",
+        default_value = "kruise-manager"
+    )]
+    pub leader_election_id: String,
 
     /// How long a leader's claim holds without renewal.
     #[arg(long, env = "KRUISE_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = kruise_observe::parse_duration)]

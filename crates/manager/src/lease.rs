@@ -1,14 +1,17 @@
 //! Leader election on a `coordination.k8s.io` Lease: one replica plans and writes, the others
 //! wait. Every Lease write carries the resourceVersion it read, so two candidates cannot both
 //! win; a leader that cannot renew before its lease runs out steps down (the process exits and
-//! restarts as a candidate), so it never writes on a stale claim.
+//! restarts as a candidate), so it never writes on a stale claim. A leader that stops hands the
+//! Lease back, so a standby takes over within about a second.
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -103,42 +106,109 @@ pub fn identity() -> String {
     })
 }
 
-/// Waits until this replica leads (or `shutdown`), then keeps renewing in the background;
-/// the returned token is cancelled if leadership is lost. `None` on shutdown.
+/// Leadership held: `lost` is cancelled if it is lost; [`Leadership::release`] gives it up.
+pub struct Leadership {
+    pub lost: CancellationToken,
+    release: CancellationToken,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Stops renewing and hands the Lease back (holder empty, duration 1 s, as client-go's
+    /// `ReleaseOnCancel` does), so a standby takes over at its next try instead of waiting out
+    /// the whole lease. Bounded: a hung API server costs at most [`RELEASE_TIMEOUT`].
+    pub async fn release(self) {
+        self.release.cancel();
+        if tokio::time::timeout(RELEASE_TIMEOUT, self.renewer)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?RELEASE_TIMEOUT, "releasing the lease timed out; the standby waits for it to expire");
+        }
+    }
+}
+
+/// How long a stopping leader tries to hand its Lease back.
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a candidate tries for the lease besides when it changes: at least once a second, so
+/// an expired lease is taken over promptly even if the watch is down.
+fn retry_period(duration: Duration) -> Duration {
+    (duration / 5).min(Duration::from_secs(1))
+}
+
+/// Writes the Lease as released, if this replica still holds it.
+async fn give_back(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(false);
+    }
+    let now = MicroTime(Timestamp::now());
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now.clone());
+    spec.acquire_time = Some(now);
+    api.replace(&cfg.name, &PostParams::default(), &lease)
+        .await
+        .map(|_| true)
+}
+
+/// Waits until this replica leads (or `shutdown`), then keeps renewing in the background.
+/// `None` on shutdown.
 pub async fn lead(
     client: Client,
     cfg: LeaseConfig,
     shutdown: CancellationToken,
-) -> Option<CancellationToken> {
+) -> Option<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    let retry = cfg.duration / 5;
+    let retry = retry_period(cfg.duration);
+    let renew_every = cfg.duration / 5;
     let mut observed = Observed::default();
+    // A standby follows the Lease, so a leader's release is taken over at once, not at the
+    // next try.
+    let mut changes = watcher::watch_object(api.clone(), &cfg.name).boxed();
     let acquired_at = loop {
         let attempt = Instant::now();
         match try_hold(&api, &cfg, &mut observed).await {
             Ok(Hold::Held) => break attempt,
             Ok(_) => tracing::debug!(lease = %cfg.name, "another replica leads; waiting"),
             Err(e) => {
-                tracing::warn!(lease = %cfg.name, namespace = %cfg.namespace, error = %e, "leader election failed; retrying")
+                tracing::warn!(lease = %cfg.name, namespace = %cfg.namespace, error = %kruise_observe::api::error_chain(&e), "leader election failed; retrying")
             }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(retry) => {}
+            _ = changes.next() => {}
         }
     };
+    drop(changes);
     tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became the leader");
     let lost = CancellationToken::new();
-    let signal = lost.clone();
-    tokio::spawn(async move {
+    let release = CancellationToken::new();
+    let (signal, released) = (lost.clone(), release.clone());
+    let renewer = tokio::spawn(async move {
         // Counted from before the request that renewed, so a slow answer cannot stretch it.
         let mut renewed_at = acquired_at;
         loop {
             // Step down before the lease could have expired for the others, even when the API
             // server does not answer at all: a hung renewal must not keep a stale leader writing.
             let step_down_at = renewed_at + cfg.duration * 2 / 3;
-            tokio::time::sleep(retry.min(step_down_at.saturating_duration_since(Instant::now())))
-                .await;
+            let pause = renew_every.min(step_down_at.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = released.cancelled() => {
+                    match give_back(&api, &cfg).await {
+                        Ok(true) => tracing::info!(lease = %cfg.name, "released the lease"),
+                        Ok(false) => tracing::info!(lease = %cfg.name, "the lease was no longer ours; nothing to release"),
+                        Err(e) => tracing::warn!(lease = %cfg.name, error = %kruise_observe::api::error_chain(&e), "releasing the lease failed; the standby waits for it to expire"),
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(pause) => {}
+            }
             let attempt = Instant::now();
             match tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg, &mut observed)).await {
                 Ok(Ok(Hold::Held)) => renewed_at = attempt,
@@ -151,7 +221,7 @@ pub async fn lead(
                     break;
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(lease = %cfg.name, error = %e, "renewing the lease failed")
+                    tracing::warn!(lease = %cfg.name, error = %kruise_observe::api::error_chain(&e), "renewing the lease failed")
                 }
                 Err(_) => {}
             }
@@ -162,5 +232,9 @@ pub async fn lead(
         }
         signal.cancel();
     });
-    Some(lost)
+    Some(Leadership {
+        lost,
+        release,
+        renewer,
+    })
 }

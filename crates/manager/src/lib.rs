@@ -2,6 +2,7 @@
 //! secrets; plans (a pure function of that state and the time) what every NodeImage spec and job
 //! status should be; and writes only the differences, one patch per object.
 
+pub mod adopt;
 mod args;
 pub mod lease;
 pub mod listjob;
@@ -42,6 +43,18 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(60);
 /// Changes arriving within this window are planned together (jobs created together share writes).
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// The binary's `main`: flags from `args` (the first is the program's name), logging, a
+/// multi-threaded runtime, then [`run`].
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Result<()> {
+    use clap::Parser;
+    let args = Args::parse_from(args);
+    kruise_observe::init_logging(&args.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let kruise_observe::Started {
@@ -53,10 +66,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } = kruise_observe::start("kruise_manager", args.metrics_addr, metrics::Metrics::new).await?;
     tracing::info!(%addr, "kruise-manager serving /metrics, /healthz and /readyz");
 
-    let client = Client::try_default().await.map_err(|e| {
-        anyhow::anyhow!("connecting to the Kubernetes API (in-cluster or KUBECONFIG): {e}")
-    })?;
-    check_crds(&client).await?;
+    let (client, server) =
+        kruise_observe::api::client("kruise-manager", env!("CARGO_PKG_VERSION")).await?;
+    tracing::info!(%server, "using the Kubernetes API server");
+    if !wait_for_crds(&client, &server, &shutdown).await {
+        return Ok(());
+    }
     let changed = Arc::new(Notify::new());
     let stores = stores::Stores::start(&client, changed.clone());
     tokio::select! {
@@ -64,21 +79,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         _ = shutdown.cancelled() => return Ok(()),
     }
     readiness.set(true);
-    let lost = if args.leader_elect {
+    let leadership = if args.leader_elect {
         let identity = lease::identity();
         let cfg = lease::LeaseConfig {
             namespace: args.leader_election_namespace.clone(),
-            name: "kruise-manager".into(),
+            name: args.leader_election_id.clone(),
             identity,
             duration: args.leader_election_lease_duration,
         };
         match lease::lead(client.clone(), cfg, shutdown.clone()).await {
-            Some(lost) => lost,
+            Some(leadership) => Some(leadership),
             None => return Ok(()),
         }
     } else {
-        CancellationToken::new()
+        None
     };
+    let lost = leadership
+        .as_ref()
+        .map_or_else(CancellationToken::new, |l| l.lost.clone());
     tracing::info!("caches synced; planning");
 
     let settings = plan::Settings {
@@ -134,6 +152,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
     }
     readiness.set(false);
+    if let Some(l) = leadership {
+        l.release().await;
+    }
     let _ = admin.await;
     tracing::info!("kruise-manager stopped");
     Ok(())
@@ -168,13 +189,40 @@ async fn finish_round(
     }
 }
 
-/// Fails start-up with install instructions when the CRDs are missing.
-async fn check_crds(client: &Client) -> anyhow::Result<()> {
+/// Waits until the API server answers and serves ImagePullJobs, retrying with backoff and
+/// saying why not (the server and the cause; "install the CRDs" only when they are missing).
+/// `false` on shutdown.
+async fn wait_for_crds(client: &Client, server: &str, shutdown: &CancellationToken) -> bool {
     let api: Api<ImagePullJob> = Api::all(client.clone());
-    api.list(&kube::api::ListParams::default().limit(1))
-        .await
-        .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("listing ImagePullJobs failed ({e}); install the CRDs first: kubectl apply -f config/crd/"))
+    let mut retry = Duration::from_secs(1);
+    let mut log = kruise_observe::api::RetryLog::default();
+    loop {
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => {
+                log.recovered("reaching the API server");
+                return true;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => tracing::error!(
+                %server,
+                retry_in = ?retry,
+                "the ImagePullJob CRD is not installed (404 for imagepulljobs.apps.kruise.io); \
+                 install the CRDs: kubectl apply -f config/crd/ (the Helm chart installs them)"
+            ),
+            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => tracing::error!(
+                %server,
+                error = %s.message,
+                retry_in = ?retry,
+                "not allowed to list ImagePullJobs; the manager's service account needs the \
+                 chart's ClusterRole (charts/kruise/templates/rbac-manager.yaml)"
+            ),
+            Err(e) => log.failed("reaching the API server", server, &e, Some(retry)),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(retry) => {}
+        }
+        retry = kruise_observe::api::backoff(retry, Duration::from_secs(30));
+    }
 }
 
 /// One round: sync pull secrets, plan, write; returns when to plan again at the latest.
@@ -226,7 +274,8 @@ async fn reconcile(
                 mode: Some(kruise_api::constants::SECRET_MODE_BATCH.into()),
             });
     }
-    let secret_errors = secrets::apply(client, &want, &have).await;
+    let secret_errors =
+        secrets::apply(client, &want, &have).await + adopt::release_finalizers(client, &jobs).await;
 
     let snapshot = plan::Snapshot {
         nodes: stores.nodes.state().iter().map(|n| node_info(n)).collect(),

@@ -1,6 +1,8 @@
 //! What kruise-manager and kruise-daemon share at their edges: structured logging (text or JSON),
 //! the admin HTTP server (`/metrics` in Prometheus text format, `/healthz`, `/readyz`), and the
-//! shutdown signal (SIGTERM or SIGINT) as a cancellation token.
+//! shutdown signal (SIGTERM or SIGINT) as a cancellation token, and reaching the API server.
+
+pub mod api;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,11 +30,16 @@ pub struct LogArgs {
 
 /// Installs the global tracing subscriber.
 pub fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
+    let mut filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => tracing_subscriber::EnvFilter::try_new(v)?,
         _ => tracing_subscriber::EnvFilter::try_new(&args.log_level)
             .map_err(|e| anyhow::anyhow!("--log-level {:?}: {e}", args.log_level))?,
     };
+    // kube logs every failed request as "failed with error client error (Connect)", without the
+    // server or the cause; the binaries log those failures themselves, with both (api::RetryLog).
+    if !args.log_level.contains("kube_client") {
+        filter = filter.add_directive("kube_client::client::builder=off".parse()?);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

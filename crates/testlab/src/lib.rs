@@ -9,7 +9,8 @@
 //! is missing the lab fails loudly, saying what to install, rather than letting a test pass.
 
 mod containerd;
-mod image;
+pub mod image;
+pub mod oci_archive;
 mod process;
 mod proxy;
 mod registry;

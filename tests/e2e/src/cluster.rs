@@ -153,6 +153,14 @@ impl Cluster {
         )
     }
 
+    /// `GET /_test/requests` on the test API server: every request so far, by verb, resource,
+    /// subresource, User-Agent and namespace. `None` on a real cluster.
+    pub async fn requests(&self) -> Option<serde_json::Value> {
+        let server = self.server.as_ref()?;
+        let body = raw_http(server.addr(), "GET", "/_test/requests", None).await;
+        Some(serde_json::from_str(&body).expect("request records are JSON"))
+    }
+
     /// Writes the test API server is holding back under an injected latency right now; `None` on
     /// a real cluster.
     pub async fn stalled_writes(&self) -> Option<u64> {

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod node;
 pub mod process;
+pub mod rbac;
 pub mod system;
 pub mod wait;
 

@@ -131,6 +131,11 @@ impl Process {
 
     /// kruise-manager with no NodeImage creation delay (test Nodes are Ready from the start).
     pub fn manager(kubeconfig: &Path, log_dir: &Path, label: &str) -> Self {
+        Self::manager_with(kubeconfig, log_dir, label, &[])
+    }
+
+    /// [`Process::manager`] with more flags (a later flag overrides an earlier one).
+    pub fn manager_with(kubeconfig: &Path, log_dir: &Path, label: &str, extra: &[&str]) -> Self {
         let args: Vec<String> = [
             "--nodeimage-creation-delay",
             "0s",
@@ -140,6 +145,7 @@ impl Process {
             "3s",
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
         Self::spawn(Binary::Manager, kubeconfig, &args, log_dir, label)

@@ -45,11 +45,18 @@ impl System {
     }
 
     pub async fn on(cluster: Cluster) -> Self {
+        let mut env = Self::without_manager(cluster).await;
+        env.start_manager().await;
+        env
+    }
+
+    /// Everything but the manager, which the test starts when it is ready for it.
+    pub async fn without_manager(cluster: Cluster) -> Self {
         let images = NodeImages::new(cluster.client.clone());
         let ns = cluster.name("e2e");
         cluster.create_namespace(&ns).await;
         cluster.create_namespace("kruise-daemon-config").await;
-        let mut env = Self {
+        Self {
             cluster,
             lab: Lab::start().expect("containerd lab"),
             images,
@@ -57,19 +64,21 @@ impl System {
             daemons: vec![],
             manager: None,
             ns,
-        };
-        env.start_manager().await;
-        env
+        }
     }
 
     pub async fn start_manager(&mut self) {
-        let mut m = Process::manager(
-            self.cluster.kubeconfig(),
-            self.logs.path(),
-            &format!("manager-{}", self.daemons.len()),
-        );
+        let mut m = self.manager_process(&format!("manager-{}", self.daemons.len()), &[]);
         m.wait_ready(DEADLINE).await;
         self.manager = Some(m);
+    }
+
+    /// A kruise-manager for this test (its own Lease), not waited for.
+    pub fn manager_process(&self, label: &str, extra: &[&str]) -> Process {
+        let lease = self.cluster.name("kruise-manager");
+        let mut args = vec!["--leader-election-id", lease.as_str()];
+        args.extend_from_slice(extra);
+        Process::manager_with(self.cluster.kubeconfig(), self.logs.path(), label, &args)
     }
 
     /// A Ready Node with `labels`, its NodeImage (made by the manager) and a daemon.

@@ -1,74 +1,496 @@
-//! The Helm chart against the code, without helm or a cluster: its values parse, it passes the
-//! binaries only flags they accept, and its CRDs are the generated ones.
+//! The Helm chart as helm renders it: `helm lint --strict`, `helm template` with the default
+//! values and with every switch flipped, each rendered object checked against its Kubernetes API
+//! type (a field k8s-openapi does not know is lost in a round trip, and the test names it), the
+//! RBAC equal to what the binaries call (`e2e::rbac`), the flags the binaries accept, a mistyped
+//! value refused by `values.schema.json`, and the CRDs the generated ones.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
+use e2e::rbac::{self, Scope};
 use e2e::Binary;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+const RELEASE_NAMESPACE: &str = "kruise-system";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+fn chart() -> PathBuf {
+    repo().join("charts/kruise")
 }
 
-/// Every `--flag` in `text`: "--" followed by a lowercase letter, then letters and dashes.
-fn flags(text: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("--") {
-        let after = &rest[at + 2..];
-        let len = after
-            .bytes()
-            .take_while(|b| b.is_ascii_lowercase() || *b == b'-')
-            .count();
-        if after.starts_with(|c: char| c.is_ascii_lowercase()) {
-            found.insert(format!("--{}", after[..len].trim_end_matches('-')));
+/// helm: `HELM`, else `helm` on the PATH; `.ci/install-deps` installs it.
+fn helm() -> Command {
+    let bin = std::env::var_os("HELM").unwrap_or_else(|| "helm".into());
+    let mut c = Command::new(&bin);
+    c.env(
+        "HELM_CACHE_HOME",
+        std::env::temp_dir().join("kruise-helm-cache"),
+    )
+    .env(
+        "HELM_CONFIG_HOME",
+        std::env::temp_dir().join("kruise-helm-config"),
+    );
+    c
+}
+
+fn output(mut cmd: Command) -> Output {
+    cmd.output().unwrap_or_else(|e| {
+        panic!("running {cmd:?}: {e}; the chart tests need helm 4 (`bash .ci/install-deps` installs it)")
+    })
+}
+
+/// `helm template` with `args` (`--set …`), as JSON objects; fails with helm's message.
+fn render(args: &[&str]) -> Vec<Value> {
+    let mut cmd = helm();
+    cmd.args(["template", "kruise"])
+        .arg(chart())
+        .args(["--namespace", RELEASE_NAMESPACE])
+        .args(args);
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "helm template {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).expect("helm prints YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Every switch of the chart flipped from its default at once.
+const ALL_SWITCHES: &[&str] = &[
+    "--set=serviceMonitor.enabled=true",
+    "--set=manager.podAntiAffinity=hard",
+    "--set=manager.podDisruptionBudget.enabled=false",
+    "--set=daemon.restrictToOwnNode=false",
+    "--set=daemonConfigNamespace.create=false",
+    "--set=daemon.namespace=kruise-daemon",
+    "--set=daemon.createNamespace=true",
+    "--set=image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "--set=manager.priorityClassName=x",
+    "--set=daemon.priorityClassName=y",
+    "--set=daemon.runtimeEndpoint=unix:///hostvarrun/containerd/containerd.sock",
+    "--set=log.format=text",
+    r#"--set-json=manager.extraEnv=[{"name":"A","value":"1"}]"#,
+    r#"--set-json=daemon.extraArgs=["--log-level","debug"]"#,
+    r#"--set-json=manager.podLabels={"a":"b"}"#,
+    r#"--set-json=daemon.podAnnotations={"c":"d"}"#,
+    r#"--set-json=manager.imagePullSecrets=[{"name":"m"}]"#,
+    r#"--set-json=imagePullSecrets=[{"name":"g"}]"#,
+];
+
+/// The value sets every rendering test runs over.
+fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("default values", vec![]),
+        ("every switch flipped", ALL_SWITCHES.to_vec()),
+        (
+            "one manager, soft spreading off",
+            vec![
+                "--set=manager.replicas=1",
+                "--set=manager.podAntiAffinity=none",
+            ],
+        ),
+    ]
+}
+
+/// A ServiceMonitor (monitoring.coreos.com/v1) as far as the chart writes one; k8s-openapi has
+/// no type for it, so its fields are spelled out and unknown ones refused.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitor {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: ServiceMonitorSpec,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ServiceMonitorSpec {
+    namespace_selector: NamespaceSelector,
+    selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    endpoints: Vec<Endpoint>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NamespaceSelector {
+    match_names: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Endpoint {
+    port: String,
+    path: String,
+    interval: String,
+    scrape_timeout: String,
+}
+
+/// Paths present in `original` that did not come back equal from the typed round trip.
+fn lost(original: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, back) {
+        (Value::Object(o), Value::Object(b)) => {
+            for (k, v) in o {
+                match b.get(k) {
+                    Some(bv) => lost(v, bv, &format!("{path}.{k}"), out),
+                    // An empty map or list is the same as none to the API server.
+                    None if v.as_object().is_some_and(|m| m.is_empty())
+                        || v.as_array().is_some_and(|a| a.is_empty()) => {}
+                    None => out.push(format!("{path}.{k}")),
+                }
+            }
         }
-        rest = &rest[at + 1..];
+        (Value::Array(o), Value::Array(b)) if o.len() == b.len() => {
+            for (i, (ov, bv)) in o.iter().zip(b).enumerate() {
+                lost(ov, bv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (o, b) if o == b => {}
+        (o, b) => out.push(format!("{path} ({o} became {b})")),
     }
-    found
+}
+
+fn round_trip<T: Serialize + DeserializeOwned>(object: &Value) -> Result<(), String> {
+    let typed: T = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut missing = Vec::new();
+    lost(object, &back, "", &mut missing);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "fields the API type does not have (misspelt or misplaced): {}",
+            missing.join(", ")
+        ))
+    }
+}
+
+/// Checks one rendered object against the API type of its kind.
+fn validate(object: &Value) -> Result<(), String> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    match (api_version, kind) {
+        ("v1", "Namespace") => round_trip::<Namespace>(object),
+        ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(object),
+        ("v1", "Service") => round_trip::<Service>(object),
+        ("apps/v1", "Deployment") => round_trip::<Deployment>(object),
+        ("apps/v1", "DaemonSet") => round_trip::<DaemonSet>(object),
+        ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(object),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(object),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            round_trip::<ClusterRoleBinding>(object)
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<Role>(object),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<RoleBinding>(object),
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => {
+            round_trip::<ValidatingAdmissionPolicy>(object)
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
+            round_trip::<ValidatingAdmissionPolicyBinding>(object)
+        }
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => round_trip::<ServiceMonitor>(object),
+        _ => Err(format!("no API type known for {api_version} {kind}")),
+    }
+}
+
+fn describe(o: &Value) -> String {
+    format!(
+        "{} {}/{}",
+        o["kind"].as_str().unwrap_or("?"),
+        o["metadata"]["namespace"].as_str().unwrap_or("-"),
+        o["metadata"]["name"].as_str().unwrap_or("?")
+    )
 }
 
 #[test]
-fn values_parse() {
-    let path = repo().join("charts/kruise/values.yaml");
-    let values: serde_yaml::Value = serde_yaml::from_str(&read(&path))
-        .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
-    for key in ["image", "log", "manager", "daemon"] {
+fn helm_lint_strict_passes() {
+    let mut cmd = helm();
+    cmd.args(["lint", "--strict"]).arg(chart());
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "helm lint --strict failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_rendered_object_is_a_valid_api_object() {
+    let standard = [
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/managed-by",
+        "helm.sh/chart",
+    ];
+    for (variant, args) in variants() {
+        let objects = render(&args);
         assert!(
-            values.get(key).is_some_and(|v| v.is_mapping()),
-            "{} has no `{key}` section",
-            path.display()
+            objects.len() >= 15,
+            "{variant}: only {} objects",
+            objects.len()
+        );
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        for o in &objects {
+            if let Err(e) = validate(o) {
+                problems.push(format!("{}: {e}", describe(o)));
+            }
+            if !seen.insert(describe(o)) {
+                problems.push(format!("{} is rendered twice", describe(o)));
+            }
+            let labels = &o["metadata"]["labels"];
+            for l in standard.iter().filter(|l| labels.get(**l).is_none()) {
+                problems.push(format!("{} lacks the label {l}", describe(o)));
+            }
+        }
+        assert!(problems.is_empty(), "{variant}:\n{}", problems.join("\n"));
+    }
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
+}
+
+fn container(objects: &[Value], kind: &str, name: &str) -> Container {
+    let spec = &find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0];
+    serde_json::from_value(spec.clone()).expect("a container")
+}
+
+#[test]
+fn switches_reach_the_objects() {
+    let objects = render(ALL_SWITCHES);
+    let manager = find(&objects, "Deployment", "kruise-manager");
+    let daemon = find(&objects, "DaemonSet", "kruise-daemon");
+    let pod = |w: &Value| w["spec"]["template"].clone();
+    assert_eq!(daemon["metadata"]["namespace"], "kruise-daemon");
+    assert_eq!(pod(manager)["spec"]["priorityClassName"], "x");
+    assert_eq!(pod(daemon)["spec"]["priorityClassName"], "y");
+    assert_eq!(pod(manager)["metadata"]["labels"]["a"], "b");
+    assert_eq!(pod(daemon)["metadata"]["annotations"]["c"], "d");
+    let manager_pod = pod(manager);
+    let secrets: Vec<&str> = manager_pod["spec"]["imagePullSecrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        secrets,
+        ["g", "m"],
+        "the global pull secret, then the manager's"
+    );
+    assert!(pod(manager)["spec"]["affinity"]["podAntiAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"]
+        .is_array());
+    let m = container(&objects, "Deployment", "kruise-manager");
+    assert!(m
+        .image
+        .unwrap()
+        .ends_with("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+    assert!(m.env.unwrap().iter().any(|e| e.name == "A"));
+    let d = container(&objects, "DaemonSet", "kruise-daemon");
+    let args = d.args.unwrap();
+    assert_eq!(
+        args.iter().filter(|a| *a == "--log-level").count(),
+        1,
+        "extraArgs replace the chart's flag: {args:?}"
+    );
+    assert!(args.windows(2).any(|w| w == ["--log-level", "debug"]));
+    for kind in ["PodDisruptionBudget", "ValidatingAdmissionPolicy"] {
+        assert!(
+            !objects.iter().any(|o| o["kind"] == kind),
+            "{kind} should be switched off"
         );
     }
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == "kruise-daemon-config"),
+        "daemonConfigNamespace.create=false renders no namespace"
+    );
+    assert_eq!(
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "ServiceMonitor")
+            .count(),
+        2
+    );
+    let ns = find(&objects, "Namespace", "kruise-daemon");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "privileged"
+    );
+
+    let defaults = render(&[]);
+    let ns = find(&defaults, "Namespace", "kruise-daemon-config");
+    assert_eq!(
+        ns["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "helm uninstall must not delete the users' pull-secret copies"
+    );
+    assert!(defaults.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+}
+
+/// What the rendered RBAC grants each service account, as `e2e::rbac` permissions.
+fn granted(objects: &[Value]) -> BTreeMap<String, BTreeSet<(Scope, String, String, String)>> {
+    let rules_of = |kind: &str, name: &str, namespace: Option<&str>| -> Vec<PolicyRule> {
+        let o = objects
+            .iter()
+            .find(|o| {
+                o["kind"] == kind
+                    && o["metadata"]["name"] == name
+                    && namespace.is_none_or(|n| o["metadata"]["namespace"] == n)
+            })
+            .unwrap_or_else(|| panic!("{kind} {name} is bound but not rendered"));
+        serde_json::from_value(o["rules"].clone()).expect("rules")
+    };
+    let mut out: BTreeMap<String, BTreeSet<_>> = BTreeMap::new();
+    for b in objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+    {
+        let namespace = b["metadata"]["namespace"].as_str();
+        let scope = match (b["kind"].as_str(), namespace) {
+            (Some("ClusterRoleBinding"), _) => Scope::Cluster,
+            (_, Some("kruise-daemon-config")) => Scope::DaemonConfig,
+            (_, Some(RELEASE_NAMESPACE)) => Scope::Release,
+            other => panic!("a RoleBinding in an unexpected namespace: {other:?}"),
+        };
+        let role = b["roleRef"]["name"].as_str().unwrap();
+        let role_kind = b["roleRef"]["kind"].as_str().unwrap();
+        let rules = rules_of(
+            role_kind,
+            role,
+            (role_kind == "Role").then(|| namespace.unwrap()),
+        );
+        for s in b["subjects"].as_array().unwrap() {
+            let who = format!(
+                "{}/{}",
+                s["namespace"].as_str().unwrap(),
+                s["name"].as_str().unwrap()
+            );
+            for r in &rules {
+                for g in r.api_groups.iter().flatten() {
+                    for res in r.resources.iter().flatten() {
+                        for v in &r.verbs {
+                            out.entry(who.clone()).or_default().insert((
+                                scope,
+                                g.clone(),
+                                res.clone(),
+                                v.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]
-fn chart_passes_only_flags_the_binaries_accept() {
-    for (template, binary) in [
-        ("manager.yaml", Binary::Manager),
-        ("daemon.yaml", Binary::Daemon),
+fn rbac_grants_exactly_what_the_binaries_call() {
+    for (variant, args, daemon_ns) in [
+        ("default values", vec![], RELEASE_NAMESPACE),
+        (
+            "daemon in its own namespace",
+            ALL_SWITCHES.to_vec(),
+            "kruise-daemon",
+        ),
     ] {
-        let path = repo().join("charts/kruise/templates").join(template);
-        let used = flags(&read(&path));
-        assert!(!used.is_empty(), "found no --flags in {}", path.display());
+        let objects = render(&args);
+        let granted = granted(&objects);
+        for (who, want) in [
+            (
+                format!("{RELEASE_NAMESPACE}/kruise-manager"),
+                rbac::permissions(rbac::MANAGER),
+            ),
+            (
+                format!("{daemon_ns}/kruise-daemon"),
+                rbac::permissions(rbac::DAEMON),
+            ),
+        ] {
+            let got = granted.get(&who).cloned().unwrap_or_default();
+            let extra: Vec<_> = got.difference(&want).collect();
+            let missing: Vec<_> = want.difference(&got).collect();
+            assert!(
+                extra.is_empty() && missing.is_empty(),
+                "{variant}: RBAC of {who} differs from e2e::rbac: granted but not called {extra:?}; called but not granted {missing:?}"
+            );
+        }
+    }
+}
 
-        let out = Command::new(binary.path())
-            .arg("--help")
-            .output()
-            .unwrap_or_else(|e| panic!("running {binary:?} --help: {e}"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{binary:?} --help failed: {stderr}");
-        let accepted = flags(&String::from_utf8_lossy(&out.stdout));
-        let unknown: Vec<_> = used.difference(&accepted).collect();
+/// Every `--flag` among a container's args is one its binary's `--help` lists.
+#[test]
+fn the_chart_passes_only_flags_the_binaries_accept() {
+    for (_, args) in variants() {
+        let objects = render(&args);
+        for (kind, name, binary) in [
+            ("Deployment", "kruise-manager", Binary::Manager),
+            ("DaemonSet", "kruise-daemon", Binary::Daemon),
+        ] {
+            let c = container(&objects, kind, name);
+            let help = Command::new(binary.path())
+                .arg("--help")
+                .output()
+                .expect("--help runs");
+            let help = String::from_utf8_lossy(&help.stdout).to_string();
+            for flag in c.args.iter().flatten().filter(|a| a.starts_with("--")) {
+                let flag = flag.split('=').next().unwrap();
+                assert!(
+                    help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                    "{name} is passed {flag}, which {binary:?} --help does not list"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mistyped_values_are_refused_naming_the_value() {
+    for (set, names) in [
+        ("manager.replicas=two", "/manager/replicas"),
+        ("daemon.maxConcurrentPulls=0", "/daemon/maxConcurrentPulls"),
+        ("manager.replica=2", "replica"),
+        (
+            "daemon.imageCheckInterval=soon",
+            "/daemon/imageCheckInterval",
+        ),
+        ("log.format=xml", "/log/format"),
+    ] {
+        let mut cmd = helm();
+        cmd.args(["template", "kruise"])
+            .arg(chart())
+            .arg(format!("--set={set}"));
+        let out = output(cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            unknown.is_empty(),
-            "{} passes {unknown:?}, which {binary:?} --help does not list (it accepts {accepted:?})",
-            path.display()
+            !out.status.success() && err.contains(names),
+            "--set {set} should be refused naming {names}; helm said ({}): {err}",
+            out.status
         );
     }
 }
@@ -80,7 +502,7 @@ fn chart_crds_are_the_generated_ones() {
             .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
             .map(|entry| {
                 entry
-                    .expect("directory entry")
+                    .expect("entry")
                     .file_name()
                     .to_string_lossy()
                     .into_owned()
@@ -89,24 +511,16 @@ fn chart_crds_are_the_generated_ones() {
             .collect()
     };
     let generated = repo().join("config/crd");
-    let chart = repo().join("charts/kruise/crds");
+    let chart = chart().join("crds");
     assert_eq!(
         names(&chart),
         names(&generated),
-        "charts/kruise/crds holds other files than config/crd: copy config/crd/*.yaml there"
+        "charts/kruise/crds holds other files than config/crd: run `cargo run -p kruise-api --bin crdgen`"
     );
     for name in names(&generated) {
         assert!(
             std::fs::read(chart.join(&name)).ok() == std::fs::read(generated.join(&name)).ok(),
-            "charts/kruise/crds/{name} differs from config/crd/{name}: copy it over"
+            "charts/kruise/crds/{name} differs from config/crd/{name}: run `cargo run -p kruise-api --bin crdgen`"
         );
     }
-}
-
-#[test]
-fn flag_scan() {
-    assert_eq!(
-        flags("---\n- --log-level\n- \"0.0.0.0:1\"\nx --metrics-addr=a -- --- --help"),
-        BTreeSet::from(["--help", "--log-level", "--metrics-addr"].map(String::from))
-    );
 }

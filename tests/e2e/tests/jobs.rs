@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use e2e::node::key_and_tag;
-use e2e::{manifest, wait_for, Process, System, DEADLINE};
+use e2e::{manifest, wait_for, System, DEADLINE};
 use kruise_api::TagPhase;
 use kruise_testlab::Layer;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -482,8 +482,7 @@ fn the_local_demo_runs_end_to_end() {
 #[tokio::test]
 async fn a_standby_manager_takes_over_from_a_dead_leader() {
     let mut env = System::start().await;
-    let mut standby =
-        Process::manager(env.cluster.kubeconfig(), env.logs.path(), "manager-standby");
+    let mut standby = env.manager_process("manager-standby", &[]);
     standby.wait_ready(DEADLINE).await;
     let img = env.push("lab/failover", 14);
     env.add_node("a", json!({})).await;

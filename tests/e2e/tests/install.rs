@@ -1,0 +1,241 @@
+//! What installing and upgrading the chart meets: a leader stopped by a rolling update hands
+//! its Lease over at once, and jobs and NodeImages OpenKruise wrote are adopted as they are.
+
+use std::time::{Duration, Instant};
+
+use e2e::node::{key_and_tag, NodeImages};
+use e2e::{manifest, wait_for, Cluster, DaemonOptions, Process, System, DEADLINE};
+use k8s_openapi::api::coordination::v1::Lease;
+use kruise_api::constants::DELETION_PROTECTION_FINALIZER;
+use kruise_api::{NodeImage, TagPhase};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+async fn holder(env: &System) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.cluster.client.clone(), "default");
+    leases
+        .get_opt(&env.cluster.name("kruise-manager"))
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+/// With the default 15 s lease, a leader that kept its Lease on SIGTERM would leave nobody
+/// planning for 15 s; released, the standby takes over and plans within 2 s.
+#[tokio::test]
+async fn a_leader_stopped_by_sigterm_hands_over_and_the_standby_plans_within_2s() {
+    let mut env = System::without_manager(Cluster::start().await).await;
+    let lease = ["--leader-election-lease-duration", "15s"];
+    let mut first = env.manager_process("manager-first", &lease);
+    first.wait_ready(DEADLINE).await;
+    let img = env.push("lab/handover", 31);
+    let node = env.add_node("a", json!({})).await;
+    let leader = wait_for("a leader", DEADLINE, || holder(&env)).await;
+    let mut standby = env.manager_process("manager-standby", &lease);
+    standby.wait_ready(DEADLINE).await;
+    assert_eq!(holder(&env).await.as_deref(), Some(leader.as_str()));
+
+    let status = first.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "a stopped manager exits 0, not {status}");
+    let stopped = Instant::now();
+    env.apply_job(manifest("v1beta1", "after", &img.reference, json!({})))
+        .await;
+    wait_for("the standby to plan the new job", DEADLINE, || async {
+        let j = env.jobs().get_opt("after").await.ok().flatten()?;
+        j.status.filter(|s| s.start_time.is_some()).map(|_| ())
+    })
+    .await;
+    let took = stopped.elapsed();
+    println!("the standby planned {took:?} after the leader stopped");
+    assert!(
+        took < Duration::from_secs(2),
+        "the standby planned only {took:?} after the leader stopped; the leader should release \
+         its Lease on SIGTERM (log: {})",
+        first.log.display()
+    );
+    assert_ne!(holder(&env).await, Some(leader));
+    assert!(first.log_text().contains("released the lease"));
+    env.wait_job("after", "completed", |s| s.completion_time.is_some())
+        .await;
+    assert_eq!(env.nodes_with(&img.reference).await, [node]);
+}
+
+/// A cluster moving from OpenKruise: its job (with its deletion-protection finalizer and its
+/// status) and its NodeImage (the tag pulled, at version 0, with a 24 h TTL in the tag policy)
+/// exist before kruise-manager starts. The manager counts the node as done without asking for
+/// a new pull, the daemon does not pull the image again, and deleting the job works.
+#[tokio::test]
+async fn openkruise_jobs_and_node_images_are_adopted_without_pulling_again() {
+    let mut env = System::without_manager(Cluster::start().await).await;
+    let img = env.push("lab/adopted", 32);
+    let (key, tag) = key_and_tag(&img.reference);
+    let node = env.cluster.name("adopted");
+    env.cluster.create_node(&node, json!({})).await;
+
+    let job = env
+        .apply_job(manifest(
+            "v1alpha1",
+            "from-openkruise",
+            &img.reference,
+            json!({"parallelism": 10, "completionPolicy": {"type": "Never"}}),
+        ))
+        .await;
+    let job = env
+        .jobs()
+        .patch(
+            "from-openkruise",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [DELETION_PROTECTION_FINALIZER]}})),
+        )
+        .await
+        .unwrap_or(job);
+    let an_hour_ago = (k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::from_hours(1))
+    .to_string();
+    env.jobs()
+        .patch_status(
+            "from-openkruise",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"desired": 1, "succeeded": 1, "active": 0, "startTime": an_hour_ago}})),
+        )
+        .await
+        .unwrap();
+
+    let mut ni: NodeImage = serde_json::from_value(json!({
+        "apiVersion": "apps.kruise.io/v1beta1", "kind": "NodeImage",
+        "metadata": {"name": node},
+        "spec": {"images": {key.clone(): {"tags": [{
+            "tag": tag, "createdAt": an_hour_ago, "version": 0,
+            "pullPolicy": {"timeoutSeconds": 600, "backoffLimit": 3, "ttlSecondsAfterFinished": 86400, "activeDeadlineSeconds": 1800},
+            "ownerReferences": [{"apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob", "name": "from-openkruise", "namespace": env.ns, "uid": job.uid()}],
+            "imagePullPolicy": "IfNotPresent",
+        }]}}},
+    }))
+    .unwrap();
+    ni.metadata.labels = Some(Default::default());
+    let images = NodeImages::new(env.cluster.client.clone());
+    images
+        .api
+        .create(&PostParams::default(), &ni)
+        .await
+        .unwrap();
+    images
+        .api
+        .patch_status(
+            &node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"desired": 1, "succeeded": 1, "imageStatuses": {key.clone(): {"tags": [{
+                "tag": tag, "phase": "Succeeded", "version": 0, "progress": 100,
+                "startTime": an_hour_ago, "completionTime": an_hour_ago, "imageID": "sha256:adopted",
+            }]}}}})),
+        )
+        .await
+        .unwrap();
+
+    let opts = DaemonOptions::local(&node, env.lab.cri_endpoint());
+    let mut daemon = Process::daemon(env.cluster.kubeconfig(), &opts, env.logs.path());
+    daemon.wait_ready(DEADLINE).await;
+    env.daemons.push(daemon);
+    env.start_manager().await;
+
+    // The manager's own count (the status above has no message; the manager writes one, in the
+    // same round as any NodeImage write it would make).
+    let st = env
+        .wait_job("from-openkruise", "counted by kruise-manager", |s| {
+            s.message.is_some()
+        })
+        .await;
+    assert_eq!((st.desired, st.succeeded, st.active), (1, 1, 0));
+    let entry = images
+        .tag_spec(&node, &img.reference)
+        .await
+        .expect("the tag stays");
+    assert_eq!(entry.version, 0, "no new pull round is asked for");
+    assert_eq!(entry.owner_references.len(), 1);
+    let status = images.tag_status(&node, &img.reference).await.unwrap();
+    assert_eq!((status.phase, status.version), (TagPhase::Succeeded, 0));
+    let cri = kruise_cri::detect(Some(&env.lab.cri_endpoint()), std::path::Path::new("/none"))
+        .await
+        .unwrap()
+        .client;
+    assert!(
+        cri.image_status(&img.reference).await.unwrap().is_none(),
+        "the daemon pulled an image OpenKruise had already pulled"
+    );
+
+    env.jobs()
+        .delete("from-openkruise", &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_job_gone("from-openkruise", "deleted despite OpenKruise's finalizer")
+        .await;
+    env.wait_withdrawn(&img.reference).await;
+}
+
+/// A manager that cannot reach its API server says which server and why, keeps trying, and
+/// still stops at once on SIGTERM; one whose CRDs are missing says to install them, and starts
+/// working when they appear, without a restart.
+#[tokio::test]
+async fn the_manager_explains_what_it_waits_for_and_stops_promptly_meanwhile() {
+    let logs = tempfile::tempdir().unwrap();
+    let port = kruise_testlab::free_port().unwrap();
+    let kubeconfig = logs.path().join("unreachable.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\nusers: [{{name: u, user: {{}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let mut manager = Process::manager(&kubeconfig, logs.path(), "unreachable");
+    wait_for("the manager to say why it cannot start", DEADLINE, || async {
+        let log = manager.log_text();
+        (log.contains(&format!("http://127.0.0.1:{port}")) && log.contains("Connection refused"))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !manager.log_text().contains("install the CRDs"),
+        "an unreachable server is not a missing CRD:\n{}",
+        manager.log_text()
+    );
+    let stop = Instant::now();
+    let status = manager.terminate(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        stop.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?} while the manager waited for its API server",
+        stop.elapsed()
+    );
+
+    // An API server without the CRDs.
+    let server = kruise_test_apiserver::TestApiServer::start_detached(
+        "127.0.0.1:0".parse().unwrap(),
+        &[],
+        None,
+    )
+    .unwrap();
+    let mut manager = Process::manager(server.kubeconfig(), logs.path(), "no-crds");
+    wait_for("the manager to ask for the CRDs", DEADLINE, || async {
+        manager
+            .log_text()
+            .contains("install the CRDs: kubectl apply -f config/crd/")
+            .then_some(())
+    })
+    .await;
+    let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let crd = serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
+            .unwrap();
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    manager.wait_ready(DEADLINE).await;
+}
