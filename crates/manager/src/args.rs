@@ -15,6 +15,17 @@ pub struct Args {
     #[arg(long, env = "KRUISE_NODE_RESPONSE_TIMEOUT", default_value = "10m", value_parser = kruise_observe::parse_duration)]
     pub node_response_timeout: Duration,
 
+    /// Manage only the NodeImages of the Nodes this label selector matches (`pool=gpu`,
+    /// `!canary`, `tier in (a,b)`), so installations can share a cluster by node; jobs then
+    /// target only these nodes. Empty: every node. Two managers must never manage one node.
+    #[arg(long, env = "KRUISE_NODE_SELECTOR", default_value = "")]
+    pub node_selector: String,
+
+    /// Handle only the ImagePullJobs and ImageListPullJobs of this namespace (and its pods and
+    /// pull secrets), so installations can share a cluster by namespace. Empty: every namespace.
+    #[arg(long, env = "KRUISE_JOB_NAMESPACE", default_value = "")]
+    pub job_namespace: String,
+
     /// Elect one leader among replicas through a Lease; only the leader writes.
     #[arg(long, env = "KRUISE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,

@@ -72,8 +72,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !wait_for_crds(&client, &server, &shutdown).await {
         return Ok(());
     }
+    check_node_selector(&client, &args.node_selector).await?;
     let changed = Arc::new(Notify::new());
-    let stores = stores::Stores::start(&client, changed.clone());
+    let scope = stores::Scope {
+        node_selector: args.node_selector.clone(),
+        job_namespace: args.job_namespace.clone(),
+    };
+    let stores = stores::Stores::start(&client, &scope, changed.clone());
     tokio::select! {
         r = stores.wait_until_ready() => r?,
         _ = shutdown.cancelled() => return Ok(()),
@@ -131,6 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let round = reconcile(
             &client,
+            &scope,
             &stores,
             &settings,
             &mut writer,
@@ -225,9 +231,31 @@ async fn wait_for_crds(client: &Client, server: &str, shutdown: &CancellationTok
     }
 }
 
+/// Refuses a `--node-selector` the API server cannot parse, naming the flag (the API server's
+/// own parser is the one that counts).
+async fn check_node_selector(client: &Client, selector: &str) -> anyhow::Result<()> {
+    if selector.is_empty() {
+        return Ok(());
+    }
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    match nodes
+        .list_metadata(&kube::api::ListParams::default().labels(selector).limit(1))
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.code == 400 => {
+            anyhow::bail!(
+                "--node-selector {selector:?} is not a label selector: {}",
+                s.message
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// One round: sync pull secrets, plan, write; returns when to plan again at the latest.
 async fn reconcile(
     client: &Client,
+    scope: &stores::Scope,
     stores: &stores::Stores,
     settings: &plan::Settings,
     writer: &mut writer::Writer,
@@ -274,8 +302,8 @@ async fn reconcile(
                 mode: Some(kruise_api::constants::SECRET_MODE_BATCH.into()),
             });
     }
-    let secret_errors =
-        secrets::apply(client, &want, &have).await + adopt::release_finalizers(client, &jobs).await;
+    let secret_errors = secrets::apply(client, scope, &want, &have).await
+        + adopt::release_finalizers(client, &jobs).await;
 
     let snapshot = plan::Snapshot {
         nodes: stores.nodes.state().iter().map(|n| node_info(n)).collect(),

@@ -114,13 +114,24 @@ fn same(a: &Secret, b: &Secret) -> bool {
     a.type_ == b.type_ && a.data == b.data && a.metadata.annotations == b.metadata.annotations
 }
 
-/// Creates, refreshes and deletes copies; returns how many of those writes failed (the round
-/// plans again soon when any did).
-pub async fn apply(client: &Client, want: &BTreeMap<String, Secret>, have: &[Secret]) -> usize {
+/// Creates, refreshes and deletes this installation's copies; returns how many of those writes
+/// failed (the round plans again soon when any did).
+pub async fn apply(
+    client: &Client,
+    scope: &crate::stores::Scope,
+    want: &BTreeMap<String, Secret>,
+    have: &[Secret],
+) -> usize {
     let api: Api<Secret> = Api::namespaced(client.clone(), DAEMON_CONFIG_NAMESPACE);
     let have: BTreeMap<String, &Secret> = have
         .iter()
         .filter(|s| s.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1))
+        // Another installation's copies (jobs of another namespace) are not ours to delete.
+        .filter(|s| {
+            s.annotations()
+                .get(SECRET_SOURCE_KEY_ANNOTATION)
+                .is_some_and(|src| scope.owns_source(src))
+        })
         .map(|s| (s.name_any(), s))
         .collect();
     let mut failed = 0;

@@ -60,8 +60,46 @@ where
     reader
 }
 
+/// What one installation manages: the Nodes a label selector matches (and their NodeImages,
+/// whose labels mirror the Nodes'), and the jobs of one namespace; empty means everything.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub node_selector: String,
+    pub job_namespace: String,
+}
+
+impl Scope {
+    /// An API for the jobs' namespace, or all namespaces.
+    fn jobs_api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        if self.job_namespace.is_empty() {
+            Api::all(client.clone())
+        } else {
+            Api::namespaced(client.clone(), &self.job_namespace)
+        }
+    }
+
+    fn nodes(&self) -> watcher::Config {
+        let cfg = watcher::Config::default();
+        if self.node_selector.is_empty() {
+            cfg
+        } else {
+            cfg.labels(&self.node_selector)
+        }
+    }
+
+    /// Whether a pull-secret copy made for `source` (`namespace/name`) is this installation's.
+    pub fn owns_source(&self, source: &str) -> bool {
+        self.job_namespace.is_empty()
+            || source.split('/').next() == Some(self.job_namespace.as_str())
+    }
+}
+
 impl Stores {
-    pub fn start(client: &Client, changed: Arc<Notify>) -> Self {
+    pub fn start(client: &Client, scope: &Scope, changed: Arc<Notify>) -> Self {
         let cfg = watcher::Config::default;
         let trim_node: fn(&mut Node) = |n| {
             clear_managed_fields(n);
@@ -87,34 +125,39 @@ impl Stores {
             });
         };
         Self {
-            nodes: watch(Api::all(client.clone()), cfg(), changed.clone(), trim_node),
+            nodes: watch(
+                Api::all(client.clone()),
+                scope.nodes(),
+                changed.clone(),
+                trim_node,
+            ),
             node_images: watch(
                 Api::all(client.clone()),
-                cfg(),
+                scope.nodes(),
                 changed.clone(),
                 clear_managed_fields,
             ),
             jobs: watch(
-                Api::all(client.clone()),
+                scope.jobs_api(client),
                 cfg(),
                 changed.clone(),
                 clear_managed_fields,
             ),
             list_jobs: watch(
-                Api::all(client.clone()),
+                scope.jobs_api(client),
                 cfg(),
                 changed.clone(),
                 clear_managed_fields,
             ),
-            pods: watch(Api::all(client.clone()), cfg(), changed.clone(), trim_pod),
+            pods: watch(scope.jobs_api(client), cfg(), changed.clone(), trim_pod),
             docker_config_json: watch(
-                Api::all(client.clone()),
+                scope.jobs_api(client),
                 cfg().fields("type=kubernetes.io/dockerconfigjson"),
                 changed.clone(),
                 clear_managed_fields,
             ),
             docker_cfg: watch(
-                Api::all(client.clone()),
+                scope.jobs_api(client),
                 cfg().fields("type=kubernetes.io/dockercfg"),
                 changed.clone(),
                 clear_managed_fields,

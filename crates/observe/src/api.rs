@@ -58,7 +58,8 @@ pub struct RetryLog {
 impl RetryLog {
     pub fn failed(&mut self, what: &str, server: &str, e: &dyn Error, retry_in: Option<Duration>) {
         let cause = error_chain(e);
-        let when = retry_in.map_or_else(|| "retrying".to_string(), |d| format!("retrying in {d:?}"));
+        let when =
+            retry_in.map_or_else(|| "retrying".to_string(), |d| format!("retrying in {d:?}"));
         if self.last.as_deref() == Some(cause.as_str()) {
             self.repeats += 1;
             tracing::warn!(attempt = self.repeats + 1, "{what}: still failing; {when}");

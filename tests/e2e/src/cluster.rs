@@ -1,12 +1,15 @@
 //! The API server the binaries talk to: the project's test API server (default), or the cluster
-//! of `E2E_KUBECONFIG`. Objects a test creates through [`Cluster`] helpers are deleted when it
-//! drops; names are unique per test so tests can share a real cluster.
+//! of `E2E_KUBECONFIG`, which other tests and other users share. Everything a test creates carries
+//! the label `e2e.kruise.io/test=<its id>` (the NodeImages the manager makes for its Nodes too, as
+//! they mirror the Nodes' labels), its managers are scoped to that label and to its namespace, and
+//! a process started when the handle drops deletes it all, even after a panic, without blocking
+//! the test's runtime.
 
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kruise_test_apiserver::TestApiServer;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -14,8 +17,6 @@ pub struct Cluster {
     pub client: Client,
     kubeconfig: PathBuf,
     server: Option<TestApiServer>,
-    created_nodes: std::sync::Mutex<Vec<String>>,
-    created_namespaces: std::sync::Mutex<Vec<String>>,
     /// A short random suffix for this test's object names.
     pub id: String,
 }
@@ -24,15 +25,14 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The label on everything a test creates; its value is the test's id.
+pub const TEST_LABEL: &str = "e2e.kruise.io/test";
+
 fn unique_id() -> String {
-    format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            ^ std::process::id()
-    )
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
 }
 
 impl Cluster {
@@ -52,8 +52,6 @@ impl Cluster {
                 client,
                 kubeconfig,
                 server: None,
-                created_nodes: Default::default(),
-                created_namespaces: Default::default(),
                 id,
             };
         }
@@ -77,8 +75,6 @@ impl Cluster {
             client,
             kubeconfig,
             server: Some(server),
-            created_nodes: Default::default(),
-            created_namespaces: Default::default(),
             id,
         }
     }
@@ -97,31 +93,74 @@ impl Cluster {
         format!("{prefix}-{}", self.id)
     }
 
-    /// Creates a Ready Node object (no kubelet behind it), deleted with the cluster handle.
+    /// `e2e.kruise.io/test=<id>`: what this test's managers manage, and what its cleanup deletes.
+    pub fn selector(&self) -> String {
+        format!("{TEST_LABEL}={}", self.id)
+    }
+
+    /// `labels` with this test's label added.
+    pub fn labelled(&self, labels: serde_json::Value) -> serde_json::Value {
+        let mut labels = if labels.is_object() {
+            labels
+        } else {
+            json!({})
+        };
+        labels[TEST_LABEL] = json!(self.id);
+        labels
+    }
+
+    /// NodeImages, created with this test's label.
+    pub fn node_images(&self) -> crate::node::NodeImages {
+        crate::node::NodeImages::labelled(self.client.clone(), self.labelled(json!({})))
+    }
+
+    /// Creates a Ready Node object (no kubelet behind it), labelled with this test's label.
     pub async fn create_node(&self, name: &str, labels: serde_json::Value) -> Node {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": labels},
+            "metadata": {"name": name, "labels": self.labelled(labels)},
             "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2020-01-01T00:00:00Z", "reason": "KubeletReady", "message": "e2e"}]},
         }))
         .unwrap();
-        let created = nodes
+        nodes
             .create(&PostParams::default(), &node)
             .await
-            .expect("node created");
-        self.created_nodes.lock().unwrap().push(name.to_string());
-        created
+            .expect("node created")
     }
 
+    /// Creates the Ready Node `name`, or relabels it if an earlier run left it.
+    pub async fn apply_node(&self, name: &str, labels: serde_json::Value) -> Node {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        if nodes.get_opt(name).await.ok().flatten().is_some() {
+            let patch = json!({"metadata": {"labels": self.labelled(labels)}});
+            return nodes
+                .patch(
+                    name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .expect("node relabelled");
+        }
+        self.create_node(name, labels).await
+    }
+
+    /// Creates this test's namespace `name`, labelled with its label (deleted with it).
     pub async fn create_namespace(&self, name: &str) {
+        self.namespace(name, self.labelled(json!({}))).await
+    }
+
+    /// Makes sure a namespace tests share exists (`kruise-daemon-config`); never deleted by them.
+    pub async fn shared_namespace(&self, name: &str) {
+        self.namespace(name, json!({})).await
+    }
+
+    async fn namespace(&self, name: &str, labels: serde_json::Value) {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
         match namespaces.create(&PostParams::default(), &ns).await {
-            Ok(_) => self
-                .created_namespaces
-                .lock()
-                .unwrap()
-                .push(name.to_string()),
+            Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => panic!("creating namespace {name}: {e}"),
         }
@@ -182,25 +221,36 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// On a shared cluster, starts `kruise-e2e-cleanup` for this test's objects and does not wait
+    /// for it: a drop must not block the runtime the cleanup would need, and the process outlives
+    /// the test's (in its own session, so a test runner killing the test's process group leaves it
+    /// alone). Its log goes to the temporary directory.
     fn drop(&mut self) {
         if self.server.is_some() {
             return; // the whole server goes
         }
-        let client = self.client.clone();
-        let nodes = std::mem::take(&mut *self.created_nodes.lock().unwrap());
-        let namespaces = std::mem::take(&mut *self.created_namespaces.lock().unwrap());
-        let cleanup = async move {
-            let api: Api<Node> = Api::all(client.clone());
-            for n in nodes {
-                let _ = api.delete(&n, &DeleteParams::default()).await;
-            }
-            let api: Api<Namespace> = Api::all(client);
-            for n in namespaces {
-                let _ = api.delete(&n, &DeleteParams::default()).await;
-            }
+        let log = std::env::temp_dir().join(format!("kruise-e2e-cleanup-{}.log", self.id));
+        let Ok(out) = std::fs::File::create(&log) else {
+            return;
         };
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let _ = std::thread::spawn(move || handle.block_on(cleanup)).join();
+        let spawned = std::process::Command::new("setsid")
+            .arg(crate::Binary::Cleanup.path())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--selector")
+            .arg(self.selector())
+            .arg("--lease")
+            .arg(format!("default/{}", self.name("kruise-manager")))
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn();
+        if let Err(e) = spawned {
+            eprintln!(
+                "starting kruise-e2e-cleanup for test {}: {e}; delete objects labelled {} by hand",
+                self.id,
+                self.selector()
+            );
         }
     }
 }

@@ -20,21 +20,29 @@ pub fn key_and_tag(reference: &str) -> (String, String) {
 
 pub struct NodeImages {
     pub api: Api<NodeImage>,
+    /// Labels of the NodeImages [`NodeImages::create`] makes (a test's label).
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 impl NodeImages {
+    /// NodeImages created without labels (the demo, benchmarks on their own server).
     pub fn new(client: kube::Client) -> Self {
+        Self::labelled(client, json!({}))
+    }
+
+    /// NodeImages created with `labels` (see [`crate::Cluster::node_images`]).
+    pub fn labelled(client: kube::Client, labels: Value) -> Self {
         Self {
             api: Api::all(client),
+            labels: serde_json::from_value(labels).expect("labels are a string map"),
         }
     }
 
     pub async fn create(&self, node: &str) {
+        let mut ni = NodeImage::new(node, Default::default());
+        ni.metadata.labels = Some(self.labels.clone());
         self.api
-            .create(
-                &PostParams::default(),
-                &NodeImage::new(node, Default::default()),
-            )
+            .create(&PostParams::default(), &ni)
             .await
             .expect("NodeImage created");
     }

@@ -12,6 +12,8 @@ use kruise_testlab::{free_port, http_status};
 pub enum Binary {
     Daemon,
     Manager,
+    /// `kruise-e2e-cleanup`, which deletes a test's objects from a shared cluster.
+    Cleanup,
 }
 
 impl Binary {
@@ -19,6 +21,7 @@ impl Binary {
         match self {
             Binary::Daemon => "kruise-daemon",
             Binary::Manager => "kruise-manager",
+            Binary::Cleanup => "kruise-e2e-cleanup",
         }
     }
 

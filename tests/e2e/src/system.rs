@@ -52,10 +52,10 @@ impl System {
 
     /// Everything but the manager, which the test starts when it is ready for it.
     pub async fn without_manager(cluster: Cluster) -> Self {
-        let images = NodeImages::new(cluster.client.clone());
+        let images = cluster.node_images();
         let ns = cluster.name("e2e");
         cluster.create_namespace(&ns).await;
-        cluster.create_namespace("kruise-daemon-config").await;
+        cluster.shared_namespace("kruise-daemon-config").await;
         Self {
             cluster,
             lab: Lab::start().expect("containerd lab"),
@@ -73,10 +73,20 @@ impl System {
         self.manager = Some(m);
     }
 
-    /// A kruise-manager for this test (its own Lease), not waited for.
+    /// A kruise-manager for this test, not waited for: its own Lease, scoped to this test's
+    /// nodes (by label) and namespace, so tests sharing a cluster never manage each other's
+    /// NodeImages or jobs.
     pub fn manager_process(&self, label: &str, extra: &[&str]) -> Process {
         let lease = self.cluster.name("kruise-manager");
-        let mut args = vec!["--leader-election-id", lease.as_str()];
+        let selector = self.cluster.selector();
+        let mut args = vec![
+            "--leader-election-id",
+            lease.as_str(),
+            "--node-selector",
+            selector.as_str(),
+            "--job-namespace",
+            self.ns.as_str(),
+        ];
         args.extend_from_slice(extra);
         Process::manager_with(self.cluster.kubeconfig(), self.logs.path(), label, &args)
     }
@@ -143,13 +153,13 @@ impl System {
         .await
     }
 
-    /// Nodes whose NodeImage spec lists `reference`.
+    /// This test's nodes whose NodeImage spec lists `reference`.
     pub async fn nodes_with(&self, reference: &str) -> Vec<String> {
         let (key, tag) = key_and_tag(reference);
         let mut out: Vec<String> = self
             .images
             .api
-            .list(&Default::default())
+            .list(&kube::api::ListParams::default().labels(&self.cluster.selector()))
             .await
             .unwrap()
             .items
@@ -171,7 +181,10 @@ impl System {
     pub async fn fake_node_image(&self) -> String {
         let name = self.cluster.name("fake");
         let mut ni = kruise_api::NodeImage::new(&name, Default::default());
-        ni.metadata.labels = Some([(FAKE_NODE_IMAGE_LABEL.to_string(), "true".to_string())].into());
+        let labels = self
+            .cluster
+            .labelled(json!({FAKE_NODE_IMAGE_LABEL: "true"}));
+        ni.metadata.labels = Some(serde_json::from_value(labels).unwrap());
         self.images
             .api
             .create(&PostParams::default(), &ni)

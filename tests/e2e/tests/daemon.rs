@@ -25,7 +25,7 @@ struct Env {
 impl Env {
     async fn start() -> Self {
         let cluster = Cluster::start().await;
-        let images = NodeImages::new(cluster.client.clone());
+        let images = cluster.node_images();
         Self {
             cluster,
             lab: Lab::start().expect("containerd lab"),
@@ -207,11 +207,12 @@ async fn digest_references_are_pulled_by_digest() {
 }
 
 async fn pull_secret(env: &Env, name: &str, user: &str, pass: &str) -> Value {
-    env.cluster.create_namespace("kruise-daemon-config").await;
+    env.cluster.shared_namespace("kruise-daemon-config").await;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     let config = json!({"auths": {env.lab.auth_registry.host(): {"auth": auth}}}).to_string();
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "labels": env.cluster.labelled(json!({}))},
+        "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
     }))
     .unwrap();

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::node::NodeImages;
 use e2e::Cluster;
 use kruise_api::TagPhase;
 use kruise_testlab::{free_port, http_status, Lab, Layer};
@@ -259,7 +258,7 @@ async fn the_image_runs_both_binaries_and_the_daemon_finds_the_runtime_by_itself
     // The test API server: the container reaches it on the host network with this kubeconfig.
     let cluster = Cluster::local();
     let node = cluster.name("image");
-    let images = NodeImages::new(cluster.client.clone());
+    let images = cluster.node_images();
     images.create(&node).await;
     let small = lab
         .push(

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use e2e::node::{key_and_tag, NodeImages};
+use e2e::node::key_and_tag;
 use e2e::{manifest, wait_for, Cluster, DaemonOptions, Process, System, DEADLINE};
 use k8s_openapi::api::coordination::v1::Lease;
 use kruise_api::constants::DELETION_PROTECTION_FINALIZER;
@@ -116,8 +116,9 @@ async fn openkruise_jobs_and_node_images_are_adopted_without_pulling_again() {
         }]}}},
     }))
     .unwrap();
-    ni.metadata.labels = Some(Default::default());
-    let images = NodeImages::new(env.cluster.client.clone());
+    // OpenKruise mirrors the Node's labels, the test's among them.
+    ni.metadata.labels = Some(serde_json::from_value(env.cluster.labelled(json!({}))).unwrap());
+    let images = env.cluster.node_images();
     images
         .api
         .create(&PostParams::default(), &ni)
@@ -193,11 +194,16 @@ async fn the_manager_explains_what_it_waits_for_and_stops_promptly_meanwhile() {
     )
     .unwrap();
     let mut manager = Process::manager(&kubeconfig, logs.path(), "unreachable");
-    wait_for("the manager to say why it cannot start", DEADLINE, || async {
-        let log = manager.log_text();
-        (log.contains(&format!("http://127.0.0.1:{port}")) && log.contains("Connection refused"))
+    wait_for(
+        "the manager to say why it cannot start",
+        DEADLINE,
+        || async {
+            let log = manager.log_text();
+            (log.contains(&format!("http://127.0.0.1:{port}"))
+                && log.contains("Connection refused"))
             .then_some(())
-    })
+        },
+    )
     .await;
     assert!(
         !manager.log_text().contains("install the CRDs"),
@@ -233,8 +239,8 @@ async fn the_manager_explains_what_it_waits_for_and_stops_promptly_meanwhile() {
         Api::all(client);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd");
     for entry in std::fs::read_dir(dir).unwrap() {
-        let crd = serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
-            .unwrap();
+        let crd =
+            serde_yaml::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
         crds.create(&PostParams::default(), &crd).await.unwrap();
     }
     manager.wait_ready(DEADLINE).await;

@@ -259,7 +259,7 @@ async fn a_manager_restart_mid_fan_out_loses_nothing() {
     for ni in env
         .images
         .api
-        .list(&Default::default())
+        .list(&kube::api::ListParams::default().labels(&env.cluster.selector()))
         .await
         .unwrap()
         .items

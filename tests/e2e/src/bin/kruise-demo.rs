@@ -37,12 +37,28 @@ async fn main() -> anyhow::Result<()> {
     )?;
     println!("pushed       {} ({} bytes)", image.reference, image.size);
 
-    cluster.create_namespace("kruise-daemon-config").await;
-    let mut manager = Process::manager(cluster.kubeconfig(), logs.path(), "kruise-manager");
+    cluster.shared_namespace("kruise-daemon-config").await;
+    cluster.create_namespace(NAMESPACE).await;
+    // Scoped to the demo's node and namespace: on a shared cluster it leaves the rest alone.
+    let selector = cluster.selector();
+    let lease = cluster.name("kruise-manager");
+    let mut manager = Process::manager_with(
+        cluster.kubeconfig(),
+        logs.path(),
+        "kruise-manager",
+        &[
+            "--node-selector",
+            &selector,
+            "--job-namespace",
+            NAMESPACE,
+            "--leader-election-id",
+            &lease,
+        ],
+    );
     manager.wait_ready(Duration::from_secs(60)).await;
     println!("kruise-manager ready (log {})", manager.log.display());
     cluster
-        .create_node(
+        .apply_node(
             "demo-node",
             serde_json::json!({"kubernetes.io/hostname": "demo-node"}),
         )
@@ -73,8 +89,8 @@ async fn main() -> anyhow::Result<()> {
     let yaml = std::fs::read_to_string(root.join("examples/sidecar-image-job.yaml"))?;
     let yaml = yaml.replace("xxx/sidecar-image:latest", &image.reference);
     let job: ImagePullJob = serde_yaml_from(&yaml)?;
-    let jobs: Api<ImagePullJob> = Api::namespaced(cluster.client.clone(), "default");
-    jobs.create(&PostParams::default(), &job).await?;
+    let jobs: Api<ImagePullJob> = Api::namespaced(cluster.client.clone(), NAMESPACE);
+    replace(&jobs, &job).await?;
     println!(
         "applied      examples/sidecar-image-job.yaml with image {}",
         image.reference
@@ -131,15 +147,49 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("Look around:");
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
-    println!("  kubectl get imagepulljobs        # or: kubectl get ipj");
-    println!("  kubectl get nodeimages -o yaml   # or: kubectl get ni demo-node -o yaml");
-    println!("  kubectl apply -f examples/       # the article's jobs (their xxx/ images do not exist here, so they fail)");
+    println!("  kubectl -n {NAMESPACE} get imagepulljobs   # or: kubectl -n {NAMESPACE} get ipj");
+    println!("  kubectl -n {NAMESPACE} describe ipj sidecar-image-job   # with its events");
+    println!("  kubectl get ni demo-node -o yaml              # what the node holds and reports");
+    println!("  kubectl -n {NAMESPACE} apply -f examples/     # the article's jobs (their xxx/ images do not exist here, so they fail)");
     if exit_when_done {
         return Ok(());
     }
     println!("Press Ctrl-C to stop everything.");
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// The demo's namespace; its manager handles only the jobs here.
+const NAMESPACE: &str = "kruise-demo";
+
+/// Creates `job`, replacing one of the same name left by an earlier run (as `kubectl replace
+/// --force` does), so the demo can run again and shows a fresh job.
+async fn replace(jobs: &Api<ImagePullJob>, job: &ImagePullJob) -> anyhow::Result<()> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    if let Some(old) = jobs.get_opt(&name).await? {
+        println!("replacing    {name} left by an earlier run");
+        let _ = jobs.delete(&name, &e2e_delete_exactly(&old)).await;
+        wait_for("the earlier job to go", Duration::from_secs(60), || async {
+            jobs.get_opt(&name).await.ok()?.is_none().then_some(())
+        })
+        .await;
+    }
+    jobs.create(&PostParams::default(), job).await?;
+    Ok(())
+}
+
+fn e2e_delete_exactly(old: &ImagePullJob) -> kube::api::DeleteParams {
+    kube::api::DeleteParams {
+        preconditions: old
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+        ..Default::default()
+    }
 }
 
 fn serde_yaml_from(yaml: &str) -> anyhow::Result<ImagePullJob> {
