@@ -6,8 +6,7 @@
 
 use kruise_api::constants::DELETION_PROTECTION_FINALIZER;
 use kruise_api::ImagePullJob;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
 /// The merge patch removing OpenKruise's finalizer from `job`, if it is being deleted and has it.
@@ -27,37 +26,6 @@ pub fn finalizer_patch(job: &ImagePullJob) -> Option<serde_json::Value> {
         .filter(|f| *f != DELETION_PROTECTION_FINALIZER)
         .collect();
     Some(json!({"metadata": {"resourceVersion": job.resource_version(), "finalizers": rest}}))
-}
-
-/// Removes the finalizer from every job being deleted that still carries it; returns how many
-/// removals failed (the next round tries again).
-pub async fn release_finalizers(client: &Client, jobs: &[std::sync::Arc<ImagePullJob>]) -> usize {
-    let mut failed = 0;
-    for job in jobs {
-        let Some(patch) = finalizer_patch(job) else {
-            continue;
-        };
-        let ns = job.namespace().unwrap_or_default();
-        let api: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
-        let key = crate::plan::job_key(job);
-        match crate::writer::timed(api.patch(
-            &job.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        ))
-        .await
-        {
-            Ok(_) => {
-                tracing::info!(job = %key, "removed OpenKruise's deletion-protection finalizer from a deleted job")
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => {
-                failed += 1;
-                tracing::warn!(job = %key, error = %kruise_observe::api::error_chain(&e), "removing OpenKruise's finalizer failed");
-            }
-        }
-    }
-    failed
 }
 
 #[cfg(test)]

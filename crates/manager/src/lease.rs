@@ -162,6 +162,7 @@ pub async fn lead(
     client: Client,
     cfg: LeaseConfig,
     shutdown: CancellationToken,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 ) -> Option<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let retry = retry_period(cfg.duration);
@@ -210,7 +211,12 @@ pub async fn lead(
                 _ = tokio::time::sleep(pause) => {}
             }
             let attempt = Instant::now();
-            match tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg, &mut observed)).await {
+            let tried =
+                tokio::time::timeout_at(step_down_at, try_hold(&api, &cfg, &mut observed)).await;
+            if let Some(m) = &metrics {
+                m.lease_renewal.observe(attempt.elapsed().as_secs_f64());
+            }
+            match tried {
                 Ok(Ok(Hold::Held)) => renewed_at = attempt,
                 // Our own earlier write may have landed late; the next attempt reads who holds it.
                 Ok(Ok(Hold::Conflict)) => {

@@ -1,7 +1,8 @@
-//! Writes what the ImageListPullJob planner (`listjob`) asks for: child ImagePullJobs created,
-//! replaced and deleted, the list job's status, and its own deletion after its TTL. Status
-//! patches carry the resourceVersion they were computed from and deletions the uid they mean, so a
-//! list job deleted and re-created under the same name is never written with the old one's state.
+//! Writes what the ImageListPullJob planner (`listjob`) asks for one list job: child
+//! ImagePullJobs created, replaced and deleted, the list job's status, and its own deletion after
+//! its TTL. Status patches carry the resourceVersion they were computed from and deletions the
+//! uid they mean, so a list job deleted and re-created under the same name is never written with
+//! the old one's state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,171 +12,122 @@ use kruise_api::{ImageListPullJob, ImagePullJob};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
-use crate::writer::{delete_exactly, guarded, status_patch, timed, Writer, Written};
-use crate::{listjob, stores};
+use crate::listjob;
+use crate::metrics::Metrics;
+use crate::writer::{delete_exactly, timed};
 
-/// Every list job's children and status; returns the earliest TTL requeue.
-pub async fn apply(
-    client: &Client,
-    stores: &stores::Stores,
-    jobs: &[Arc<ImagePullJob>],
-    writer: &mut Writer,
-    out: &mut Written,
-) -> Option<Duration> {
-    let mut requeue = None;
-    let lists = writer.lists.merge(stores.list_jobs.state());
-    for list in lists
-        .iter()
-        .filter(|l| l.metadata.deletion_timestamp.is_none())
-    {
-        let uid = list.uid().unwrap_or_default();
-        let children: Vec<&ImagePullJob> = jobs
-            .iter()
-            .map(|j| j.as_ref())
-            .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
-            .collect();
-        let p = listjob::plan(list, &children, Timestamp::now());
-        write_children(client, list, &children, &p, writer, out).await;
-        if p.delete_self {
-            delete_list(client, list, writer, out).await;
-            continue;
-        }
-        write_status(client, list, &p.status, writer, out).await;
-        if let Some(s) = p.requeue_secs {
-            let d = Duration::from_secs(s.max(1) as u64);
-            requeue = Some(requeue.map_or(d, |r: Duration| r.min(d)));
-        }
-    }
-    requeue
+/// The outcome of writing one list job.
+#[derive(Debug, Default)]
+pub struct ListWritten {
+    /// When to look again (its TTL).
+    pub requeue: Option<Duration>,
+    pub failed: usize,
 }
 
-fn failed(writer: &Writer, out: &mut Written, kind: &str, what: &str, e: &kube::Error) {
-    writer.metrics.write(kind, "error");
-    tracing::warn!(error = %e, "{what} failed");
-    out.errors += 1;
-}
-
-/// Counts a child's create or update; 409 means the cache lags behind an earlier write of ours.
-fn child_written<T>(
-    writer: &Writer,
-    out: &mut Written,
-    result: Result<T, kube::Error>,
+fn result<T>(
+    metrics: &Metrics,
+    kind: &str,
     what: &str,
+    r: Result<T, kube::Error>,
+    out: &mut ListWritten,
 ) {
-    match result {
-        Ok(_) => writer.metrics.write("imagepulljob", "ok"),
-        Err(kube::Error::Api(s)) if s.code == 409 => out.conflicts += 1,
-        Err(e) => failed(writer, out, "imagepulljob", what, &e),
+    match r {
+        Ok(_) => metrics.write(kind, "ok"),
+        // A lagging cache or a deleted object: the next event replans it.
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => metrics.write(
+            kind,
+            if s.code == 409 {
+                "conflict"
+            } else {
+                "not_found"
+            },
+        ),
+        Err(e) => {
+            metrics.write(kind, "error");
+            tracing::warn!(error = %kruise_observe::api::error_chain(&e), "{what} failed");
+            out.failed += 1;
+        }
     }
 }
 
-async fn write_children(
+/// Brings one list job's children and status in line with its spec.
+pub async fn write(
     client: &Client,
     list: &ImageListPullJob,
-    children: &[&ImagePullJob],
-    p: &listjob::ListPlan,
-    writer: &Writer,
-    out: &mut Written,
-) {
-    let api: Api<ImagePullJob> =
-        Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
+    children: &[Arc<ImagePullJob>],
+    metrics: &Metrics,
+) -> ListWritten {
+    let mut out = ListWritten::default();
+    if list.metadata.deletion_timestamp.is_some() {
+        return out;
+    }
+    let ns = list.namespace().unwrap_or_default();
     let name = list.name_any();
+    let refs: Vec<&ImagePullJob> = children.iter().map(|c| c.as_ref()).collect();
+    let p = listjob::plan(list, &refs, Timestamp::now());
+    let jobs: Api<ImagePullJob> = Api::namespaced(client.clone(), &ns);
     for c in &p.create {
-        let r = timed(api.create(&PostParams::default(), c)).await;
-        child_written(
-            writer,
-            out,
-            r,
+        let r = timed(jobs.create(&PostParams::default(), c)).await;
+        result(
+            metrics,
+            "imagepulljob",
             &format!("creating a child ImagePullJob of list {name}"),
+            r,
+            &mut out,
         );
     }
     for c in &p.update {
-        let r = timed(api.replace(&c.name_any(), &PostParams::default(), c)).await;
-        child_written(
-            writer,
-            out,
-            r,
+        let r = timed(jobs.replace(&c.name_any(), &PostParams::default(), c)).await;
+        result(
+            metrics,
+            "imagepulljob",
             &format!("updating a child ImagePullJob of list {name}"),
+            r,
+            &mut out,
         );
     }
     for child in p
         .delete
         .iter()
-        .filter_map(|n| children.iter().find(|c| c.name_any() == *n))
+        .filter_map(|n| refs.iter().find(|c| c.name_any() == *n))
     {
-        match timed(api.delete(&child.name_any(), &delete_exactly(*child))).await {
-            Ok(_) => writer.metrics.write("imagepulljob", "deleted"),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => failed(
-                writer,
-                out,
-                "imagepulljob",
-                &format!("deleting a child ImagePullJob of list {name}"),
-                &e,
-            ),
-        }
+        let r = timed(jobs.delete(&child.name_any(), &delete_exactly(*child))).await;
+        result(
+            metrics,
+            "imagepulljob",
+            &format!("deleting a child ImagePullJob of list {name}"),
+            r,
+            &mut out,
+        );
     }
-}
-
-async fn delete_list(
-    client: &Client,
-    list: &ImageListPullJob,
-    writer: &mut Writer,
-    out: &mut Written,
-) {
-    let api: Api<ImageListPullJob> =
-        Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
-    match timed(api.delete(&list.name_any(), &delete_exactly(list))).await {
-        Ok(_) => {
-            tracing::info!(list = %list.name_any(), "deleted finished ImageListPullJob after ttlSecondsAfterFinished");
-            writer.lists.deleted(list);
+    let lists: Api<ImageListPullJob> = Api::namespaced(client.clone(), &ns);
+    if p.delete_self {
+        let r = timed(lists.delete(&name, &delete_exactly(list))).await;
+        if r.is_ok() {
+            tracing::info!(list = %format!("{ns}/{name}"), "deleted finished ImageListPullJob after ttlSecondsAfterFinished");
         }
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-        Err(e) => failed(
-            writer,
-            out,
+        result(
+            metrics,
             "imagelistpulljob",
             "deleting a finished ImageListPullJob",
-            &e,
-        ),
+            r,
+            &mut out,
+        );
+        return out;
     }
-}
-
-async fn write_status(
-    client: &Client,
-    list: &ImageListPullJob,
-    new: &kruise_api::ImageListPullJobStatus,
-    writer: &mut Writer,
-    out: &mut Written,
-) {
     let old = list.status.clone().unwrap_or_default();
-    if old == *new {
-        return;
-    }
-    let api: Api<ImageListPullJob> =
-        Api::namespaced(client.clone(), &list.namespace().unwrap_or_default());
-    let patch = guarded(status_patch(&old, new), list.resource_version());
-    let name = list.name_any();
-    match timed(api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))).await {
-        Ok(written) => {
-            writer.metrics.write("imagelistpulljob_status", "ok");
-            writer.lists.wrote(written);
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            writer.metrics.write("imagelistpulljob_status", "conflict");
-            out.conflicts += 1;
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => {
-            writer
-                .lists
-                .gone(&list.namespace().unwrap_or_default(), &list.name_any());
-        }
-        Err(e) => failed(
-            writer,
-            out,
+    if old != p.status {
+        let patch = crate::engine::status_patch(&old, &p.status, list.resource_version());
+        let r =
+            timed(lists.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))).await;
+        result(
+            metrics,
             "imagelistpulljob_status",
-            &format!("writing the status of ImageListPullJob {}", list.name_any()),
-            &e,
-        ),
+            &format!("writing the status of ImageListPullJob {name}"),
+            r,
+            &mut out,
+        );
     }
+    out.requeue = p.requeue_secs.map(|s| Duration::from_secs(s.max(1) as u64));
+    out
 }

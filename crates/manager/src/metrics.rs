@@ -22,6 +22,15 @@ pub struct WriteLabels {
 pub struct Metrics {
     pub plans: Counter,
     pub plan_duration: Histogram,
+    /// Watch events and write results the engine took in, by kind.
+    pub inputs: Family<KindLabels, Counter>,
+    /// Jobs replanned from scratch, and cells (one job on one node) looked at again.
+    pub jobs_replanned: Counter,
+    pub cells_refreshed: Counter,
+    /// What the engine holds, by kind (nodes, nodeimages, jobs, pods, cells, tags, planned).
+    pub index: Family<KindLabels, Gauge>,
+    /// Time one Lease renewal took (the leader's heartbeat; it must not wait behind planning).
+    pub lease_renewal: Histogram,
     pub writes: Family<WriteLabels, Counter>,
     /// Writes the current round still has to send: the manager's queue depth.
     pub pending_writes: Family<KindLabels, Gauge>,
@@ -35,7 +44,17 @@ impl Metrics {
     pub fn new(registry: &mut Registry) -> Self {
         let m = Self {
             plans: Counter::default(),
-            plan_duration: Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            plan_duration: Histogram::new([
+                0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                5.0,
+            ]),
+            inputs: Family::default(),
+            jobs_replanned: Counter::default(),
+            cells_refreshed: Counter::default(),
+            index: Family::default(),
+            lease_renewal: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             writes: Family::default(),
             pending_writes: Family::default(),
             round_errors: Counter::default(),
@@ -44,13 +63,38 @@ impl Metrics {
         };
         registry.register(
             "reconciles",
-            "Planning rounds over the whole watched state",
+            "Planning rounds (each replans only what changed since the last)",
             m.plans.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Time to plan (not to write)",
+            "Time to plan a round (not to write)",
             m.plan_duration.clone(),
+        );
+        registry.register(
+            "inputs",
+            "Watch events and write results taken in, by kind",
+            m.inputs.clone(),
+        );
+        registry.register(
+            "jobs_replanned",
+            "Jobs replanned from scratch (created, edited, or after a leader change)",
+            m.jobs_replanned.clone(),
+        );
+        registry.register(
+            "cells_refreshed",
+            "A job's standing on a node looked at again",
+            m.cells_refreshed.clone(),
+        );
+        registry.register(
+            "engine_objects",
+            "What the engine holds, by kind",
+            m.index.clone(),
+        );
+        registry.register(
+            "lease_renewal_seconds",
+            "Time one leader-election Lease renewal took",
+            m.lease_renewal.clone(),
         );
         registry.register("writes", "API writes by kind and result", m.writes.clone());
         registry.register(
@@ -66,6 +110,52 @@ impl Metrics {
         registry.register("imagepulljobs", "ImagePullJobs watched", m.jobs.clone());
         registry.register("nodeimages", "NodeImages watched", m.node_images.clone());
         m
+    }
+
+    /// Counts one input by kind.
+    pub fn input(&self, input: &crate::engine::Input) {
+        use crate::engine::Input;
+        let kind = match input {
+            Input::Node(_) => "node",
+            Input::NodeImage(_) => "nodeimage",
+            Input::Job(_) => "imagepulljob",
+            Input::ListJob(_) => "imagelistpulljob",
+            Input::Pod(_) => "pod",
+            Input::DockerConfigJson(_) | Input::DockerCfg(_) => "secret",
+            Input::Copy(_) => "secret_copy",
+            Input::Done(_) => "write_result",
+            Input::Lead(_) => "lease",
+        };
+        self.inputs
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    /// Records a round.
+    pub fn round(&self, engine: &crate::engine::Engine, took: std::time::Duration) {
+        self.plans.inc();
+        self.plan_duration.observe(took.as_secs_f64());
+        let stats = engine.last_round;
+        self.jobs_replanned.inc_by(stats.jobs_rebuilt as u64);
+        self.cells_refreshed.inc_by(stats.cells_refreshed as u64);
+        let sizes = engine.sizes();
+        self.jobs.set(sizes.jobs as i64);
+        self.node_images.set(sizes.node_images as i64);
+        for (kind, n) in [
+            ("node", sizes.nodes),
+            ("nodeimage", sizes.node_images),
+            ("imagepulljob", sizes.jobs),
+            ("pod", sizes.pods),
+            ("cell", sizes.cells),
+            ("tag", sizes.tags),
+            ("planned", sizes.planned),
+            ("timer", sizes.timers),
+            ("interned", sizes.interned),
+        ] {
+            self.index
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .set(n as i64);
+        }
     }
 
     /// The queue-depth gauge of `kind`, to set to a round's writes and count down as they go.

@@ -116,24 +116,38 @@ fn same(a: &Secret, b: &Secret) -> bool {
 
 /// Creates, refreshes and deletes this installation's copies; returns how many of those writes
 /// failed (the round plans again soon when any did).
+/// This installation's copies by name: made by a manager, for a source in `job_namespace` (all
+/// when empty). Another installation's copies are not ours to delete.
+fn ours<'a>(job_namespace: &str, have: &'a [Secret]) -> BTreeMap<String, &'a Secret> {
+    have.iter()
+        .filter(|s| s.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1))
+        .filter(|s| {
+            s.annotations()
+                .get(SECRET_SOURCE_KEY_ANNOTATION)
+                .is_some_and(|src| {
+                    job_namespace.is_empty() || src.split('/').next() == Some(job_namespace)
+                })
+        })
+        .map(|s| (s.name_any(), s))
+        .collect()
+}
+
+/// Whether [`apply`] has anything to do.
+pub fn differs(job_namespace: &str, want: &BTreeMap<String, Secret>, have: &[Secret]) -> bool {
+    let have = ours(job_namespace, have);
+    want.iter()
+        .any(|(name, s)| !have.get(name).is_some_and(|h| same(h, s)))
+        || have.keys().any(|n| !want.contains_key(n))
+}
+
 pub async fn apply(
     client: &Client,
-    scope: &crate::stores::Scope,
+    job_namespace: &str,
     want: &BTreeMap<String, Secret>,
     have: &[Secret],
 ) -> usize {
     let api: Api<Secret> = Api::namespaced(client.clone(), DAEMON_CONFIG_NAMESPACE);
-    let have: BTreeMap<String, &Secret> = have
-        .iter()
-        .filter(|s| s.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1))
-        // Another installation's copies (jobs of another namespace) are not ours to delete.
-        .filter(|s| {
-            s.annotations()
-                .get(SECRET_SOURCE_KEY_ANNOTATION)
-                .is_some_and(|src| scope.owns_source(src))
-        })
-        .map(|s| (s.name_any(), s))
-        .collect();
+    let have = ours(job_namespace, have);
     let mut failed = 0;
     for (name, secret) in want {
         let result = match have.get(name) {

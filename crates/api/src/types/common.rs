@@ -171,7 +171,7 @@ pub enum ImagePullPolicy {
 }
 
 /// Labels and annotations for the CRI `PodSandboxConfig` of a pull.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct SandboxConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

@@ -94,7 +94,7 @@ pub struct ImageTagSpec {
 }
 
 /// Limits of one tag's pull on this node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageTagPullPolicy {
     /// Seconds per attempt; absent means 600.

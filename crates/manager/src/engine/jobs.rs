@@ -1,0 +1,327 @@
+//! One job as the engine plans it: what the planner reads of the ImagePullJob ([`JobInfo`]), and
+//! where it stands on each node it targets ([`Cell`]), kept with running counts so a job's status
+//! and free slots cost nothing to read, and a change on one node updates one cell.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::Timestamp;
+use kruise_api::constants::{DEFAULT_BACKOFF_LIMIT, DEFAULT_TIMEOUT_SECONDS};
+use kruise_api::imageref::ImageRef;
+use kruise_api::{
+    CompletionPolicyType, ImagePullJob, ImagePullPolicy, ImageTagPullPolicy, SandboxConfig,
+};
+
+use super::place::{full_without, owned, result};
+use super::spec::{Interner, Name, Owner, Spec, Status};
+
+/// Extra time the manager leaves the daemon beyond a tag's deadline before calling it failed.
+pub const DEADLINE_GRACE_SECONDS: i64 = 60;
+
+const JOB_API_VERSION: &str = "apps.kruise.io/v1beta1";
+const JOB_KIND: &str = "ImagePullJob";
+
+/// What planning reads of an ImagePullJob.
+#[derive(Debug, Clone)]
+pub struct JobInfo {
+    pub uid: Name,
+    /// `namespace/name`.
+    pub key: Name,
+    pub job: Arc<ImagePullJob>,
+    /// `(NodeImage key, tag)`, or why the image does not parse.
+    pub image: Result<(Name, Name), String>,
+    pub always_complete: bool,
+    pub parallelism: usize,
+    pub always_pull: bool,
+    pub owner: Arc<Owner>,
+    pub tag_policy: Option<Arc<ImageTagPullPolicy>>,
+    pub sandbox: Option<Arc<SandboxConfig>>,
+    /// Jobs are planned oldest first: jobs created together reach nodes in the same order.
+    pub order: (Option<Timestamp>, Name),
+    pub deleting: bool,
+}
+
+impl JobInfo {
+    pub fn new(job: Arc<ImagePullJob>, i: &mut Interner) -> Self {
+        let uid = i.name(job.metadata.uid.as_deref().unwrap_or_default());
+        let key = i.name(&super::job_key(&job));
+        let t = &job.spec.template;
+        let image = ImageRef::parse(&job.spec.image)
+            .map(|r| (i.name(&r.node_image_key()), i.name(&r.node_image_tag())))
+            .map_err(|e| e.to_string());
+        let owner = i.owner(&ObjectReference {
+            api_version: Some(JOB_API_VERSION.into()),
+            kind: Some(JOB_KIND.into()),
+            name: job.metadata.name.clone(),
+            namespace: job.metadata.namespace.clone(),
+            uid: job.metadata.uid.clone(),
+            ..Default::default()
+        });
+        Self {
+            uid,
+            order: (
+                job.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                key.clone(),
+            ),
+            key,
+            image,
+            always_complete: t.completion_type() == CompletionPolicyType::Always,
+            parallelism: t.parallelism().unwrap_or(1) as usize,
+            always_pull: t.image_pull_policy() == ImagePullPolicy::Always,
+            owner,
+            tag_policy: tag_policy(&job).map(|p| i.policy(&p)),
+            sandbox: t.sandbox_config.as_ref().map(|s| i.sandbox(s)),
+            deleting: job.metadata.deletion_timestamp.is_some(),
+            job,
+        }
+    }
+
+    pub fn completed(&self) -> bool {
+        self.job
+            .status
+            .as_ref()
+            .is_some_and(|s| s.completion_time.is_some())
+    }
+
+    /// An `Always` job whose `activeDeadlineSeconds` has run out.
+    pub fn deadline_passed(&self, now: Timestamp) -> bool {
+        self.deadline(now).is_some_and(|left| left <= 0)
+    }
+
+    /// Seconds until an `Always` job's deadline (negative: past), if it has one and has started.
+    pub fn deadline(&self, now: Timestamp) -> Option<i64> {
+        let ads = self
+            .job
+            .spec
+            .template
+            .completion_policy
+            .active_deadline_seconds?;
+        let start = self.job.status.as_ref()?.start_time.as_ref()?;
+        self.always_complete
+            .then(|| ads - (now.as_second() - start.0.as_second()))
+    }
+
+    /// Whether the job adds itself to more nodes: live, not finished, image valid.
+    pub fn placing(&self, now: Timestamp) -> bool {
+        !self.deleting && !self.completed() && !self.deadline_passed(now) && self.image.is_ok()
+    }
+}
+
+/// The tag-level policy of a new entry, default values left out (smaller objects).
+fn tag_policy(job: &ImagePullJob) -> Option<ImageTagPullPolicy> {
+    let t = &job.spec.template;
+    let always = t.completion_type() == CompletionPolicyType::Always;
+    let p = ImageTagPullPolicy {
+        timeout_seconds: Some(t.timeout_seconds()).filter(|v| *v != DEFAULT_TIMEOUT_SECONDS),
+        backoff_limit: Some(t.backoff_limit()).filter(|v| *v != DEFAULT_BACKOFF_LIMIT),
+        ttl_seconds_after_finished: None,
+        active_deadline_seconds: if always {
+            t.completion_policy.active_deadline_seconds
+        } else {
+            None
+        },
+    };
+    (p != ImageTagPullPolicy::default()).then_some(p)
+}
+
+/// Why a node counts as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The daemon reported the pull failed.
+    Pull,
+    /// No answer for the tag version within the response window.
+    NotResponding,
+    /// The tag's deadline (plus grace) passed.
+    PastDeadline,
+    /// The NodeImage has no room for another image.
+    Full,
+}
+
+/// Where a job stands on one node it targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// Not written there yet.
+    Unplaced,
+    /// Chosen, waiting (at most the placement window) for other jobs to join the same write.
+    Reserved(Timestamp),
+    /// Written, no result yet for its version.
+    Pending,
+    Succeeded,
+    Failed(Failure),
+}
+
+impl Cell {
+    /// Taking one of the job's `parallelism` slots.
+    pub fn active(self) -> bool {
+        matches!(self, Cell::Pending | Cell::Reserved(_))
+    }
+}
+
+/// The job's cell on a node, from the node's spec (as planned) and status, and when a pending
+/// cell would become overdue.
+pub fn cell(
+    job: &JobInfo,
+    spec: &Spec,
+    status: &Status,
+    response: Duration,
+    now: Timestamp,
+) -> (Cell, Option<Timestamp>) {
+    let Ok((key, tag)) = &job.image else {
+        return (Cell::Unplaced, None);
+    };
+    let Some(entry) = owned(spec, key, tag, &job.uid) else {
+        if full_without(spec, key) {
+            return (Cell::Failed(Failure::Full), None);
+        }
+        return (Cell::Unplaced, None);
+    };
+    match result(status, key, tag, entry.version) {
+        Some(true) => return (Cell::Succeeded, None),
+        Some(false) => return (Cell::Failed(Failure::Pull), None),
+        None => {}
+    }
+    let created = entry.created_at.map_or(now.as_second(), |c| c.as_second());
+    let age = now.as_second() - created;
+    // Waiting or pulling at this version: the daemon has answered.
+    let reported = status
+        .get(&(key.clone(), tag.clone()))
+        .is_some_and(|r| r.version == entry.version);
+    let window = response.as_secs() as i64;
+    let deadline = entry
+        .pull_policy
+        .as_ref()
+        .and_then(|p| p.active_deadline_seconds)
+        .map(|a| a.saturating_add(DEADLINE_GRACE_SECONDS));
+    if !reported && age >= window {
+        return (Cell::Failed(Failure::NotResponding), None);
+    }
+    if deadline.is_some_and(|d| age >= d) {
+        return (Cell::Failed(Failure::PastDeadline), None);
+    }
+    let overdue = [
+        (!reported).then_some(created + window),
+        deadline.map(|d| created + d),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .and_then(|s| Timestamp::from_second(s).ok());
+    (Cell::Pending, overdue)
+}
+
+/// Placement order of a node: nodes more jobs want first (each write then carries more tags, and
+/// jobs of different selectors meet on the nodes they share), then by name.
+pub type OrderKey = (Reverse<u32>, Name);
+
+/// A job's cells and running counts.
+#[derive(Debug)]
+pub struct JobState {
+    pub info: JobInfo,
+    pub cells: HashMap<Name, Cell>,
+    /// Unplaced targets in placement order.
+    pub unplaced: BTreeSet<OrderKey>,
+    /// The demand each unplaced node was ordered by.
+    pub unplaced_demand: HashMap<Name, u32>,
+    pub active: usize,
+    pub succeeded: usize,
+    pub failed: BTreeSet<Name>,
+    pub not_responding: BTreeSet<Name>,
+    pub full: BTreeSet<Name>,
+    /// For a podSelector job: its matching active pods per node.
+    pub pods: HashMap<Name, u32>,
+}
+
+impl JobState {
+    pub fn new(info: JobInfo) -> Self {
+        Self {
+            info,
+            cells: HashMap::new(),
+            unplaced: BTreeSet::new(),
+            unplaced_demand: HashMap::new(),
+            active: 0,
+            succeeded: 0,
+            failed: BTreeSet::new(),
+            not_responding: BTreeSet::new(),
+            full: BTreeSet::new(),
+            pods: HashMap::new(),
+        }
+    }
+
+    fn count(&mut self, node: &Name, cell: Cell, demand: u32, add: bool) {
+        let d = |n: &mut usize| if add { *n += 1 } else { *n -= 1 };
+        let set = |s: &mut BTreeSet<Name>| {
+            if add {
+                s.insert(node.clone());
+            } else {
+                s.remove(node);
+            }
+        };
+        match cell {
+            Cell::Unplaced => {
+                if add {
+                    self.unplaced.insert((Reverse(demand), node.clone()));
+                    self.unplaced_demand.insert(node.clone(), demand);
+                } else if let Some(old) = self.unplaced_demand.remove(node) {
+                    self.unplaced.remove(&(Reverse(old), node.clone()));
+                }
+            }
+            Cell::Reserved(_) | Cell::Pending => d(&mut self.active),
+            Cell::Succeeded => d(&mut self.succeeded),
+            Cell::Failed(why) => {
+                set(&mut self.failed);
+                match why {
+                    Failure::NotResponding => set(&mut self.not_responding),
+                    Failure::Full => set(&mut self.full),
+                    Failure::Pull | Failure::PastDeadline => {}
+                }
+            }
+        }
+    }
+
+    /// Sets the cell of a target; returns whether it changed.
+    pub fn set(&mut self, node: &Name, cell: Cell, demand: u32) -> bool {
+        let old = self.cells.insert(node.clone(), cell);
+        if old == Some(cell) {
+            return false;
+        }
+        if let Some(old) = old {
+            self.count(node, old, demand, false);
+        }
+        self.count(node, cell, demand, true);
+        true
+    }
+
+    /// Stops targeting a node.
+    pub fn remove(&mut self, node: &Name) -> bool {
+        match self.cells.remove(node) {
+            Some(old) => {
+                self.count(node, old, 0, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Re-orders an unplaced node whose demand changed.
+    pub fn reorder(&mut self, node: &Name, demand: u32) {
+        if let Some(old) = self.unplaced_demand.get(node).copied() {
+            if old != demand {
+                self.unplaced.remove(&(Reverse(old), node.clone()));
+                self.unplaced.insert((Reverse(demand), node.clone()));
+                self.unplaced_demand.insert(node.clone(), demand);
+            }
+        }
+    }
+
+    pub fn desired(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Slots free under `parallelism`.
+    pub fn free(&self) -> usize {
+        self.info.parallelism.saturating_sub(self.active)
+    }
+}

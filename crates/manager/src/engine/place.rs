@@ -1,0 +1,196 @@
+//! Edits of one NodeImage spec on behalf of one job: join its tag (adding itself as an owner
+//! without restarting the others' pulls), withdraw from tags it no longer wants, carry its policy
+//! edits to the entries it wrote first, close a tag on a node that never answered, and the final
+//! touches every written spec gets (tags sorted, each image's pull secrets the owners' copies).
+//! Pure: specs in, specs out.
+
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE;
+use kruise_api::{ImagePullPolicy, ReferenceObject};
+
+use super::jobs::JobInfo;
+use super::spec::{Image, Outcome, Owner, Spec, Status, Tag};
+
+/// The entry for `key:tag` that `uid` owns.
+pub fn owned<'a>(spec: &'a Spec, key: &str, tag: &str, uid: &str) -> Option<&'a Tag> {
+    spec.get(key)?.tag(tag).filter(|t| t.owned_by(uid))
+}
+
+/// The NodeImage holds as many images as it may (the CRD refuses more), none of them `key`: the
+/// job counts the node as failed instead of sending a patch that would be refused every round.
+pub fn full_without(spec: &Spec, key: &str) -> bool {
+    !spec.contains_key(key) && spec.len() >= MAX_IMAGES_PER_NODEIMAGE
+}
+
+/// Removes `uid` from every entry but `keep` (`key`, `tag`), and entries and images left without
+/// owners; returns whether anything changed.
+pub fn withdraw(spec: &mut Spec, uid: &str, keep: Option<(&str, &str)>) -> bool {
+    let mut changed = false;
+    for (key, image) in spec.iter_mut() {
+        for t in &mut image.tags {
+            if keep.is_some_and(|(k, tg)| &**key == k && &*t.tag == tg) {
+                continue;
+            }
+            let before = t.owners.len();
+            t.owners.retain(|o| o.uid.as_deref() != Some(uid));
+            changed |= t.owners.len() != before;
+        }
+        image.tags.retain(|t| !t.owners.is_empty());
+    }
+    spec.retain(|_, i| !i.tags.is_empty());
+    changed
+}
+
+/// Removes owners `gone` says are gone (jobs deleted, also before a manager restart); returns
+/// whether anything changed.
+pub fn drop_owners(spec: &mut Spec, gone: impl Fn(&Owner) -> bool) -> bool {
+    let mut changed = false;
+    for image in spec.values_mut() {
+        for t in &mut image.tags {
+            let before = t.owners.len();
+            t.owners.retain(|o| !gone(o));
+            changed |= t.owners.len() != before;
+        }
+        image.tags.retain(|t| !t.owners.is_empty());
+    }
+    spec.retain(|_, i| !i.tags.is_empty());
+    changed
+}
+
+/// The daemon's result for `key:tag` at `version`: `Some(true)` succeeded, `Some(false)` failed.
+pub fn result(status: &Status, key: &str, tag: &str, version: i64) -> Option<bool> {
+    let r = status.get(&(Arc::from(key), Arc::from(tag)))?;
+    match (r.version == version, r.outcome) {
+        (true, Outcome::Succeeded) => Some(true),
+        (true, Outcome::Failed) => Some(false),
+        _ => None,
+    }
+}
+
+/// What joining left the job with on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// A pull round runs (a new entry, a fresh round, or one in progress).
+    Pulling,
+    /// The tag was already pulled (IfNotPresent): the node is done for this job.
+    Succeeded,
+}
+
+/// Adds `job` to its tag entry on one node, creating it if needed. A finished tag is pulled again
+/// only for a job that asks for `Always`, a failed one for any job; joining never restarts a pull
+/// in progress.
+pub fn join(
+    spec: &mut Spec,
+    status: &Status,
+    job: &JobInfo,
+    key: &Arc<str>,
+    tag: &Arc<str>,
+    now: Timestamp,
+) -> Joined {
+    let reported_version = status.get(&(key.clone(), tag.clone())).map(|r| r.version);
+    let image = spec.entry(key.clone()).or_insert_with(|| Image {
+        pull_secrets: vec![],
+        tags: vec![],
+        sandbox_config: None,
+    });
+    if image.sandbox_config.is_none() {
+        image.sandbox_config = job.sandbox.clone();
+    }
+    if let Some(entry) = image.tag_mut(tag) {
+        entry.owners.push(job.owner.clone());
+        return match result(status, key, tag, entry.version) {
+            Some(false) => {
+                fresh_round(entry, now);
+                Joined::Pulling
+            }
+            Some(true) if job.always_pull => {
+                fresh_round(entry, now);
+                Joined::Pulling
+            }
+            Some(true) => Joined::Succeeded,
+            None => Joined::Pulling,
+        };
+    }
+    image.tags.push(Tag {
+        tag: tag.clone(),
+        created_at: Some(now),
+        pull_policy: job.tag_policy.clone(),
+        owners: vec![job.owner.clone()],
+        version: reported_version.map_or(0, |v| v + 1),
+        image_pull_policy: job.always_pull.then_some(ImagePullPolicy::Always),
+    });
+    Joined::Pulling
+}
+
+fn fresh_round(entry: &mut Tag, now: Timestamp) {
+    entry.version += 1;
+    entry.created_at = Some(now);
+    entry.image_pull_policy = Some(ImagePullPolicy::Always);
+}
+
+/// The entry a job wrote first follows the job's pull policy (an edit of `timeoutSeconds`
+/// reaches written tags; a switch to `Always` asks for a new round). And a node whose daemon
+/// never answered counts as failed, its slot going to another node; a daemon coming back later
+/// would then pull beyond `parallelism`. So with `close` (an Always job alone on the entry), the
+/// tag's deadline becomes the response window `close_secs`, already past, and a returning daemon
+/// reports it failed at once instead of pulling. (The manager never writes the daemon's status;
+/// the entry is its only channel.) Returns whether anything changed.
+pub fn own_entry(
+    spec: &mut Spec,
+    job: &JobInfo,
+    key: &str,
+    tag: &str,
+    now: Timestamp,
+    close_secs: Option<i64>,
+) -> bool {
+    let Some(entry) = spec.get_mut(key).and_then(|i| i.tag_mut(tag)) else {
+        return false;
+    };
+    if entry.owners.first().and_then(|o| o.uid.as_deref()) != Some(&*job.uid) {
+        return false;
+    }
+    let sole = entry.owners.len() == 1;
+    let mut want = job.tag_policy.clone();
+    if let (Some(window), true) = (close_secs, sole) {
+        let mut p = want.as_deref().cloned().unwrap_or_default();
+        if p.active_deadline_seconds.is_none_or(|d| d > window) {
+            p.active_deadline_seconds = Some(window);
+            want = Some(Arc::new(p));
+        }
+    }
+    let mut changed = false;
+    if entry.pull_policy != want {
+        entry.pull_policy = want;
+        changed = true;
+    }
+    let pull = job.always_pull.then_some(ImagePullPolicy::Always);
+    if entry.image_pull_policy != pull {
+        entry.image_pull_policy = pull;
+        if job.always_pull {
+            entry.version += 1;
+            entry.created_at = Some(now);
+        }
+        changed = true;
+    }
+    changed
+}
+
+/// Tags sorted, and each image's pull secrets the copies of the secrets its owners name.
+pub fn finish(spec: &mut Spec, secrets_of: impl Fn(&Owner) -> Vec<Arc<ReferenceObject>>) {
+    for image in spec.values_mut() {
+        image.tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+        let mut secrets: Vec<Arc<ReferenceObject>> = image
+            .tags
+            .iter()
+            .flat_map(|t| &t.owners)
+            .flat_map(|o| secrets_of(o))
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        if image.pull_secrets != secrets {
+            image.pull_secrets = secrets;
+        }
+    }
+}

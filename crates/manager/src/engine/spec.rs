@@ -1,0 +1,337 @@
+//! NodeImage specs and statuses as the engine holds them. Names, owner references, pull policies,
+//! sandbox configs and secret references are shared (interned) across the fleet, so 150,000
+//! placed tags take tens of MiB instead of the hundreds the API types would; a status keeps only
+//! what decisions read (per tag: its version and whether the daemon answered, succeeded or
+//! failed), so a progress report changes nothing. Converted back to the API types only for the
+//! images a patch carries.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kruise_api::{
+    ImagePullPolicy, ImageSpec, ImageTagPullPolicy, ImageTagSpec, NodeImageSpec, NodeImageStatus,
+    ReferenceObject, SandboxConfig, TagPhase,
+};
+use serde_json::Value;
+
+/// An interned string: node, job, image and tag names.
+pub type Name = Arc<str>;
+
+/// An owner reference of a tag (an ImagePullJob, or whatever else wrote one).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub api_version: Option<Name>,
+    pub kind: Option<Name>,
+    pub name: Option<Name>,
+    pub namespace: Option<Name>,
+    pub uid: Option<Name>,
+    pub resource_version: Option<Name>,
+    pub field_path: Option<Name>,
+}
+
+impl Owner {
+    /// An ImagePullJob of `apps.kruise.io`, any version (OpenKruise writes v1beta1, once v1alpha1).
+    pub fn is_job(&self) -> bool {
+        self.kind.as_deref() == Some("ImagePullJob")
+            && self
+                .api_version
+                .as_deref()
+                .is_some_and(|a| a.starts_with("apps.kruise.io/"))
+    }
+
+    pub fn to_api(&self) -> ObjectReference {
+        let s = |v: &Option<Name>| v.as_deref().map(str::to_string);
+        ObjectReference {
+            api_version: s(&self.api_version),
+            kind: s(&self.kind),
+            name: s(&self.name),
+            namespace: s(&self.namespace),
+            uid: s(&self.uid),
+            resource_version: s(&self.resource_version),
+            field_path: s(&self.field_path),
+        }
+    }
+}
+
+/// Shared copies of values many tags repeat. Entries nobody else holds are dropped by
+/// [`Interner::collect`].
+#[derive(Default)]
+pub struct Interner {
+    names: HashSet<Name>,
+    owners: HashSet<Arc<Owner>>,
+    policies: HashSet<Arc<ImageTagPullPolicy>>,
+    sandboxes: HashSet<Arc<SandboxConfig>>,
+    secrets: HashSet<Arc<ReferenceObject>>,
+}
+
+fn intern<T: Eq + Hash + ?Sized>(
+    set: &mut HashSet<Arc<T>>,
+    value: &T,
+    make: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    if let Some(v) = set.get(value) {
+        return v.clone();
+    }
+    let v = make();
+    set.insert(v.clone());
+    v
+}
+
+impl Interner {
+    pub fn name(&mut self, s: &str) -> Name {
+        intern(&mut self.names, s, || Arc::from(s))
+    }
+
+    fn opt(&mut self, s: &Option<String>) -> Option<Name> {
+        s.as_deref().map(|s| self.name(s))
+    }
+
+    pub fn owner(&mut self, r: &ObjectReference) -> Arc<Owner> {
+        let o = Owner {
+            api_version: self.opt(&r.api_version),
+            kind: self.opt(&r.kind),
+            name: self.opt(&r.name),
+            namespace: self.opt(&r.namespace),
+            uid: self.opt(&r.uid),
+            resource_version: self.opt(&r.resource_version),
+            field_path: self.opt(&r.field_path),
+        };
+        intern(&mut self.owners, &o, || Arc::new(o.clone()))
+    }
+
+    pub fn policy(&mut self, p: &ImageTagPullPolicy) -> Arc<ImageTagPullPolicy> {
+        intern(&mut self.policies, p, || Arc::new(p.clone()))
+    }
+
+    pub fn sandbox(&mut self, s: &SandboxConfig) -> Arc<SandboxConfig> {
+        intern(&mut self.sandboxes, s, || Arc::new(s.clone()))
+    }
+
+    pub fn secret(&mut self, r: &ReferenceObject) -> Arc<ReferenceObject> {
+        intern(&mut self.secrets, r, || Arc::new(r.clone()))
+    }
+
+    /// Forgets values only the interner still holds (a deleted job's owner reference).
+    pub fn collect(&mut self) {
+        // Owners hold names: they go first.
+        self.owners.retain(|v| Arc::strong_count(v) > 1);
+        self.names.retain(|v| Arc::strong_count(v) > 1);
+        self.policies.retain(|v| Arc::strong_count(v) > 1);
+        self.sandboxes.retain(|v| Arc::strong_count(v) > 1);
+        self.secrets.retain(|v| Arc::strong_count(v) > 1);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+            + self.owners.len()
+            + self.policies.len()
+            + self.sandboxes.len()
+            + self.secrets.len()
+    }
+}
+
+/// One tag entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tag {
+    pub tag: Name,
+    pub created_at: Option<Timestamp>,
+    pub pull_policy: Option<Arc<ImageTagPullPolicy>>,
+    pub owners: Vec<Arc<Owner>>,
+    pub version: i64,
+    pub image_pull_policy: Option<ImagePullPolicy>,
+}
+
+impl Tag {
+    pub fn owned_by(&self, uid: &str) -> bool {
+        self.owners.iter().any(|o| o.uid.as_deref() == Some(uid))
+    }
+}
+
+/// The tags of one image.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Image {
+    pub pull_secrets: Vec<Arc<ReferenceObject>>,
+    pub tags: Vec<Tag>,
+    pub sandbox_config: Option<Arc<SandboxConfig>>,
+}
+
+impl Image {
+    pub fn tag(&self, tag: &str) -> Option<&Tag> {
+        self.tags.iter().find(|t| &*t.tag == tag)
+    }
+
+    pub fn tag_mut(&mut self, tag: &str) -> Option<&mut Tag> {
+        self.tags.iter_mut().find(|t| &*t.tag == tag)
+    }
+
+    pub fn to_api(&self) -> ImageSpec {
+        ImageSpec {
+            pull_secrets: self.pull_secrets.iter().map(|r| (**r).clone()).collect(),
+            tags: self
+                .tags
+                .iter()
+                .map(|t| ImageTagSpec {
+                    tag: t.tag.to_string(),
+                    created_at: t.created_at.map(Time),
+                    pull_policy: t.pull_policy.as_deref().cloned(),
+                    owner_references: t.owners.iter().map(|o| o.to_api()).collect(),
+                    version: t.version,
+                    image_pull_policy: t.image_pull_policy,
+                })
+                .collect(),
+            sandbox_config: self.sandbox_config.as_deref().cloned(),
+        }
+    }
+}
+
+/// A NodeImage spec: images by key.
+pub type Spec = BTreeMap<Name, Image>;
+
+pub fn spec_from_api(spec: &NodeImageSpec, i: &mut Interner) -> Spec {
+    spec.images
+        .iter()
+        .map(|(key, image)| {
+            let tags = image
+                .tags
+                .iter()
+                .map(|t| Tag {
+                    tag: i.name(&t.tag),
+                    created_at: t.created_at.as_ref().map(|c| c.0),
+                    pull_policy: t.pull_policy.as_ref().map(|p| i.policy(p)),
+                    owners: t.owner_references.iter().map(|r| i.owner(r)).collect(),
+                    version: t.version,
+                    image_pull_policy: t.image_pull_policy,
+                })
+                .collect();
+            let image = Image {
+                pull_secrets: image.pull_secrets.iter().map(|r| i.secret(r)).collect(),
+                tags,
+                sandbox_config: image.sandbox_config.as_ref().map(|s| i.sandbox(s)),
+            };
+            (i.name(key), image)
+        })
+        .collect()
+}
+
+/// What the daemon said about one tag, as far as decisions go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Waiting or pulling: the daemon answered, no result yet.
+    Answered,
+    Succeeded,
+    Failed,
+}
+
+/// A tag's last report: the spec version it is about, and its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub version: i64,
+    pub outcome: Outcome,
+}
+
+/// The daemon's reports by `(image key, tag)`.
+pub type Status = HashMap<(Name, Name), Report>;
+
+pub fn status_from_api(status: Option<&NodeImageStatus>, i: &mut Interner) -> Status {
+    let mut out = Status::new();
+    for (key, image) in status.map(|s| &s.image_statuses).into_iter().flatten() {
+        for t in &image.tags {
+            let outcome = match t.phase {
+                TagPhase::Succeeded => Outcome::Succeeded,
+                TagPhase::Failed => Outcome::Failed,
+                TagPhase::Waiting | TagPhase::Pulling => Outcome::Answered,
+            };
+            out.insert(
+                (i.name(key), i.name(&t.tag)),
+                Report {
+                    version: t.version,
+                    outcome,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// A merge patch of `spec.images` from `old` to `new`: changed images in full, removed ones null.
+pub fn images_patch(old: &Spec, new: &Spec) -> Value {
+    let mut images = serde_json::Map::new();
+    for (k, v) in new {
+        if old.get(k) != Some(v) {
+            images.insert(
+                k.to_string(),
+                serde_json::to_value(v.to_api()).expect("an image spec serialises"),
+            );
+        }
+    }
+    for k in old.keys().filter(|k| !new.contains_key(*k)) {
+        images.insert(k.to_string(), Value::Null);
+    }
+    Value::Object(images)
+}
+
+/// The whole spec in API form (a NodeImage created with tags already planned).
+pub fn spec_to_api(spec: &Spec) -> NodeImageSpec {
+    NodeImageSpec {
+        images: spec
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_api()))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn specs_round_trip_and_share_what_repeats() {
+        let api: NodeImageSpec = serde_json::from_value(json!({"images": {
+            "nginx": {"pullSecrets": [{"namespace": "kruise-daemon-config", "name": "s", "mode": "batch"}],
+                "sandboxConfig": {"labels": {"a": "b"}},
+                "tags": [{"tag": "1", "createdAt": "2026-11-26T10:00:00Z", "version": 2, "imagePullPolicy": "Always",
+                    "pullPolicy": {"timeoutSeconds": 30, "ttlSecondsAfterFinished": 86400},
+                    "ownerReferences": [{"apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob", "name": "j", "namespace": "ns", "uid": "u"}]}]},
+        }}))
+        .unwrap();
+        let mut i = Interner::default();
+        let a = spec_from_api(&api, &mut i);
+        let b = spec_from_api(&api, &mut i);
+        assert_eq!(
+            spec_to_api(&a),
+            api,
+            "nothing lost, unknown OpenKruise fields included"
+        );
+        assert!(Arc::ptr_eq(
+            &a["nginx"].tags[0].owners[0],
+            &b["nginx"].tags[0].owners[0]
+        ));
+        assert!(a["nginx"].tags[0].owners[0].is_job());
+        drop((a, b));
+        i.collect();
+        assert_eq!(i.len(), 0, "nothing is held once no spec uses it");
+    }
+
+    #[test]
+    fn patches_carry_only_changed_images() {
+        let mut i = Interner::default();
+        let mut spec = |v: Value| spec_from_api(&serde_json::from_value(v).unwrap(), &mut i);
+        let old =
+            spec(json!({"images": {"a": {"tags": [{"tag": "1"}]}, "b": {"tags": [{"tag": "1"}]}}}));
+        let new =
+            spec(json!({"images": {"a": {"tags": [{"tag": "1"}]}, "c": {"tags": [{"tag": "2"}]}}}));
+        assert_eq!(
+            images_patch(&old, &new),
+            json!({"b": null, "c": {"tags": [{"tag": "2"}]}})
+        );
+    }
+}
