@@ -1,12 +1,18 @@
-//! Every default and every refusal of the CRDs, checked the way kube-apiserver applies them:
-//! the checked-in `config/crd/*.yaml`, pruned, defaulted and validated (schema and CEL rules) by
-//! `kruise-crd-validate`. Each bad object must be refused with a message naming the field, every
-//! CEL rule must fire on some bad object, and none may fire on the examples.
+//! Every default and every refusal of the CRDs, checked by an API server: the checked-in
+//! `config/crd/*.yaml` as the test API server (or the cluster of `E2E_KUBECONFIG`) applies them,
+//! each object sent as a dry-run create or update (see `common`). Each bad object must be refused
+//! with a message naming the field, every CEL rule must fire on some bad object, and none may
+//! fire on the examples.
+
+mod common;
+#[path = "crd_validation/node_images.rs"]
+mod node_images;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kruise_crd_validate::{ErrorKind, FieldError, VersionValidator};
+use common::Env;
+use kruise_crd_validate::{ErrorKind, FieldError};
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -17,37 +23,6 @@ fn crd(plural: &str) -> Value {
     let path = repo().join(format!("config/crd/apps.kruise.io_{plural}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::from_str(&text).expect("CRD YAML parses")
-}
-
-fn validator(plural: &str, version: &str) -> VersionValidator {
-    VersionValidator::from_crd(&crd(plural), version).expect("version is served")
-}
-
-fn plural_of(kind: &str) -> &'static str {
-    match kind {
-        "ImagePullJob" => "imagepulljobs",
-        "ImageListPullJob" => "imagelistpulljobs",
-        "NodeImage" => "nodeimages",
-        other => panic!("unexpected kind {other}"),
-    }
-}
-
-/// Admits `obj` as a create (or an update of `old`) in the version its apiVersion names.
-fn admit(obj: Value, old: Option<Value>) -> Result<Value, Vec<FieldError>> {
-    let kind = obj["kind"].as_str().expect("kind").to_string();
-    let version = obj["apiVersion"]
-        .as_str()
-        .expect("apiVersion")
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let v = validator(plural_of(&kind), &version);
-    let old = old.map(|mut o| {
-        v.default_object(&mut o);
-        o
-    });
-    v.admit(obj, old.as_ref())
 }
 
 fn job(spec: Value) -> Value {
@@ -63,9 +38,17 @@ fn node_image(spec: Value) -> Value {
 }
 
 /// `obj` must be refused with an error on exactly `field`, whose text contains `needle`.
-fn refused(obj: Value, old: Option<Value>, field: &str, needle: &str) -> Vec<FieldError> {
+fn refused(
+    env: &Env,
+    obj: Value,
+    old: Option<Value>,
+    field: &str,
+    needle: &str,
+) -> Vec<FieldError> {
     let shown = obj.to_string();
-    let errors = admit(obj, old).expect_err(&format!("accepted, but should be refused: {shown}"));
+    let errors = env
+        .admit(obj, old)
+        .expect_err(&format!("accepted, but should be refused: {shown}"));
     assert!(
         errors
             .iter()
@@ -80,6 +63,7 @@ const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef012
 
 #[test]
 fn examples_apply_unchanged_in_both_versions() {
+    let env = Env::connect();
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in ["examples", "examples/v1beta1"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
@@ -113,7 +97,7 @@ fn examples_apply_unchanged_in_both_versions() {
             };
             other["apiVersion"] = json!(flipped);
             for o in [obj, other] {
-                if let Err(errors) = admit(o, None) {
+                if let Err(errors) = env.admit(o, None) {
                     panic!(
                         "{} refused: {:#?}",
                         path.display(),
@@ -123,11 +107,15 @@ fn examples_apply_unchanged_in_both_versions() {
             }
         }
     }
+    env.finish();
 }
 
 #[test]
 fn an_image_pull_job_without_policies_is_defaulted() {
-    let stored = admit(job(json!({"image": "nginx"})), None).expect("accepted");
+    let env = Env::connect();
+    let stored = env
+        .admit(job(json!({"image": "nginx"})), None)
+        .expect("accepted");
     assert_eq!(
         stored["spec"]["completionPolicy"],
         json!({"type": "Always"})
@@ -138,48 +126,70 @@ fn an_image_pull_job_without_policies_is_defaulted() {
     );
     assert_eq!(stored["spec"]["imagePullPolicy"], json!("IfNotPresent"));
     // Partial policies keep what the user wrote and get the rest.
-    let stored = admit(job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": 30}, "completionPolicy": {"type": "Never"}})), None).unwrap();
+    let stored = env.admit(job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": 30}, "completionPolicy": {"type": "Never"}})), None).unwrap();
     assert_eq!(
         stored["spec"]["pullPolicy"],
         json!({"timeoutSeconds": 30, "backoffLimit": 3})
     );
     assert_eq!(stored["spec"]["completionPolicy"], json!({"type": "Never"}));
     // An explicit null is pruned and then defaulted, as for built-in kinds.
-    let stored = admit(job(json!({"image": "nginx", "pullPolicy": null})), None).unwrap();
+    let stored = env
+        .admit(job(json!({"image": "nginx", "pullPolicy": null})), None)
+        .unwrap();
     assert_eq!(
         stored["spec"]["pullPolicy"],
         json!({"timeoutSeconds": 600, "backoffLimit": 3})
     );
     // Unknown fields are pruned.
-    let stored = admit(job(json!({"image": "nginx", "colour": "blue"})), None).unwrap();
+    let stored = env
+        .admit(job(json!({"image": "nginx", "colour": "blue"})), None)
+        .unwrap();
     assert!(stored["spec"].get("colour").is_none());
+    env.finish();
 }
 
 #[test]
 fn image_pull_job_refusals_name_the_field() {
+    let env = Env::connect();
     let image = "spec.image";
-    refused(job(json!({})), None, image, "Required value");
+    refused(&env, job(json!({})), None, image, "Required value");
     refused(
+        &env,
         job(json!({"image": ""})),
         None,
         image,
         "valid image reference",
     );
-    refused(job(json!({"image": "Nginx:1"})), None, image, "lower-case");
     refused(
+        &env,
+        job(json!({"image": "Nginx:1"})),
+        None,
+        image,
+        "lower-case",
+    );
+    refused(
+        &env,
         job(json!({"image": "nginx:1:2"})),
         None,
         image,
         "at most one tag",
     );
     refused(
+        &env,
         job(json!({"image": "nginx@sha256:0123abcd"})),
         None,
         image,
         "64 lower-case hex",
     );
-    refused(job(json!({"image": "nginx: 1"})), None, image, "no spaces");
     refused(
+        &env,
+        job(json!({"image": "nginx: 1"})),
+        None,
+        image,
+        "no spaces",
+    );
+    refused(
+        &env,
         job(json!({"image": format!("a/{}", "b".repeat(600))})),
         None,
         image,
@@ -187,24 +197,28 @@ fn image_pull_job_refusals_name_the_field() {
     );
 
     refused(
+        &env,
         job(json!({"image": "nginx", "parallelism": "10%"})),
         None,
         "spec.parallelism",
         "percentages are not supported",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "parallelism": -1})),
         None,
         "spec.parallelism",
         "non-negative",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "parallelism": "ten"})),
         None,
         "spec.parallelism",
         "non-negative",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "parallelism": [1]})),
         None,
         "spec.parallelism",
@@ -212,30 +226,35 @@ fn image_pull_job_refusals_name_the_field() {
     );
 
     refused(
+        &env,
         job(json!({"image": "nginx", "imagePullPolicy": "Never"})),
         None,
         "spec.imagePullPolicy",
         "supported values: \"Always\", \"IfNotPresent\"",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "completionPolicy": {"type": "Sometimes"}})),
         None,
         "spec.completionPolicy.type",
         "Unsupported value",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": -1}})),
         None,
         "spec.pullPolicy.timeoutSeconds",
         "greater than or equal to 1",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "pullPolicy": {"backoffLimit": -1}})),
         None,
         "spec.pullPolicy.backoffLimit",
         "greater than or equal to 0",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "completionPolicy": {"ttlSecondsAfterFinished": -5}})),
         None,
         "spec.completionPolicy.ttlSecondsAfterFinished",
@@ -243,18 +262,21 @@ fn image_pull_job_refusals_name_the_field() {
     );
 
     refused(
+        &env,
         job(json!({"image": "nginx", "selector": {"names": ["n1"], "matchLabels": {"a": "b"}}})),
         None,
         "spec.selector",
         "cannot be combined with matchLabels",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "selector": {"names": ["n1", "n2", "n1"]}})),
         None,
         "spec.selector.names[2]",
         "Duplicate value: \"n1\"",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
         ),
@@ -263,6 +285,7 @@ fn image_pull_job_refusals_name_the_field() {
         "In or NotIn need values",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}),
         ),
@@ -271,6 +294,7 @@ fn image_pull_job_refusals_name_the_field() {
         "take none",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "selector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}),
         ),
@@ -279,6 +303,7 @@ fn image_pull_job_refusals_name_the_field() {
         "Unsupported value",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "selector": {"matchLabels": {"a": "b"}}, "podSelector": {"matchLabels": {"app": "x"}}}),
         ),
@@ -287,6 +312,7 @@ fn image_pull_job_refusals_name_the_field() {
         "selector and podSelector cannot both be set",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "completionPolicy": {"type": "Never", "activeDeadlineSeconds": 1800}}),
         ),
@@ -295,6 +321,7 @@ fn image_pull_job_refusals_name_the_field() {
         "must be unset when completionPolicy.type is Never",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "completionPolicy": {"type": "Never", "ttlSecondsAfterFinished": 60}}),
         ),
@@ -303,12 +330,14 @@ fn image_pull_job_refusals_name_the_field() {
         "must be unset when completionPolicy.type is Never",
     );
     refused(
+        &env,
         job(json!({"image": "nginx", "completionPolicy": {"activeDeadlineSeconds": 60}})),
         None,
         "spec.completionPolicy.activeDeadlineSeconds",
         "at least pullPolicy.timeoutSeconds (default 600)",
     );
     refused(
+        &env,
         job(
             json!({"image": "nginx", "pullPolicy": {"timeoutSeconds": 120}, "completionPolicy": {"activeDeadlineSeconds": 60}}),
         ),
@@ -316,10 +345,12 @@ fn image_pull_job_refusals_name_the_field() {
         "spec.completionPolicy.activeDeadlineSeconds",
         "at least pullPolicy.timeoutSeconds",
     );
+    env.finish();
 }
 
 #[test]
 fn good_image_pull_jobs_are_accepted() {
+    let env = Env::connect();
     for spec in [
         json!({"image": "nginx", "parallelism": "10"}),
         json!({"image": "nginx", "parallelism": 0}),
@@ -332,83 +363,111 @@ fn good_image_pull_jobs_are_accepted() {
         json!({"image": "nginx", "sandboxConfig": {"labels": {"a": "b"}, "annotations": {"c": "d"}}}),
     ] {
         let shown = spec.to_string();
-        admit(job(spec), None).unwrap_or_else(|e| panic!("{shown} refused: {e:?}"));
+        env.admit(job(spec), None)
+            .unwrap_or_else(|e| panic!("{shown} refused: {e:?}"));
     }
+    env.finish();
 }
 
 #[test]
 fn pull_secrets_cannot_change_after_creation() {
+    let env = Env::connect();
     let with = |secrets: Value| job(json!({"image": "nginx", "pullSecrets": secrets}));
     let without = job(json!({"image": "nginx"}));
     // Creating with secrets is fine; so is an update that keeps them and changes other fields.
-    admit(with(json!(["a"])), None).unwrap();
+    env.admit(with(json!(["a"])), None).unwrap();
     let mut edited = with(json!(["a"]));
     edited["spec"]["parallelism"] = json!(5);
-    admit(edited, Some(with(json!(["a"])))).unwrap();
-    admit(job(json!({"image": "nginx:2"})), Some(without.clone())).unwrap();
+    env.admit(edited, Some(with(json!(["a"])))).unwrap();
+    env.admit(job(json!({"image": "nginx:2"})), Some(without.clone()))
+        .unwrap();
 
     let msg = "pullSecrets is immutable";
     refused(
+        &env,
         with(json!(["b"])),
         Some(with(json!(["a"]))),
         "spec.pullSecrets",
         msg,
     );
     refused(
+        &env,
         with(json!(["a", "b"])),
         Some(with(json!(["a"]))),
         "spec.pullSecrets",
         msg,
     );
     refused(
+        &env,
         with(json!(["a"])),
         Some(without.clone()),
         "spec.pullSecrets",
         msg,
     );
-    refused(without, Some(with(json!(["a"]))), "spec.pullSecrets", msg);
+    refused(
+        &env,
+        without,
+        Some(with(json!(["a"]))),
+        "spec.pullSecrets",
+        msg,
+    );
+    env.finish();
 }
 
 #[test]
 fn image_list_pull_job_refusals_name_the_field() {
+    let env = Env::connect();
     let images = |n: usize| {
         (0..n)
             .map(|i| format!("registry.example.com/app-{i}:v1"))
             .collect::<Vec<_>>()
     };
-    admit(list_job(json!({"images": images(255)})), None).expect("255 images are accepted");
+    env.admit(list_job(json!({"images": images(255)})), None)
+        .expect("255 images are accepted");
     refused(
+        &env,
         list_job(json!({"images": images(256)})),
         None,
         "spec.images",
         "must have at most 255 items",
     );
     refused(
+        &env,
         list_job(json!({"images": []})),
         None,
         "spec.images",
         "at least 1 items",
     );
-    refused(list_job(json!({})), None, "spec.images", "Required value");
     refused(
+        &env,
+        list_job(json!({})),
+        None,
+        "spec.images",
+        "Required value",
+    );
+    refused(
+        &env,
         list_job(json!({"images": ["nginx:1", "nginx:1"]})),
         None,
         "spec.images[1]",
         "Duplicate value",
     );
     refused(
+        &env,
         list_job(json!({"images": ["nginx:1", "Bad Ref!!"]})),
         None,
         "spec.images[1]",
         "valid image reference",
     );
     refused(
+        &env,
         list_job(json!({"images": ["nginx"], "completionPolicy": {"activeDeadlineSeconds": 60}})),
         None,
         "spec.completionPolicy.activeDeadlineSeconds",
         "at least pullPolicy.timeoutSeconds",
     );
     refused(
+        &env,
         list_job(
             json!({"images": ["nginx"], "completionPolicy": {"type": "Never", "ttlSecondsAfterFinished": 6}}),
         ),
@@ -417,133 +476,29 @@ fn image_list_pull_job_refusals_name_the_field() {
         "must be unset",
     );
     refused(
+        &env,
         list_job(json!({"images": ["nginx"], "parallelism": "50%"})),
         None,
         "spec.parallelism",
         "percentages are not supported",
     );
-    let stored = admit(list_job(json!({"images": ["nginx"]})), None).unwrap();
+    let stored = env
+        .admit(list_job(json!({"images": ["nginx"]})), None)
+        .unwrap();
     assert_eq!(stored["spec"]["completionPolicy"]["type"], "Always");
     assert_eq!(stored["spec"]["pullPolicy"]["timeoutSeconds"], 600);
+    env.finish();
 }
 
 fn tag(t: &str) -> Value {
     json!({"tag": t, "createdAt": "2026-11-26T08:00:00Z", "version": 1})
 }
 
-#[test]
-fn node_image_refusals_name_the_field() {
-    let ok = node_image(
-        json!({"images": {"nginx": {"tags": [tag("1.25"), tag(DIGEST), tag(&format!("1.25@{DIGEST}"))]}}}),
-    );
-    let stored = admit(ok, None).expect("a NodeImage with tag, digest and tag@digest is accepted");
-    // No defaults are written into NodeImages: every stored byte costs the API server.
-    assert_eq!(stored["spec"]["images"]["nginx"]["tags"][0], tag("1.25"));
-
-    refused(
-        node_image(json!({"images": {"nginx": {"tags": [tag("")]}}})),
-        None,
-        "spec.images[nginx].tags[0].tag",
-        "at least 1 chars",
-    );
-    refused(
-        node_image(json!({"images": {"nginx": {"tags": [tag("1"), tag("2"), tag("1")]}}})),
-        None,
-        "spec.images[nginx].tags[2]",
-        "Duplicate value",
-    );
-    refused(
-        node_image(json!({"images": {"": {"tags": [tag("1")]}}})),
-        None,
-        "spec.images",
-        "must not be empty",
-    );
-    refused(
-        node_image(json!({"images": {"nginx": {}}})),
-        None,
-        "spec.images[nginx].tags",
-        "Required value",
-    );
-    let mut bad_version = tag("1");
-    bad_version["version"] = json!(-1);
-    refused(
-        node_image(json!({"images": {"nginx": {"tags": [bad_version]}}})),
-        None,
-        "spec.images[nginx].tags[0].version",
-        "greater than or equal to 0",
-    );
-
-    let many = |n: usize| -> Value {
-        (0..n)
-            .map(|i| {
-                (
-                    format!("registry.example.com/app-{i}"),
-                    json!({"tags": [tag("v1")]}),
-                )
-            })
-            .collect::<serde_json::Map<_, _>>()
-            .into()
-    };
-    admit(node_image(json!({"images": many(256)})), None).expect("256 images are accepted");
-    refused(
-        node_image(json!({"images": many(257)})),
-        None,
-        "spec.images",
-        "must have at most 256 items",
-    );
-}
-
-#[test]
-fn node_image_serves_one_version_and_jobs_serve_two() {
-    let versions = |plural: &str| -> Vec<(String, bool, bool)> {
-        crd(plural)["spec"]["versions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["name"].as_str().unwrap().to_string(),
-                    v["served"].as_bool().unwrap(),
-                    v["storage"].as_bool().unwrap(),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(
-        versions("nodeimages"),
-        vec![("v1beta1".to_string(), true, true)]
-    );
-    for plural in ["imagepulljobs", "imagelistpulljobs"] {
-        assert_eq!(
-            versions(plural),
-            vec![
-                ("v1alpha1".to_string(), true, false),
-                ("v1beta1".to_string(), true, true)
-            ]
-        );
-        let c = crd(plural);
-        let schemas: Vec<&Value> = c["spec"]["versions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| &v["schema"])
-            .collect();
-        assert_eq!(
-            schemas[0], schemas[1],
-            "{plural}: both versions share one schema"
-        );
-        assert!(c["spec"]
-            .get("conversion")
-            .is_none_or(|c| c["strategy"] == "None"));
-    }
-    assert_eq!(crd("nodeimages")["spec"]["scope"], "Cluster");
-    assert_eq!(crd("imagepulljobs")["spec"]["scope"], "Namespaced");
-}
-
 /// Each CEL rule of every CRD is seen to fire by the refusal tests above (by its message), so a
 /// rule that can never fire fails here rather than in a cluster.
 #[test]
 fn every_cel_rule_fires_on_some_bad_object() {
+    let env = Env::connect();
     let mut messages = BTreeSet::new();
     for plural in ["imagepulljobs", "imagelistpulljobs", "nodeimages"] {
         collect_rule_messages(&crd(plural), &mut messages);
@@ -568,15 +523,16 @@ fn every_cel_rule_fires_on_some_bad_object() {
     ];
     let mut fired: BTreeSet<String> = BTreeSet::new();
     for obj in bad {
-        for e in admit(obj, None).unwrap_err() {
+        for e in env.admit(obj, None).unwrap_err() {
             fired.insert(e.detail);
         }
     }
-    for e in admit(
-        job(json!({"image": "nginx", "pullSecrets": ["b"]})),
-        Some(job(json!({"image": "nginx"}))),
-    )
-    .unwrap_err()
+    for e in env
+        .admit(
+            job(json!({"image": "nginx", "pullSecrets": ["b"]})),
+            Some(job(json!({"image": "nginx"}))),
+        )
+        .unwrap_err()
     {
         fired.insert(e.detail);
     }
@@ -589,6 +545,7 @@ fn every_cel_rule_fires_on_some_bad_object() {
         fired.iter().all(|d| !d.contains("rule evaluation error")),
         "{fired:#?}"
     );
+    env.finish();
 }
 
 fn collect_rule_messages(v: &Value, out: &mut BTreeSet<String>) {
@@ -613,15 +570,18 @@ fn collect_rule_messages(v: &Value, out: &mut BTreeSet<String>) {
 
 #[test]
 fn a_refused_object_reads_like_the_api_server() {
-    let errors = admit(
-        job(json!({"image": "nginx", "imagePullPolicy": "Never"})),
-        None,
-    )
-    .unwrap_err();
+    let env = Env::connect();
+    let errors = env
+        .admit(
+            job(json!({"image": "nginx", "imagePullPolicy": "Never"})),
+            None,
+        )
+        .unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].kind, ErrorKind::Unsupported);
     assert_eq!(
         kruise_crd_validate::invalid_message("ImagePullJob.apps.kruise.io", "j", &errors),
         "ImagePullJob.apps.kruise.io \"j\" is invalid: spec.imagePullPolicy: Unsupported value: \"Never\": supported values: \"Always\", \"IfNotPresent\""
     );
+    env.finish();
 }

@@ -1,6 +1,6 @@
 //! Built-in kinds: decoded into their typed form (which checks every field's type and drops
 //! unknown fields, as the real server's decoder does), plus the validation rules of the kinds the
-//! binaries write (Secret, Event, Pod, Namespace).
+//! binaries write (Secret, Event, Pod, Namespace). The event rules are in `events_view`.
 
 use k8s_openapi::api::{
     apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events,
@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::catalog::ResourceInfo;
 use crate::errors::{ApiError, ApiResult};
+use crate::events_view;
 
 fn roundtrip<T: DeserializeOwned + Serialize>(
     obj: Value,
@@ -71,10 +72,17 @@ fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
 pub fn validate(info: &ResourceInfo, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Secret") => secret(obj, old),
-        ("events.k8s.io", "Event") => event(obj, old.is_none()),
-        ("", "Event") => {
-            involved_namespace(obj, "/involvedObject/namespace", "involvedObject.namespace")
-        }
+        // The rules read the core form, whichever API the request came through.
+        ("events.k8s.io", "Event") => events_view::validate(
+            &events_view::to_core(obj.clone()),
+            old.map(|o| events_view::to_core(o.clone())).as_ref(),
+            true,
+        ),
+        ("", "Event") => events_view::validate(
+            obj,
+            old.map(|o| events_view::to_core(o.clone())).as_ref(),
+            false,
+        ),
         ("", "Pod") => pod(obj, old),
         _ => Vec::new(),
     }
@@ -161,78 +169,6 @@ fn secret(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         }
     }
     errors
-}
-
-fn event(obj: &Value, create: bool) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    if create {
-        if obj.get("eventTime").is_none_or(Value::is_null) {
-            errors.push(err("eventTime", ErrorKind::Required, None, ""));
-        }
-        for (field, max) in [
-            ("reportingController", 253),
-            ("reportingInstance", 128),
-            ("action", 128),
-            ("reason", 128),
-        ] {
-            let v = str_at(obj, &format!("/{field}"));
-            if v.is_empty() {
-                errors.push(err(field, ErrorKind::Required, None, ""));
-            } else if v.len() > max {
-                errors.push(err(
-                    field,
-                    ErrorKind::Invalid,
-                    None,
-                    &format!("can have at most {max} characters"),
-                ));
-            }
-        }
-    }
-    if str_at(obj, "/note").len() > 1024 {
-        errors.push(err(
-            "note",
-            ErrorKind::Invalid,
-            None,
-            "can have at most 1024 characters",
-        ));
-    }
-    let type_ = str_at(obj, "/type");
-    if type_ != "Normal" && type_ != "Warning" {
-        errors.push(err(
-            "type",
-            ErrorKind::Invalid,
-            Some(format!("{type_:?}")),
-            "has invalid value, supported values: Normal, Warning",
-        ));
-    }
-    errors.extend(involved_namespace(
-        obj,
-        "/regarding/namespace",
-        "regarding.namespace",
-    ));
-    errors
-}
-
-/// An event about a namespaced object lives in that object's namespace; one about a
-/// cluster-scoped object lives in `default`.
-fn involved_namespace(obj: &Value, pointer: &str, field: &str) -> Vec<FieldError> {
-    let event_ns = str_at(obj, "/metadata/namespace");
-    let involved = str_at(obj, pointer);
-    let ok = if involved.is_empty() {
-        event_ns.is_empty() || event_ns == "default"
-    } else {
-        involved == event_ns
-    };
-    if ok {
-        Vec::new()
-    } else {
-        vec![err(
-            field,
-            ErrorKind::Invalid,
-            Some(format!("{involved:?}")),
-            "does not match event.namespace",
-        )]
-    }
 }
 
 fn pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {

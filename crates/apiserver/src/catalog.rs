@@ -33,11 +33,25 @@ pub struct ResourceInfo {
     pub schema: Schema,
     /// `additionalPrinterColumns` per version (CRDs only).
     pub printer_columns: BTreeMap<String, Vec<Value>>,
+    /// The resource whose objects this one serves converted (core `events` shows the objects of
+    /// `events.k8s.io` `events`), or None when it keeps objects of its own.
+    pub view_of: Option<(String, String)>,
 }
 
 impl ResourceInfo {
     pub fn is_crd(&self) -> bool {
         matches!(self.schema, Schema::Crd(_))
+    }
+
+    /// Where this resource's objects are kept: its own (group, resource), or the one it views.
+    pub fn storage_key(&self) -> (String, String) {
+        self.view_of
+            .clone()
+            .unwrap_or_else(|| (self.group.clone(), self.resource.clone()))
+    }
+
+    pub fn is_view(&self) -> bool {
+        self.view_of.is_some()
     }
 
     /// `apiVersion` for a version of this resource.
@@ -103,6 +117,7 @@ impl Catalog {
             storage_version: version.into(),
             schema: Schema::Builtin,
             printer_columns: BTreeMap::new(),
+            view_of: None,
         };
         for info in [
             b("", "v1", "namespaces", "Namespace", false, true, &["ns"]),
@@ -110,7 +125,11 @@ impl Catalog {
             b("", "v1", "pods", "Pod", true, true, &["po"]),
             b("", "v1", "secrets", "Secret", true, false, &[]),
             b("", "v1", "configmaps", "ConfigMap", true, false, &["cm"]),
-            b("", "v1", "events", "Event", true, false, &["ev"]),
+            // kube-apiserver keeps one event store and serves it under both APIs.
+            ResourceInfo {
+                view_of: Some(("events.k8s.io".into(), "events".into())),
+                ..b("", "v1", "events", "Event", true, false, &["ev"])
+            },
             b(
                 "events.k8s.io",
                 "v1",
@@ -194,18 +213,12 @@ impl Catalog {
             .cloned()
     }
 
-    pub fn by_group_resource(&self, group: &str, resource: &str) -> Option<Arc<ResourceInfo>> {
-        self.resources
-            .get(&(group.to_string(), resource.to_string()))
-            .cloned()
-    }
-
     pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceInfo>> {
         self.resources.values()
     }
 
-    /// Registers (or re-registers) the resource a CRD object defines.
-    pub fn register_crd(&mut self, crd: &Value) -> ApiResult<Arc<ResourceInfo>> {
+    /// The resource a CRD object defines, checked against what is served, without serving it.
+    pub fn check_crd(&self, crd: &Value) -> ApiResult<ResourceInfo> {
         let info = crd_resource(crd)?;
         let key = (info.group.clone(), info.resource.clone());
         if let Some(existing) = self.resources.get(&key) {
@@ -216,6 +229,13 @@ impl Catalog {
                 )));
             }
         }
+        Ok(info)
+    }
+
+    /// Registers (or re-registers) the resource a CRD object defines.
+    pub fn register_crd(&mut self, crd: &Value) -> ApiResult<Arc<ResourceInfo>> {
+        let info = self.check_crd(crd)?;
+        let key = (info.group.clone(), info.resource.clone());
         self.insert(info);
         Ok(self.resources[&key].clone())
     }
@@ -367,5 +387,6 @@ fn crd_resource(crd: &Value) -> ApiResult<ResourceInfo> {
         storage_version: storage.remove(0),
         schema: Schema::Crd(validators),
         printer_columns,
+        view_of: None,
     })
 }

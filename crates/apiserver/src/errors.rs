@@ -94,7 +94,14 @@ impl ApiError {
             "Invalid",
             kruise_crd_validate::invalid_message(kind_group, name, errors),
         );
-        err.details = Some(json!({"name": name, "group": group, "kind": kind, "causes": causes}));
+        // Empty strings are left out, as Go's `omitempty` leaves them out.
+        let mut details = json!({"causes": causes});
+        for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+            if !value.is_empty() {
+                details[key] = json!(value);
+            }
+        }
+        err.details = Some(details);
         err
     }
 

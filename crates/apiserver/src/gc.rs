@@ -14,6 +14,8 @@ use crate::store::{EventType, State, Store};
 #[derive(Debug, Clone, Default)]
 pub struct DeleteOptions {
     pub orphan: bool,
+    /// `dryRun=All`: every check, nothing written.
+    pub dry_run: bool,
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
 }
@@ -27,6 +29,7 @@ impl DeleteOptions {
         Self {
             orphan: policy == Some("Orphan")
                 || body.get("orphanDependents").and_then(Value::as_bool) == Some(true),
+            dry_run: false,
             precondition_uid: body
                 .pointer("/preconditions/uid")
                 .and_then(Value::as_str)
@@ -79,10 +82,14 @@ impl Store {
                 return Err(ApiError::conflict(&info.qualified(), name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
         }
+        let namespace = info.group.is_empty() && info.kind == "Namespace";
+        if opts.dry_run {
+            return Ok(would_delete(current, namespace));
+        }
         if opts.orphan {
             self.orphan_dependents(st, &uid);
         }
-        if info.group.is_empty() && info.kind == "Namespace" {
+        if namespace {
             return Ok(self.terminate_namespace(st, info, current));
         }
         let has_finalizers = current
@@ -93,9 +100,7 @@ impl Store {
             if current.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(current);
             }
-            let mut marked = current.clone();
-            marked["metadata"]["deletionTimestamp"] = json!(now());
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            let marked = would_delete(current.clone(), false);
             return Ok(self.commit(st, info, EventType::Modified, marked, Some(current)));
         }
         let gone = self.commit(st, info, EventType::Deleted, current, None);
@@ -111,7 +116,12 @@ impl Store {
             obj["status"] = json!({"phase": "Terminating"});
             obj = self.commit(st, info, EventType::Modified, obj, Some(current));
         }
-        let namespaced: Vec<_> = st.catalog.all().filter(|r| r.namespaced).cloned().collect();
+        let namespaced: Vec<_> = st
+            .catalog
+            .all()
+            .filter(|r| r.namespaced && !r.is_view())
+            .cloned()
+            .collect();
         for r in namespaced {
             let names: Vec<String> = st
                 .objects
@@ -139,11 +149,15 @@ impl Store {
             .get(&(String::new(), ns.to_string()))?
             .clone();
         obj.pointer("/metadata/deletionTimestamp")?;
-        let empty = st.catalog.all().filter(|r| r.namespaced).all(|r| {
-            st.objects
-                .get(&(r.group.clone(), r.resource.clone()))
-                .is_none_or(|m| !m.keys().any(|(n, _)| n == ns))
-        });
+        let empty = st
+            .catalog
+            .all()
+            .filter(|r| r.namespaced && !r.is_view())
+            .all(|r| {
+                st.objects
+                    .get(&(r.group.clone(), r.resource.clone()))
+                    .is_none_or(|m| !m.keys().any(|(n, _)| n == ns))
+            });
         empty.then(|| self.commit(st, &nsinfo, EventType::Deleted, obj, None))
     }
 
@@ -199,13 +213,36 @@ impl Store {
 
 /// Every stored object with its resource.
 fn stored(st: &State) -> impl Iterator<Item = (&std::sync::Arc<ResourceInfo>, &Value)> {
-    st.catalog.all().flat_map(move |info| {
-        st.objects
-            .get(&(info.group.clone(), info.resource.clone()))
-            .into_iter()
-            .flat_map(|m| m.values())
-            .map(move |o| (info, o))
-    })
+    st.catalog
+        .all()
+        .filter(|r| !r.is_view())
+        .flat_map(move |info| {
+            st.objects
+                .get(&(info.group.clone(), info.resource.clone()))
+                .into_iter()
+                .flat_map(|m| m.values())
+                .map(move |o| (info, o))
+        })
+}
+
+/// The object as a delete leaves it while something holds it: marked deleted (a namespace also
+/// `Terminating`); what a dry run answers, finalizers or not.
+fn would_delete(mut obj: Value, namespace: bool) -> Value {
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return obj;
+    }
+    let held = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if namespace {
+        obj["metadata"]["deletionTimestamp"] = json!(now());
+        obj["status"] = json!({"phase": "Terminating"});
+    } else if held {
+        obj["metadata"]["deletionTimestamp"] = json!(now());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    }
+    obj
 }
 
 fn owner_uids(obj: &Value) -> Vec<&str> {
@@ -274,14 +311,19 @@ pub(crate) fn after_delete(store: &Store, st: &mut State, info: &ResourceInfo, g
     }
 }
 
-/// Serves the resource a CRD defines and marks the CRD established, as the real server does.
-pub(crate) fn register_crd(st: &mut State, crd: &mut Value) -> ApiResult<()> {
-    st.catalog.register_crd(crd)?;
+/// Serves the resource a CRD defines and marks the CRD established, as the real server does; a
+/// dry run only checks it.
+pub(crate) fn register_crd(st: &mut State, crd: &mut Value, dry_run: bool) -> ApiResult<()> {
+    let storage_version = if dry_run {
+        st.catalog.check_crd(crd)?.storage_version
+    } else {
+        st.catalog.register_crd(crd)?.storage_version.clone()
+    };
     let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
     let t = now();
     crd["status"] = json!({
         "acceptedNames": names,
-        "storedVersions": [st.catalog.by_group_resource(str_at(crd, "/spec/group"), str_at(crd, "/spec/names/plural")).map(|r| r.storage_version.clone()).unwrap_or_default()],
+        "storedVersions": [storage_version],
         "conditions": [
             {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": t},
             {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": t},

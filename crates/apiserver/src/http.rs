@@ -1,29 +1,35 @@
-//! HTTP: discovery, the resource paths (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced
-//! and cluster-scoped, with `/status`), verbs mapped onto the store, and `/_test/` controls.
+//! HTTP: the resource paths (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced and
+//! cluster-scoped, with `/status`) and their verbs mapped onto the store, with what kube-apiserver
+//! does around them: the write options (`fieldValidation`, `dryRun`), `Warning` headers, request
+//! metrics; also `/metrics` and the `/_test/` controls. Discovery is in `discovery`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::body;
 use crate::catalog::ResourceInfo;
 use crate::errors::{ApiError, ApiResult};
 use crate::faults::{FaultRequest, Faults};
+use crate::fieldvalidation::{self as fv, WriteOptions};
 use crate::gc::DeleteOptions;
+use crate::metrics::{self, Metrics};
 use crate::patch::{self, PatchType};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{present, Store};
+use crate::store::{present, Store, UpdateMode};
 use crate::watch::{self, Filter, ListOptions, WatchOptions};
 
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<Store>,
     pub faults: Arc<Faults>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a resource path names.
@@ -33,6 +39,14 @@ struct Target {
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<String>,
+}
+
+/// What a request leaves besides its response: warnings for its headers (also on a refusal, as
+/// kube-apiserver sends them) and the labels it is counted under.
+#[derive(Default)]
+struct Exchange {
+    warnings: Vec<String>,
+    metric: Option<metrics::Request>,
 }
 
 pub async fn handle(
@@ -51,10 +65,25 @@ pub async fn handle(
         form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    match route(&app, &method, uri.path(), &query, &headers, body).await {
+    let mut ex = Exchange::default();
+    let mut resp = match route(&app, &method, uri.path(), &query, &headers, body, &mut ex).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
+    };
+    let mut sent = Vec::new();
+    for w in ex.warnings {
+        if sent.contains(&w) {
+            continue;
+        }
+        if let Ok(v) = HeaderValue::from_str(&fv::warning_header(&w)) {
+            resp.headers_mut().append("warning", v);
+        }
+        sent.push(w);
     }
+    if let Some(m) = ex.metric {
+        app.metrics.record(m, resp.status().as_u16());
+    }
+    resp
 }
 
 async fn route(
@@ -64,46 +93,25 @@ async fn route(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: Bytes,
+    ex: &mut Exchange,
 ) -> ApiResult<Response> {
     let segs: Vec<&str> = path
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
+    if let Some(resp) = crate::discovery::route(app, &segs) {
+        return resp;
+    }
     match segs.as_slice() {
-        ["version"] => return Ok(Json(version()).into_response()),
-        ["healthz"] | ["readyz"] | ["livez"] => return Ok("ok".into_response()),
         ["_test", rest @ ..] => return test_control(app, method, rest, body),
-        ["api"] => return Ok(Json(
-            json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
-        )
-        .into_response()),
-        ["apis"] => return Ok(Json(group_list(app)).into_response()),
-        ["apis", group] => {
-            let list = group_list(app);
-            let found = list["groups"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|g| g["name"] == *group)
-                .cloned();
-            return found
-                .map(|mut g| {
-                    g["kind"] = json!("APIGroup");
-                    g["apiVersion"] = json!("v1");
-                    Json(g).into_response()
-                })
-                .ok_or_else(ApiError::path_not_found);
+        ["metrics"] => {
+            return Ok((
+                [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                app.metrics.render(),
+            )
+                .into_response())
         }
-        ["openapi", "v3"] => return Ok(Json(openapi_root(app)).into_response()),
-        ["openapi", "v3", "api", "v1"] => {
-            return Ok(Json(openapi_group_version(app, "", "v1")).into_response())
-        }
-        ["openapi", "v3", "apis", group, version] => {
-            return Ok(Json(openapi_group_version(app, group, version)).into_response())
-        }
-        ["api", "v1"] => return resource_list(app, "", "v1"),
-        ["apis", group, version] => return resource_list(app, group, version),
         _ => {}
     }
     let target = parse_target(app, &segs)?;
@@ -120,6 +128,17 @@ async fn route(
         agent.to_string(),
         target.namespace.clone().unwrap_or_default(),
     ));
+    ex.metric = Some(metrics::Request::new(
+        verb,
+        body::media_type(headers).starts_with("application/apply-patch"),
+        query.get("dryRun").is_some_and(|d| d == "All"),
+        &target.info.group,
+        &target.version,
+        &target.info.resource,
+        target.subresource.as_deref().unwrap_or_default(),
+        target.name.is_some(),
+        target.namespace.is_some(),
+    ));
     if matches!(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
@@ -132,7 +151,7 @@ async fn route(
             });
         }
     }
-    serve(app, verb, target, query, headers, body).await
+    serve(app, verb, target, query, headers, body, ex).await
 }
 
 fn verb_of(method: &Method, t: &Target, query: &HashMap<String, String>) -> &'static str {
@@ -196,14 +215,6 @@ fn parse_target(app: &App, segs: &[&str]) -> ApiResult<Target> {
     })
 }
 
-fn body_json(body: &Bytes) -> ApiResult<Value> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
-}
-
 fn filter(t: &Target, query: &HashMap<String, String>) -> ApiResult<Filter> {
     Ok(Filter {
         namespace: t.namespace.clone(),
@@ -224,6 +235,36 @@ fn filter(t: &Target, query: &HashMap<String, String>) -> ApiResult<Filter> {
     })
 }
 
+/// A create or update body, decoded and checked for unknown and repeated fields.
+fn object_body(
+    t: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    opts: WriteOptions,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    let decoded = body::decode_object(headers, body)?;
+    if opts.validation != fv::Directive::Ignore {
+        let mut problems = fv::duplicate_fields(&decoded.duplicates);
+        problems.extend(fv::unknown_fields(&t.info, &t.version, &decoded.value));
+        fv::enforce(opts.validation, &t.info, &t.version, problems, warnings)?;
+    }
+    Ok(decoded.value)
+}
+
+/// The options of a delete: propagation and preconditions from the body, `dryRun` from either.
+fn delete_options(
+    headers: &HeaderMap,
+    body: &[u8],
+    query: &HashMap<String, String>,
+) -> ApiResult<DeleteOptions> {
+    let options = body::decode_object(headers, body)?.value;
+    let mut opts =
+        DeleteOptions::from_body(&options, query.get("propagationPolicy").map(String::as_str));
+    opts.dry_run = fv::delete_dry_run(query, &options)?;
+    Ok(opts)
+}
+
 async fn serve(
     app: &App,
     verb: &str,
@@ -231,37 +272,29 @@ async fn serve(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: Bytes,
+    ex: &mut Exchange,
 ) -> ApiResult<Response> {
     let store = &app.store;
     let ns = t.namespace.clone().unwrap_or_default();
-    let status_only = t.subresource.is_some();
     let info = t.info.clone();
     let ok = |v: Value| Ok(Json(present(&info, &t.version, v)).into_response());
     let wants_table = headers
         .get("accept")
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
+    let all = ListOptions {
+        limit: None,
+        continue_token: None,
+    };
     match verb {
         "get" if wants_table => {
             let obj = store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?;
-            Ok(Json(crate::table::table(
-                &info,
-                &t.version,
-                std::slice::from_ref(&obj),
-                "",
-            ))
-            .into_response())
+            let obj = present(&info, &t.version, obj);
+            let table = crate::table::table(&info, &t.version, std::slice::from_ref(&obj), "");
+            Ok(Json(table).into_response())
         }
         "list" if wants_table => {
-            let list = store.list(
-                &info,
-                &t.version,
-                &filter(&t, query)?,
-                &ListOptions {
-                    limit: None,
-                    continue_token: None,
-                },
-            )?;
+            let list = store.list(&info, &t.version, &filter(&t, query)?, &all)?;
             let items = list["items"].as_array().cloned().unwrap_or_default();
             let rv = list
                 .pointer("/metadata/resourceVersion")
@@ -309,7 +342,10 @@ async fn serve(
                     "POST is not allowed on a named object",
                 ));
             }
-            let created = store.create(&info, &t.version, &ns, body_json(&body)?)?;
+            body::accepts_object(headers)?;
+            let opts = fv::write_options(query, "CreateOptions")?;
+            let obj = object_body(&t, headers, &body, opts, &mut ex.warnings)?;
+            let created = store.create_with(&info, &t.version, &ns, obj, opts.dry_run)?;
             Ok((
                 StatusCode::CREATED,
                 Json(present(&info, &t.version, created)),
@@ -321,43 +357,41 @@ async fn serve(
                 .name
                 .as_deref()
                 .ok_or_else(|| ApiError::method_not_allowed("PUT needs a name"))?;
-            ok(store.update(&info, &t.version, &ns, name, body_json(&body)?, status_only)?)
+            body::accepts_object(headers)?;
+            let opts = fv::write_options(query, "UpdateOptions")?;
+            let obj = object_body(&t, headers, &body, opts, &mut ex.warnings)?;
+            let mode = UpdateMode {
+                status_only: t.subresource.is_some(),
+                dry_run: opts.dry_run,
+            };
+            ok(store.update(&info, &t.version, &ns, name, obj, mode)?)
         }
         "patch" => {
             let name = t
                 .name
                 .as_deref()
                 .ok_or_else(|| ApiError::method_not_allowed("PATCH needs a name"))?;
-            let ct = headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            let kind = PatchType::from_content_type(ct)?;
-            ok(apply_patch(store, &t, &ns, name, kind, &body)?)
+            let kind = PatchType::from_content_type(&body::media_type(headers), info.is_crd())?;
+            let opts = fv::write_options(query, "PatchOptions")?;
+            ok(apply_patch(
+                store,
+                &t,
+                &ns,
+                name,
+                kind,
+                &body,
+                opts,
+                &mut ex.warnings,
+            )?)
         }
         "delete" => {
             let name = t.name.as_deref().unwrap_or_default();
-            let opts = DeleteOptions::from_body(
-                &body_json(&body)?,
-                query.get("propagationPolicy").map(String::as_str),
-            );
+            let opts = delete_options(headers, &body, query)?;
             ok(store.delete(&info, &ns, name, &opts)?)
         }
         "deletecollection" => {
-            let f = filter(&t, query)?;
-            let list = store.list(
-                &info,
-                &t.version,
-                &f,
-                &ListOptions {
-                    limit: None,
-                    continue_token: None,
-                },
-            )?;
-            let opts = DeleteOptions::from_body(
-                &body_json(&body)?,
-                query.get("propagationPolicy").map(String::as_str),
-            );
+            let opts = delete_options(headers, &body, query)?;
+            let list = store.list(&info, &t.version, &filter(&t, query)?, &all)?;
             for item in list["items"].as_array().into_iter().flatten() {
                 let item_ns = item
                     .pointer("/metadata/namespace")
@@ -378,182 +412,50 @@ async fn serve(
     }
 }
 
+/// Patches the current object and updates it; field validation looks at the patch body's
+/// repeated keys and at the patched object, as kube-apiserver's does.
+#[allow(clippy::too_many_arguments)]
 fn apply_patch(
     store: &Store,
     t: &Target,
     ns: &str,
     name: &str,
     kind: PatchType,
-    body: &Bytes,
+    body: &[u8],
+    opts: WriteOptions,
+    warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
     let info = &t.info;
-    match kind {
-        PatchType::Apply => {
-            return Err(ApiError::unsupported_media_type("server-side apply is not implemented by the test API server; use a merge or JSON patch"))
-        }
-        PatchType::Strategic if info.is_crd() => {
-            return Err(ApiError::unsupported_media_type(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-            ))
-        }
-        _ => {}
+    if kind == PatchType::Apply {
+        return Err(ApiError::unsupported_media_type(
+            "server-side apply is not implemented by the test API server; use a merge or JSON patch",
+        ));
     }
-    let patch_body = body_json(body)?;
+    let decoded = body::decode_json(body)?;
+    let mut problems = fv::duplicate_fields(&decoded.duplicates);
+    if kind == PatchType::Json {
+        problems = problems.iter().map(|p| format!("json patch {p}")).collect();
+    }
     let mut st = store.lock();
     let current = st.current(info, ns, name)?;
     let mut patched = present(info, &t.version, current);
     match kind {
-        PatchType::Json => patch::json_patch(&mut patched, &patch_body)?,
-        _ => patch::merge_patch(&mut patched, &patch_body),
+        PatchType::Json => patch::json_patch(&mut patched, &decoded.value)?,
+        _ => patch::merge_patch(&mut patched, &decoded.value),
     }
-    store.update_locked(
-        &mut st,
-        info,
-        &t.version,
-        ns,
-        name,
-        patched,
-        t.subresource.is_some(),
-        true,
-    )
-}
-
-fn resource_list(app: &App, group: &str, version: &str) -> ApiResult<Response> {
-    let catalog = app.store.lock().catalog.clone();
-    catalog
-        .resource_list(group, version)
-        .map(|l| Json(l).into_response())
-        .ok_or_else(ApiError::path_not_found)
-}
-
-/// Kubernetes version priority: GA > beta > alpha, higher numbers first.
-fn version_priority(v: &str) -> (u8, u32, u32) {
-    let rest = v.strip_prefix('v').unwrap_or(v);
-    let major_end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    let major = rest[..major_end].parse().unwrap_or(0);
-    let tail = &rest[major_end..];
-    let (stage, n) = if tail.is_empty() {
-        (3, 0)
-    } else if let Some(n) = tail.strip_prefix("beta") {
-        (2, n.parse().unwrap_or(0))
-    } else if let Some(n) = tail.strip_prefix("alpha") {
-        (1, n.parse().unwrap_or(0))
-    } else {
-        (0, 0)
+    if opts.validation != fv::Directive::Ignore {
+        problems.extend(fv::unknown_fields(info, &t.version, &patched));
+    }
+    let shown = || match kind {
+        PatchType::Strategic => fv::go_value(&decoded.value),
+        _ => patched.to_string(),
     };
-    (stage, major, n)
-}
-
-fn group_list(app: &App) -> Value {
-    let catalog = app.store.lock().catalog.clone();
-    let groups: Vec<Value> = catalog
-        .groups()
-        .into_iter()
-        .map(|(name, mut versions)| {
-            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
-            let gv: Vec<Value> = versions
-                .iter()
-                .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
-                .collect();
-            json!({"name": name, "versions": gv, "preferredVersion": gv[0]})
-        })
-        .collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-/// `/openapi/v3`: one document per group version. kubectl reads it to learn that the server
-/// validates fields itself (the `fieldValidation` parameter) and so sends objects unchanged.
-fn openapi_root(app: &App) -> Value {
-    let catalog = app.store.lock().catalog.clone();
-    let mut paths = serde_json::Map::new();
-    for r in catalog.all() {
-        for v in &r.served_versions {
-            let key = if r.group.is_empty() {
-                format!("api/{v}")
-            } else {
-                format!("apis/{}/{v}", r.group)
-            };
-            paths.insert(
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}")}),
-            );
-        }
-    }
-    json!({ "paths": paths })
-}
-
-fn openapi_group_version(app: &App, group: &str, version: &str) -> Value {
-    let catalog = app.store.lock().catalog.clone();
-    let mut paths = serde_json::Map::new();
-    let mut schemas = serde_json::Map::new();
-    let prefix = if group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{group}/{version}")
+    fv::enforce_patch(opts.validation, shown, problems, warnings)?;
+    let mode = UpdateMode {
+        status_only: t.subresource.is_some(),
+        dry_run: opts.dry_run,
     };
-    for r in catalog
-        .all()
-        .filter(|r| r.group == group && r.served_versions.iter().any(|v| v == version))
-    {
-        let gvk = json!({"group": group, "version": version, "kind": r.kind});
-        let param = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}]);
-        let path = if r.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.resource)
-        } else {
-            format!("{prefix}/{}/{{name}}", r.resource)
-        };
-        let op = json!({"x-kubernetes-group-version-kind": gvk, "parameters": param});
-        paths.insert(path, json!({"put": op, "patch": op}));
-        let mut schema = match r.validator(version) {
-            Some(_) => crd_schema(&app.store, r, version),
-            None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        };
-        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
-        let id = format!(
-            "{}.{version}.{}",
-            if group.is_empty() {
-                "io.k8s.api.core"
-            } else {
-                group
-            },
-            r.kind
-        );
-        schemas.insert(id, schema);
-    }
-    json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.33.0"},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    })
-}
-
-fn crd_schema(store: &Store, r: &ResourceInfo, version: &str) -> Value {
-    let st = store.lock();
-    let crd = st
-        .objects
-        .get(&(
-            "apiextensions.k8s.io".to_string(),
-            "customresourcedefinitions".to_string(),
-        ))
-        .and_then(|m| m.get(&(String::new(), r.qualified())))
-        .cloned()
-        .unwrap_or_default();
-    crd.pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .and_then(|vs| vs.iter().find(|v| v["name"] == version))
-        .and_then(|v| v.pointer("/schema/openAPIV3Schema"))
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object"}))
-}
-
-fn version() -> Value {
-    json!({
-        "major": "1", "minor": "33", "gitVersion": "v1.33.0-kruise-test", "gitCommit": "", "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a", "compiler": "rustc", "platform": "linux/amd64",
-    })
+    store.update_locked(&mut st, info, &t.version, ns, name, patched, mode)
 }
 
 fn test_control(app: &App, method: &Method, rest: &[&str], body: Bytes) -> ApiResult<Response> {
@@ -573,15 +475,5 @@ fn test_control(app: &App, method: &Method, rest: &[&str], body: Bytes) -> ApiRe
             Ok(Json(json!({"ok": true})).into_response())
         }
         _ => Err(ApiError::path_not_found()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn versions_sort_like_kubernetes() {
-        let mut v = vec!["v1alpha1", "v1beta1", "v1", "v2beta1"];
-        v.sort_by_key(|x| std::cmp::Reverse(super::version_priority(x)));
-        assert_eq!(v, ["v1", "v2beta1", "v1beta1", "v1alpha1"]);
     }
 }

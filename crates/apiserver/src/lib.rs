@@ -4,17 +4,26 @@
 //! `410 Gone` for a watch from too old a version, finalizers, garbage collection by owner), and
 //! what the binaries get away with here they must get away with on a real cluster.
 //!
+//! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies
+//! (415 for others), one event store served as `events.k8s.io/v1` and core `v1`, and
+//! `apiserver_request_total` on `/metrics`.
+//!
 //! Serves plain HTTP on loopback without authentication; writes a kubeconfig that kube-rs and
 //! kubectl use. Faults (dropped watches, failing writes, latency) and request counts are under
 //! `/_test/`.
 
+mod body;
 mod builtin;
 mod catalog;
+mod discovery;
 mod errors;
+mod events_view;
 mod faults;
+mod fieldvalidation;
 mod gc;
 mod http;
 mod meta;
+mod metrics;
 mod patch;
 mod selector;
 mod store;
@@ -56,6 +65,7 @@ impl TestApiServer {
         let app = http::App {
             store: store.clone(),
             faults: Arc::new(faults::Faults::default()),
+            metrics: Arc::new(metrics::Metrics::default()),
         };
         let router = axum::Router::new().fallback(http::handle).with_state(app);
         let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -15,15 +15,20 @@ pub enum PatchType {
 }
 
 impl PatchType {
-    pub fn from_content_type(ct: &str) -> ApiResult<Self> {
-        match ct.split(';').next().unwrap_or_default().trim() {
+    /// The patch type of a media type, or the 415 kube-apiserver answers, listing the patch
+    /// types of the resource (custom resources have no strategic merge patch).
+    pub fn from_content_type(media_type: &str, crd: bool) -> ApiResult<Self> {
+        match media_type {
             "application/merge-patch+json" => Ok(Self::Merge),
             "application/json-patch+json" => Ok(Self::Json),
-            "application/strategic-merge-patch+json" => Ok(Self::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(Self::Apply),
-            other => Err(ApiError::unsupported_media_type(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {other:?})"
-            ))),
+            "application/strategic-merge-patch+json" if !crd => Ok(Self::Strategic),
+            "application/apply-patch+yaml" => Ok(Self::Apply),
+            _ if crd => Err(crate::body::unsupported(
+                "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            )),
+            _ => Err(crate::body::unsupported(
+                "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml",
+            )),
         }
     }
 }

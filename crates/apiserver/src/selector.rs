@@ -126,12 +126,12 @@ impl FieldSelector {
                 )));
             };
             let path = path.trim();
-            if !supported_field(kind, group, path) {
+            let Some(field) = stored_field(kind, group, path) else {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {path}"
                 )));
-            }
-            terms.push((path.to_string(), eq, value.trim().to_string()));
+            };
+            terms.push((field, eq, value.trim().to_string()));
         }
         Ok(Self(terms))
     }
@@ -149,11 +149,16 @@ impl FieldSelector {
     }
 }
 
-fn supported_field(kind: &str, group: &str, path: &str) -> bool {
-    if matches!(path, "metadata.name" | "metadata.namespace") {
-        return true;
+/// The field of the stored object a selector label matches, if kube-apiserver supports the label
+/// for the kind (events are stored in the `events.k8s.io` form, whichever API is asked).
+fn stored_field(kind: &str, group: &str, path: &str) -> Option<String> {
+    if kind == "Event" && (group.is_empty() || group == "events.k8s.io") {
+        return crate::events_view::selector_field(path, group.is_empty());
     }
-    match (group, kind) {
+    if matches!(path, "metadata.name" | "metadata.namespace") {
+        return Some(path.to_string());
+    }
+    let supported = match (group, kind) {
         ("", "Pod") => matches!(
             path,
             "spec.nodeName"
@@ -167,16 +172,9 @@ fn supported_field(kind: &str, group: &str, path: &str) -> bool {
         ("", "Node") => path == "spec.unschedulable",
         ("", "Secret") => path == "type",
         ("", "Namespace") => path == "status.phase",
-        ("", "Event") => {
-            path.starts_with("involvedObject.")
-                || matches!(path, "reason" | "reportingComponent" | "source" | "type")
-        }
-        ("events.k8s.io", "Event") => {
-            path.starts_with("regarding.")
-                || matches!(path, "reason" | "reportingController" | "type")
-        }
         _ => false,
-    }
+    };
+    supported.then(|| path.to_string())
 }
 
 #[cfg(test)]

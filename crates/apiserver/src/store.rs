@@ -2,7 +2,9 @@
 //! version, and a bounded history of changes that watches replay from (older than the history is
 //! `410 Gone`). Writes follow the real server's rules: optimistic concurrency on
 //! `resourceVersion`, `generation` bumped on spec change only, status and spec written through
-//! their own endpoints, finalizers holding deletion, no-op updates that change nothing.
+//! their own endpoints, finalizers holding deletion, no-op updates that change nothing; a dry run
+//! does every check and writes nothing. A view (core `events`) keeps its objects in the store of
+//! the resource it views, converted on the way in (`to_storage`) and out (`present`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -100,7 +102,7 @@ impl State {
             name.to_string(),
         );
         self.objects
-            .get(&(info.group.clone(), info.resource.clone()))
+            .get(&info.storage_key())
             .and_then(|m| m.get(&key))
             .cloned()
             .ok_or_else(|| ApiError::not_found(&info.qualified(), name))
@@ -149,7 +151,7 @@ impl Store {
         st.rv += 1;
         let rv = st.rv;
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let gr = (info.group.clone(), info.resource.clone());
+        let gr = info.storage_key();
         let key = (
             str_at(&obj, "/metadata/namespace").to_string(),
             str_at(&obj, "/metadata/name").to_string(),
@@ -194,7 +196,20 @@ impl Store {
         info: &ResourceInfo,
         version: &str,
         ns: &str,
+        obj: Value,
+    ) -> ApiResult<Value> {
+        self.create_with(info, version, ns, obj, false)
+    }
+
+    /// [`create`](Self::create); a dry run checks everything (AlreadyExists too) and answers the
+    /// object it would store, without a resourceVersion, and stores nothing.
+    pub fn create_with(
+        &self,
+        info: &ResourceInfo,
+        version: &str,
+        ns: &str,
         mut obj: Value,
+        dry_run: bool,
     ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -283,26 +298,27 @@ impl Store {
         }
         let mut obj = admit(info, version, obj, None)?;
         let name = str_at(&obj, "/metadata/name").to_string();
-        let exists = st
-            .objects
-            .get(&(info.group.clone(), info.resource.clone()))
-            .is_some_and(|m| {
-                m.contains_key(&(
-                    if info.namespaced {
-                        ns.to_string()
-                    } else {
-                        String::new()
-                    },
-                    name.clone(),
-                ))
-            });
+        let exists = st.objects.get(&info.storage_key()).is_some_and(|m| {
+            m.contains_key(&(
+                if info.namespaced {
+                    ns.to_string()
+                } else {
+                    String::new()
+                },
+                name.clone(),
+            ))
+        });
         if exists {
             return Err(ApiError::already_exists(&info.qualified(), &name));
         }
         if info.group == "apiextensions.k8s.io" {
-            crate::gc::register_crd(&mut st, &mut obj)?;
+            crate::gc::register_crd(&mut st, &mut obj, dry_run)?;
         }
-        Ok(self.commit(&mut st, info, EventType::Added, to_storage(info, obj), None))
+        let obj = to_storage(info, obj);
+        if dry_run {
+            return Ok(obj);
+        }
+        Ok(self.commit(&mut st, info, EventType::Added, obj, None))
     }
 
     /// Replaces an object (PUT) or its status. `obj` is what the client sent.
@@ -313,10 +329,10 @@ impl Store {
         ns: &str,
         name: &str,
         obj: Value,
-        status_only: bool,
+        mode: UpdateMode,
     ) -> ApiResult<Value> {
         let mut st = self.lock();
-        self.update_locked(&mut st, info, version, ns, name, obj, status_only, true)
+        self.update_locked(&mut st, info, version, ns, name, obj, mode)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -328,9 +344,12 @@ impl Store {
         ns: &str,
         name: &str,
         mut obj: Value,
-        status_only: bool,
-        precondition_on_rv: bool,
+        mode: UpdateMode,
     ) -> ApiResult<Value> {
+        let UpdateMode {
+            status_only,
+            dry_run,
+        } = mode;
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -343,7 +362,7 @@ impl Store {
             )));
         }
         let body_rv = rv_of(&obj).to_string();
-        if precondition_on_rv && !body_rv.is_empty() && body_rv != rv_of(&current) {
+        if !body_rv.is_empty() && body_rv != rv_of(&current) {
             return Err(ApiError::conflict(&info.qualified(), name, "the object has been modified; please apply your changes to the latest version and try again"));
         }
         if status_only {
@@ -388,7 +407,7 @@ impl Store {
             m["name"] = json!(name);
         }
         obj["metadata"]["resourceVersion"] = json!(rv_of(&current));
-        let mut obj = admit(info, version, obj, Some(&current))?;
+        let obj = admit(info, version, obj, Some(&current))?;
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             let finalizers = |o: &Value| -> Vec<String> {
                 o.pointer("/metadata/finalizers")
@@ -406,6 +425,7 @@ impl Store {
                 return Err(ApiError::forbidden(format!("{} \"{name}\" is forbidden: no new finalizers can be added if the object is being deleted", info.qualified())));
             }
         }
+        let mut obj = to_storage(info, obj);
         if spec_part(&obj) != spec_part(&current) {
             let g = current
                 .pointer("/metadata/generation")
@@ -413,12 +433,14 @@ impl Store {
                 .unwrap_or(1);
             obj["metadata"]["generation"] = json!(g + 1);
         }
-        let obj = to_storage(info, obj);
         if obj == current {
             return Ok(current);
         }
         if info.group == "apiextensions.k8s.io" {
-            crate::gc::register_crd(st, &mut obj.clone())?;
+            crate::gc::register_crd(st, &mut obj.clone(), dry_run)?;
+        }
+        if dry_run {
+            return Ok(obj);
         }
         let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
         let no_finalizers = obj
@@ -432,6 +454,16 @@ impl Store {
         }
         Ok(self.commit(st, info, EventType::Modified, obj, Some(current)))
     }
+}
+
+/// How an update writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpdateMode {
+    /// Through `/status`: only the status changes.
+    pub status_only: bool,
+    /// `dryRun=All`: every check, the would-be object answered (with the current
+    /// resourceVersion), nothing written.
+    pub dry_run: bool,
 }
 
 /// `kind` and `apiVersion` in a body must name what the URL names.
@@ -495,14 +527,23 @@ fn admit(
     }
 }
 
-/// Objects are stored in their storage version (the schemas are the same; no conversion).
+/// Objects are stored in their storage version (the schemas are the same; no conversion), and
+/// a view's objects in the form of the resource it views.
 fn to_storage(info: &ResourceInfo, mut obj: Value) -> Value {
+    if info.is_view() {
+        return crate::events_view::to_events(obj);
+    }
     obj["apiVersion"] = json!(info.api_version(&info.storage_version));
     obj
 }
 
-/// The object as `version` presents it.
-pub fn present(info: &ResourceInfo, version: &str, mut obj: Value) -> Value {
+/// The (stored) object as `version` presents it.
+pub fn present(info: &ResourceInfo, version: &str, obj: Value) -> Value {
+    let mut obj = if info.is_view() {
+        crate::events_view::to_core(obj)
+    } else {
+        obj
+    };
     obj["apiVersion"] = json!(info.api_version(version));
     obj["kind"] = json!(info.kind);
     obj

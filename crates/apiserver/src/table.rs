@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use crate::catalog::ResourceInfo;
 
 /// Age as kubectl prints it: `45s`, `12m`, `3h`, `2d`.
-fn age(timestamp: &str) -> String {
+pub fn age(timestamp: &str) -> String {
     let Ok(t) = chrono::DateTime::parse_from_rfc3339(timestamp) else {
         return "<unknown>".into();
     };
@@ -38,6 +38,9 @@ pub fn table(
     objects: &[Value],
     resource_version: &str,
 ) -> Value {
+    if info.is_view() {
+        return crate::events_view::table(objects, resource_version);
+    }
     let mut columns = vec![
         json!({"name": "Name", "type": "string", "format": "name", "description": "Name of the object", "priority": 0}),
     ];

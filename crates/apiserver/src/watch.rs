@@ -69,7 +69,7 @@ impl Store {
         let mut items = Vec::new();
         let mut next = None;
         let mut last_key = None;
-        if let Some(objects) = st.objects.get(&(info.group.clone(), info.resource.clone())) {
+        if let Some(objects) = st.objects.get(&info.storage_key()) {
             let iter = objects
                 .iter()
                 .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a));
@@ -142,7 +142,7 @@ pub fn watch(
     opts: WatchOptions,
     mut dropped: tokio::sync::watch::Receiver<u64>,
 ) -> ApiResult<impl Stream<Item = Result<bytes::Bytes, std::io::Error>>> {
-    let gr = (info.group.clone(), info.resource.clone());
+    let gr = info.storage_key();
     let (initial, backlog, mut rx, start_rv, too_old) = {
         let st = store.lock();
         let rx = store.changes.subscribe();

@@ -57,6 +57,18 @@ fn nullable(schema: &Value) -> bool {
 /// Prunes unknown fields and non-nullable nulls, then applies defaults top-down, so a parent
 /// defaulted to `{}` gets its children's defaults too.
 pub fn prune_and_default(schema: &Value, value: &mut Value, root: bool) {
+    prune_and_default_reporting(schema, value, root, "", &mut Vec::new());
+}
+
+/// [`prune_and_default`], adding the path of every unknown field it drops to `pruned` (map
+/// entries and properties as `.key`, list items as `[i]`, as kube-apiserver's pruning names them).
+pub fn prune_and_default_reporting(
+    schema: &Value,
+    value: &mut Value,
+    root: bool,
+    path: &str,
+    pruned: &mut Vec<String>,
+) {
     match value {
         Value::Object(map) => {
             if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -66,7 +78,11 @@ pub fn prune_and_default(schema: &Value, value: &mut Value, root: bool) {
                     }
                     match props.get(k) {
                         Some(p) => !v.is_null() || nullable(p),
-                        None => preserves_unknown(schema),
+                        None if preserves_unknown(schema) => true,
+                        None => {
+                            pruned.push(join(path, k));
+                            false
+                        }
                     }
                 });
                 for (k, p) in props {
@@ -76,29 +92,39 @@ pub fn prune_and_default(schema: &Value, value: &mut Value, root: bool) {
                 }
                 for (k, v) in map.iter_mut() {
                     if let Some(p) = props.get(k) {
-                        prune_and_default(p, v, false);
+                        prune_and_default_reporting(p, v, false, &join(path, k), pruned);
                     }
                 }
             } else if let Some(item) = schema.get("additionalProperties").filter(|a| a.is_object())
             {
                 map.retain(|_, v| !v.is_null() || nullable(item));
-                map.values_mut()
-                    .for_each(|v| prune_and_default(item, v, false));
+                for (k, v) in map.iter_mut() {
+                    prune_and_default_reporting(item, v, false, &join(path, k), pruned);
+                }
             }
         }
         Value::Array(items) => {
             if let Some(item) = schema.get("items") {
-                items
-                    .iter_mut()
-                    .for_each(|v| prune_and_default(item, v, false));
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune_and_default_reporting(item, v, false, &format!("{path}[{i}]"), pruned);
+                }
             }
         }
         _ => {}
     }
 }
 
+/// Which half of validation a walk does: kube-apiserver checks the schema first and evaluates
+/// CEL rules only on an object without blocking schema errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Schema,
+    Rules,
+}
+
 pub struct Walk<'a> {
-    pub errors: &'a mut Vec<FieldError>,
+    errors: &'a mut Vec<FieldError>,
+    pass: Pass,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -121,7 +147,11 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    pub fn new(errors: &'a mut Vec<FieldError>, pass: Pass) -> Self {
+        Self { errors, pass }
+    }
+
     fn push(&mut self, field: &str, kind: ErrorKind, value: Option<String>, detail: String) {
         self.errors.push(FieldError {
             field: field.to_string(),
@@ -142,9 +172,13 @@ impl Walk<'_> {
         match value {
             Value::Object(map) => self.check_object(schema, map, old, path),
             Value::Array(items) => self.check_array(schema, items, old, path),
-            Value::String(s) => self.check_string(schema, s, path),
-            Value::Number(_) => self.check_number(schema, value, path),
+            Value::String(s) if self.pass == Pass::Schema => self.check_string(schema, s, path),
+            Value::Number(_) if self.pass == Pass::Schema => self.check_number(schema, value, path),
             _ => {}
+        }
+        if self.pass == Pass::Rules {
+            self.rules(schema, value, old, path);
+            return;
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
             if !allowed.contains(value) {
@@ -161,7 +195,6 @@ impl Walk<'_> {
                 );
             }
         }
-        self.rules(schema, value, old, path);
     }
 
     fn check_type(&mut self, schema: &Value, value: &Value, path: &str) -> bool {
@@ -179,14 +212,14 @@ impl Walk<'_> {
                 Some(t) => t == actual,
             }
         };
-        if !ok {
+        if !ok && self.pass == Pass::Schema {
             let want = schema
                 .get("type")
                 .and_then(Value::as_str)
                 .unwrap_or("integer,string");
             self.push(
                 path,
-                ErrorKind::Invalid,
+                ErrorKind::TypeInvalid,
                 Some(format!("\"{actual}\"")),
                 format!("{path} in body must be of type {want}: \"{actual}\""),
             );
@@ -211,6 +244,9 @@ impl Walk<'_> {
                 self.check(item, v, old_v, &format!("{path}[{k}]"));
             }
         }
+        if self.pass == Pass::Rules {
+            return;
+        }
         for key in required(schema) {
             if !map.contains_key(&key) {
                 self.push(&join(path, &key), ErrorKind::Required, None, String::new());
@@ -225,7 +261,9 @@ impl Walk<'_> {
     }
 
     fn check_array(&mut self, schema: &Value, items: &[Value], old: Option<&Value>, path: &str) {
-        self.check_count(schema, items.len() as u64, path, ("maxItems", "minItems"));
+        if self.pass == Pass::Schema {
+            self.check_count(schema, items.len() as u64, path, ("maxItems", "minItems"));
+        }
         let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
         let map_keys: Vec<String> = schema
             .get("x-kubernetes-list-map-keys")
@@ -248,7 +286,7 @@ impl Walk<'_> {
                 _ => v.clone(),
             }
         };
-        if matches!(list_type, Some("set" | "map")) {
+        if self.pass == Pass::Schema && matches!(list_type, Some("set" | "map")) {
             let mut seen = HashSet::new();
             for (i, v) in items.iter().enumerate() {
                 let key = key_of(v).to_string();

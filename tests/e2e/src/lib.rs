@@ -4,6 +4,7 @@
 //! process and object a test makes goes away when its handle drops.
 
 pub mod cluster;
+pub mod fleet;
 pub mod node;
 pub mod process;
 pub mod rbac;

@@ -28,6 +28,9 @@ impl Engine {
     /// Plans everything marked since the last round and returns the writes to make. A replica
     /// that does not lead, or has not listed everything yet, plans nothing.
     pub fn round(&mut self, now: Timestamp) -> Vec<Write> {
+        // The API keeps times to the second (createdAt, startTime): deciding at whole seconds
+        // makes what is written equal to what was planned.
+        let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
         self.changed_since = None;
         for t in self.timers.pop_due(now) {
             self.fire(t);

@@ -34,8 +34,15 @@ pub struct Timers {
 }
 
 impl Timers {
-    /// Fires `timer` at `at`, unless it is due earlier already.
+    /// Fires `timer` at `at` (rounded up to the second: rounds decide at whole seconds), unless it
+    /// is due earlier already.
     pub fn at(&mut self, at: Timestamp, timer: Timer) {
+        let whole = Timestamp::from_second(at.as_second()).unwrap_or(at);
+        let at = if whole < at {
+            Timestamp::from_second(at.as_second() + 1).unwrap_or(at)
+        } else {
+            whole
+        };
         match self.due.get(&timer) {
             Some(t) if *t <= at => {}
             _ => {

@@ -17,12 +17,19 @@ use serde_json::{json, Value};
 use super::*;
 use crate::lean::LeanNode;
 
+/// The tests' clock runs a quarter second past the second, as a real one mostly does: what the
+/// engine writes keeps whole seconds (the API's precision), and must still equal what it planned.
 pub fn t0() -> Timestamp {
-    "2026-11-26T10:00:00Z".parse().unwrap()
+    "2026-11-26T10:00:00.25Z".parse().unwrap()
 }
 
 pub fn at(secs: i64) -> Timestamp {
     t0() + SignedDuration::from_secs(secs)
+}
+
+/// `at(secs)` as the API stores it: whole seconds.
+pub fn stored(secs: i64) -> Timestamp {
+    Timestamp::from_second(at(secs).as_second()).unwrap()
 }
 
 /// RFC 7386.

@@ -34,8 +34,12 @@ fn node_images_follow_nodes() {
             && !s.images.contains_key("down")
             && !s.images.contains_key("vk")
     );
-    assert_eq!(s.engine.next_timer(), Some(at(20)));
-    s.at(20);
+    assert_eq!(
+        s.engine.next_timer(),
+        Some(stored(21)),
+        "20 s after, at the next whole second"
+    );
+    s.at(21);
     s.run();
     assert!(s.images.contains_key("young"));
     // Labels follow the Node; NodeImages without a Node go, fake ones stay.
@@ -66,7 +70,7 @@ fn parallelism_bounds_the_nodes_pulling_at_once() {
         (st.desired, st.active, st.succeeded, st.failed),
         (5, 2, 0, 0)
     );
-    assert_eq!(st.start_time.as_ref().unwrap().0, t0());
+    assert_eq!(st.start_time.as_ref().unwrap().0, stored(0));
     assert_eq!(
         s.take_events().iter().map(|e| e.reason).collect::<Vec<_>>(),
         ["PullJobStarted"]
@@ -123,7 +127,11 @@ fn a_second_job_joins_a_tag_without_restarting_its_pull() {
     s.run();
     let tag = &s.spec("n0").images["nginx"].tags[0];
     assert_eq!(tag.version, 0, "no new round for the first job");
-    assert_eq!(tag.created_at.as_ref().unwrap().0, t0(), "createdAt kept");
+    assert_eq!(
+        tag.created_at.as_ref().unwrap().0,
+        stored(0),
+        "createdAt kept"
+    );
     assert_eq!(s.tagged("nginx", "1")["n0"], ["first", "second"]);
 
     // Once it succeeded, a later job with IfNotPresent counts the node as done at once; one with
@@ -141,7 +149,7 @@ fn a_second_job_joins_a_tag_without_restarting_its_pull() {
     let tag = &s.spec("n0").images["nginx"].tags[0];
     assert_eq!(
         (tag.version, tag.created_at.as_ref().unwrap().0),
-        (1, at(20))
+        (1, stored(20))
     );
     assert_eq!(s.status("fourth").active, 1);
 }
@@ -261,7 +269,7 @@ fn an_always_job_completes_and_counts_failures() {
             st.active,
             st.completion_time.as_ref().map(|t| t.0)
         ),
-        (2, 1, 0, Some(at(6)))
+        (2, 1, 0, Some(stored(6)))
     );
     assert_eq!(st.message.as_deref(), Some("job has completed"));
     assert!(s
@@ -301,7 +309,7 @@ fn silent_daemons_and_deadlines_fail_nodes() {
     s.job("j", "nginx", json!({"parallelism": 1, "completionPolicy": {"type": "Always", "activeDeadlineSeconds": 900}}));
     s.run();
     // No daemon answers n0 for the response window (10 min): it counts as failed and n1 is next.
-    assert_eq!(s.engine.next_timer(), Some(at(600)));
+    assert_eq!(s.engine.next_timer(), Some(stored(600)));
     s.at(601);
     s.run();
     let st = s.status("j");
@@ -370,7 +378,7 @@ fn finished_jobs_are_deleted_after_their_ttl() {
     s.at(100);
     s.run();
     assert!(s.jobs.contains_key("ns/j"));
-    assert_eq!(s.engine.next_timer(), Some(at(301)));
+    assert_eq!(s.engine.next_timer(), Some(stored(301)));
     s.at(301);
     s.run();
     assert!(!s.jobs.contains_key("ns/j"), "deleted after its TTL");

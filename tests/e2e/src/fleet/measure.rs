@@ -1,0 +1,136 @@
+//! Figures of a process and of Prometheus text: CPU seconds and memory from `/proc`, counters
+//! and histogram quantiles from `/metrics`. A figure that cannot be read fails the benchmark,
+//! naming what is missing: it never reads as zero.
+
+use std::process::Command;
+
+/// CPU seconds (user + system) `pid` has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
+    // The command name may hold spaces; fields count from after its closing parenthesis.
+    let rest = &stat[stat.rfind(')').expect("a /proc stat line") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("CLK_TCK is a number")
+    })
+}
+
+/// `VmRSS` and `VmHWM` (peak) of `pid`, in MiB.
+pub fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
+    let field = |name: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+            / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The sum of a metric's samples whose labels contain every `label="value"` in `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(p) => p,
+            None => continue,
+        };
+        let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric_name != name || !labels.iter().all(|l| rest.contains(l)) {
+            continue;
+        }
+        found = true;
+        sum += value.parse::<f64>().unwrap_or(0.0);
+    }
+    assert!(
+        found,
+        "the metric {name}{labels:?} is not exported; cannot measure without it"
+    );
+    sum
+}
+
+/// A histogram's cumulative buckets `(le, count)`.
+pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let bucket = format!("{name}_bucket");
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&bucket))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit_once(' ')?.1.parse().ok()?))
+        })
+        .collect();
+    assert!(!out.is_empty(), "the histogram {name} is not exported");
+    out.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    out
+}
+
+/// `after - before`, bucket by bucket: the observations in between.
+pub fn between(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .map(|(le, n)| {
+            let b = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, c)| *c);
+            (*le, n - b)
+        })
+        .collect()
+}
+
+/// The `q` quantile of cumulative buckets, as the upper bound of its bucket (as Prometheus'
+/// `histogram_quantile` does at a bucket edge); `None` without observations.
+pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    buckets.iter().find(|(_, n)| *n >= rank).map(|(le, _)| *le)
+}
+
+/// A duration in seconds, readably.
+pub fn secs(s: f64) -> String {
+    if s.is_infinite() {
+        "above the top bucket".into()
+    } else if s < 0.001 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.1} ms", s * 1e3)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
+/// Percentile of plain values.
+pub fn percentile(values: &mut [f64], q: f64) -> f64 {
+    assert!(!values.is_empty(), "no values to take a percentile of");
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((values.len() as f64 - 1.0) * q).round() as usize;
+    values[i]
+}
