@@ -104,6 +104,9 @@ enum Step {
     Finish,
 }
 
+/// A step due at a time: `(when, node, image key, tag, step)`.
+type Due = Reverse<(Instant, String, String, String, Step)>;
+
 /// Runs the simulated daemons until `stop`.
 pub async fn run(
     client: Client,
@@ -116,7 +119,7 @@ pub async fn run(
         .default_backoff()
         .boxed();
     let mut nodes: HashMap<String, NodeSim> = HashMap::new();
-    let mut steps: BinaryHeap<Reverse<(Instant, String, String, String, Step)>> = BinaryHeap::new();
+    let mut steps: BinaryHeap<Due> = BinaryHeap::new();
     let writes = Arc::new(Semaphore::new(32));
     let mut rng = fastrand::Rng::with_seed(7);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
