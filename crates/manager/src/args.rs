@@ -15,6 +15,16 @@ pub struct Args {
     #[arg(long, env = "KRUISE_NODE_RESPONSE_TIMEOUT", default_value = "10m", value_parser = kruise_observe::parse_duration)]
     pub node_response_timeout: Duration,
 
+    /// The longest a job's next node waits for the other jobs that want it, so they reach it in
+    /// one write (jobs created together then write each node once). A job waits a quarter of its
+    /// own pulls' time at most (2 s before its first pull finished); `0s` places at once.
+    #[arg(long, env = "KRUISE_PLACEMENT_WINDOW", default_value = "10s", value_parser = kruise_observe::parse_duration)]
+    pub placement_window: Duration,
+
+    /// The least time between two status writes of one job (a completion is written at once).
+    #[arg(long, env = "KRUISE_STATUS_INTERVAL", default_value = "5s", value_parser = kruise_observe::parse_duration)]
+    pub status_interval: Duration,
+
     /// Manage only the NodeImages of the Nodes this label selector matches (`pool=gpu`,
     /// `!canary`, `tier in (a,b)`), so installations can share a cluster by node; jobs then
     /// target only these nodes. Empty: every node. Two managers must never manage one node.

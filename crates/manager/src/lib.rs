@@ -73,7 +73,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         nodeimage_creation_delay: args.nodeimage_creation_delay,
         response_timeout: args.node_response_timeout,
         job_namespace: args.job_namespace.clone(),
-        ..Default::default()
+        placement_window: args.placement_window,
+        status_interval: args.status_interval,
     };
 
     // The engine runs on a thread of its own: a long round (a leader's first, at 5,000 nodes)

@@ -120,6 +120,8 @@ impl Bench {
                 "15s",
                 "--log-level",
                 "warn",
+                "--placement-window",
+                &std::env::var("BENCH_PLACEMENT_WINDOW").unwrap_or_else(|_| "10s".into()),
             ],
         );
         m.wait_ready(Duration::from_secs(300)).await;
@@ -335,6 +337,23 @@ async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let p = phase(&b, &start).await;
     if std::env::var_os("BENCH_VERBOSE").is_some() {
+        let changes = b.stats.spec_changes.lock().unwrap();
+        let mut by_count: std::collections::BTreeMap<usize, usize> = Default::default();
+        for v in changes.values() {
+            *by_count.entry(v.len()).or_default() += 1;
+        }
+        eprintln!("nodes by spec changes seen: {by_count:?}");
+        let log = b.manager.as_ref().unwrap().log.clone();
+        let _ = std::fs::copy(&log, "/tmp/fleet-manager.log");
+        for (n, v) in changes.iter().filter(|(_, v)| v.len() > 1).take(8) {
+            let t0 = v[0].0;
+            eprintln!(
+                "  {n}: {:?}",
+                v.iter()
+                    .map(|(t, k)| (t.duration_since(t0).as_secs_f64(), *k))
+                    .collect::<Vec<_>>()
+            );
+        }
         for l in b.manager_metrics().await.lines().filter(|l| {
             l.starts_with("kruise_manager_writes") || l.starts_with("kruise_manager_inputs")
         }) {

@@ -232,6 +232,8 @@ pub struct JobState {
     pub full: BTreeSet<Name>,
     /// For a podSelector job: its matching active pods per node.
     pub pods: HashMap<Name, u32>,
+    /// How long this job's pulls have taken (seconds, a moving average), once one finished.
+    pub pull_seconds: Option<f64>,
 }
 
 impl JobState {
@@ -247,7 +249,26 @@ impl JobState {
             not_responding: BTreeSet::new(),
             full: BTreeSet::new(),
             pods: HashMap::new(),
+            pull_seconds: None,
         }
+    }
+
+    /// A pull of this job finished after `secs`.
+    pub fn pulled_in(&mut self, secs: f64) {
+        self.pull_seconds = Some(match self.pull_seconds {
+            Some(avg) => avg * 0.9 + secs * 0.1,
+            None => secs,
+        });
+    }
+
+    /// How long this job's next node may wait for other jobs: a quarter of its pulls' time
+    /// (waiting costs it that share of its pace at most), 2 s until a pull has finished, never
+    /// more than `cap`.
+    pub fn window(&self, cap: Duration) -> Duration {
+        let own = self
+            .pull_seconds
+            .map_or(Duration::from_secs(2), |s| Duration::from_secs_f64(s / 4.0));
+        own.min(cap)
     }
 
     fn count(&mut self, node: &Name, cell: Cell, demand: u32, add: bool) {

@@ -61,8 +61,8 @@ pub struct Settings {
     pub nodeimage_creation_delay: Duration,
     /// How long a node's daemon may stay silent about a tag before the node counts as failed.
     pub response_timeout: Duration,
-    /// How long a placement waits for the other jobs that want the same node, so they share one
-    /// write; zero places at once.
+    /// The longest a placement waits for the other jobs that want the same node, so they share
+    /// one write (a job waits a quarter of its own pulls' time at most); zero places at once.
     pub placement_window: Duration,
     /// The least time between two status writes of one job (its completion is never held).
     pub status_interval: Duration,
@@ -76,8 +76,8 @@ impl Default for Settings {
         Self {
             nodeimage_creation_delay: Duration::from_secs(30),
             response_timeout: Duration::from_secs(600),
-            placement_window: Duration::from_secs(2),
-            status_interval: Duration::from_secs(1),
+            placement_window: Duration::from_secs(10),
+            status_interval: Duration::from_secs(5),
             job_namespace: String::new(),
         }
     }

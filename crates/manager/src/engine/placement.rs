@@ -1,8 +1,9 @@
 //! Placement: jobs with free slots take their next nodes, one order for every job (the nodes
 //! more jobs want first, then by name). A node is written once every job that would take it
-//! soon has taken it, or once the placement window has passed: so jobs created together (or
-//! moving at the same pace) reach each node in one write instead of one write each, and a job
-//! never waits longer than the window for another. Jobs are served oldest first.
+//! soon has taken it, or once the waiting job's window has passed (a quarter of its own pulls'
+//! time, at most `--placement-window`): so jobs created together (or moving at the same pace)
+//! reach each node in one write instead of one write each, and waiting never costs a job more
+//! than a quarter of its pace. Jobs are served oldest first.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,7 +18,7 @@ use super::Engine;
 
 impl Engine {
     pub(super) fn placement_step(&mut self, now: Timestamp) {
-        let window = self.settings.placement_window;
+        let cap = self.settings.placement_window;
         let mut candidates: Vec<_> = std::mem::take(&mut self.dirty_place)
             .into_iter()
             .filter_map(|uid| {
@@ -53,7 +54,7 @@ impl Engine {
                 match j.cells.get(&node) {
                     Some(Cell::Reserved(t)) => {
                         reserved.push(uid.clone());
-                        expired |= after(*t, window) <= now;
+                        expired |= after(*t, j.window(cap)) <= now;
                     }
                     // Another job that would take this node soon: wait for it.
                     Some(Cell::Unplaced)
@@ -72,7 +73,8 @@ impl Engine {
                     _ => {}
                 }
             }
-            if window.is_zero() || expired || !waiting_for_others {
+            if cap.is_zero() || expired || !waiting_for_others {
+                tracing::debug!(node = %node, wanting = wanting.len(), reserved = reserved.len(), expired, "placing");
                 let mut placing: Vec<Name> = wanting.into_iter().chain(reserved).collect();
                 placing.sort_by(|a, b| self.jobs[a].info.order.cmp(&self.jobs[b].info.order));
                 placing.dedup();
@@ -80,13 +82,15 @@ impl Engine {
                     self.place(&uid, &node, now);
                 }
             } else {
+                tracing::debug!(node = %node, wanting = wanting.len(), reserved = reserved.len(), "reserving, waiting for the other jobs that want it");
                 let demand = self.demand_of_node(&node);
                 for uid in wanting {
                     if let Some(j) = self.jobs.get_mut(&uid) {
                         j.set(&node, Cell::Reserved(now), demand);
+                        let at = after(now, j.window(cap));
+                        self.timers.at(at, Timer::Placement(node.clone()));
                     }
                 }
-                self.timers.at(after(now, window), Timer::Placement(node));
             }
         }
     }

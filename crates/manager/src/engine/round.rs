@@ -16,6 +16,12 @@ use super::spec::{Name, Owner, Spec, Status};
 use super::timers::Timer;
 use super::{Engine, Planned, RoundStats, Write};
 
+/// When the entry `job` owns on a node was written (its pull round started).
+fn first_owner_created(spec: &Spec, job: &super::jobs::JobInfo) -> Option<Timestamp> {
+    let (k, t) = job.image.as_ref().ok()?;
+    place::owned(spec, k, t, &job.uid)?.created_at
+}
+
 static EMPTY_SPEC: std::sync::LazyLock<Spec> = std::sync::LazyLock::new(Spec::new);
 static EMPTY_STATUS: std::sync::LazyLock<Status> = std::sync::LazyLock::new(Status::new);
 
@@ -510,7 +516,15 @@ impl Engine {
                 .then(|| (k.clone(), t.clone()))
         });
         let info = job.info.clone();
+        let finished = matches!(computed, Cell::Succeeded | Cell::Failed(Failure::Pull));
+        let pulled_in = (current == Cell::Pending && finished)
+            .then(|| first_owner_created(spec, &info))
+            .flatten()
+            .map(|c| (now.as_second() - c.as_second()) as f64);
         let job = self.jobs.get_mut(uid).expect("looked up above");
+        if let Some(secs) = pulled_in {
+            job.pulled_in(secs);
+        }
         if job.set(node, computed, demand) {
             self.dirty_status.insert(uid.clone());
             self.dirty_place.insert(uid.clone());

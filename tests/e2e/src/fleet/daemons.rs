@@ -39,6 +39,8 @@ pub struct DaemonStats {
     pub last_result: Mutex<HashMap<String, Instant>>,
     /// Results written (one per tag version per node).
     pub results: AtomicU64,
+    /// Per node, when its spec changed, as its watch saw it.
+    pub spec_changes: Mutex<HashMap<String, Vec<(Instant, usize)>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +138,10 @@ pub async fn run(
                 let now = Instant::now();
                 let name = ni.name_any();
                 let node = nodes.entry(name.clone()).or_insert_with(|| NodeSim { tokens: BURST, ..Default::default() });
+                let tags: usize = ni.spec.images.values().map(|i| i.tags.len()).sum();
+                if node.tags.len() != tags || ni.spec.images.values().flat_map(|i| &i.tags).any(|t| !node.tags.keys().any(|(_, tg)| *tg == t.tag)) {
+                    stats.spec_changes.lock().unwrap().entry(name.clone()).or_default().push((now, tags));
+                }
                 let mut wanted = BTreeMap::new();
                 for (key, image) in &ni.spec.images {
                     for t in &image.tags {

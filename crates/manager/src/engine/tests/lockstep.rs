@@ -108,3 +108,65 @@ fn a_job_waits_at_most_the_window_for_a_slower_one() {
     s.run();
     assert_eq!(s.nodes_with("fast", "1"), ["n0", "n1"]);
 }
+
+/// Jobs moving at one pace, their pulls finishing one at a time in a random order: each node is
+/// still written once.
+#[test]
+fn results_in_any_order_still_write_each_node_once() {
+    let mut s = Sim::new(window());
+    for i in 0..40 {
+        s.node(
+            &format!("n{i:02}"),
+            json!({"pool": if i % 2 == 0 { "a" } else { "b" }}),
+        );
+    }
+    s.run();
+    let jobs: Vec<String> = (0..6).map(|j| format!("j{j}")).collect();
+    for (j, name) in jobs.iter().enumerate() {
+        let mut spec = json!({"parallelism": 4});
+        if j % 2 == 1 {
+            spec["selector"] = json!({"matchLabels": {"pool": "a"}});
+        }
+        s.job(name, &format!("{name}:1"), spec);
+    }
+    s.run();
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut t = 0;
+    while jobs.iter().any(|j| s.status(j).completion_time.is_none()) {
+        t += 1;
+        assert!(t < 2000, "the jobs never finished");
+        s.at(t);
+        // Each job's oldest pulling tag finishes, the jobs in a random order, each result a
+        // round of its own.
+        let pulling: Vec<(String, String)> = s
+            .images
+            .iter()
+            .flat_map(|(n, ni)| {
+                ni["spec"]["images"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(move |(k, _)| {
+                        let done = ni["status"]["imageStatuses"][k]["tags"]
+                            .as_array()
+                            .is_some_and(|t| t.iter().any(|t| t["phase"] == "Succeeded"));
+                        (!done).then(|| (n.clone(), k.clone()))
+                    })
+            })
+            .collect();
+        let mut order: Vec<String> = jobs.clone();
+        rng.shuffle(&mut order);
+        for job in order {
+            if let Some((node, key)) = pulling.iter().find(|(_, k)| *k == job) {
+                s.report_tag(node, key, "1", "Succeeded");
+                s.run();
+            }
+        }
+    }
+    let twice: Vec<_> = s.patches.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "written more than once: {twice:?} of {}",
+        s.patches.len()
+    );
+}

@@ -292,6 +292,33 @@ impl Sim {
         );
     }
 
+    /// The daemon on `node` reports `phase` for one tag, keeping its other tags' reports.
+    pub fn report_tag(&mut self, node: &str, key: &str, tag: &str, phase: &str) {
+        let rv = self.next_rv();
+        let ni = self.images.get_mut(node).expect("NodeImage exists");
+        let version = ni["spec"]["images"][key]["tags"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["tag"] == tag))
+            .and_then(|t| t.get("version").cloned())
+            .unwrap_or(json!(0));
+        let mut tags: Vec<Value> = ni["status"]["imageStatuses"][key]["tags"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        tags.retain(|t| t["tag"] != tag);
+        tags.push(json!({"tag": tag, "phase": phase, "version": version}));
+        if !ni["status"].is_object() {
+            ni["status"] = json!({"imageStatuses": {}});
+        }
+        ni["status"]["imageStatuses"][key] = json!({"tags": tags});
+        ni["metadata"]["resourceVersion"] = json!(rv);
+        let ni = ni.clone();
+        self.engine.input(
+            Input::NodeImage(Event::Apply(serde_json::from_value(ni).unwrap())),
+            self.now,
+        );
+    }
+
     /// Rounds until the engine has nothing left to do now, carrying out its writes.
     pub fn run(&mut self) {
         for _ in 0..50 {
