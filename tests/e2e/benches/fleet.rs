@@ -337,7 +337,7 @@ async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let p = phase(&b, &start).await;
     if std::env::var_os("BENCH_VERBOSE").is_some() {
-        let changes = b.stats.spec_changes.lock().unwrap();
+        let changes = b.stats.spec_changes.lock().unwrap().clone();
         let mut by_count: std::collections::BTreeMap<usize, usize> = Default::default();
         for v in changes.values() {
             *by_count.entry(v.len()).or_default() += 1;
