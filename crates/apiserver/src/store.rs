@@ -18,7 +18,7 @@ use crate::errors::{ApiError, ApiResult};
 use crate::meta::{self, NameRule};
 
 /// Changes kept for watches to resume from.
-const HISTORY: usize = 50_000;
+const HISTORY: usize = 10_000;
 
 pub type GroupResource = (String, String);
 pub type ObjectKey = (String, String);

@@ -1,5 +1,6 @@
-//! The kruise-daemon binary as an operator meets it: its flags, its errors, its admin server and
-//! a clean stop on SIGTERM, against a real containerd.
+//! The kruise-daemon binary's command line as an operator meets it: its flags and the errors of
+//! bad ones. (Its stop on SIGTERM, its admin server and its pulls through a real containerd are in
+//! `tests/e2e/tests/daemon.rs`, which runs it as a process.)
 
 use std::process::Command;
 

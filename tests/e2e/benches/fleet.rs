@@ -34,8 +34,92 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 const NS: &str = "bench";
 
+/// The test API server as a process of its own (its CPU and memory apart from the simulator's).
+struct ApiServer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ApiServer {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = e2e::Binary::Manager
+            .path()
+            .with_file_name("kruise-test-apiserver");
+        let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd");
+        let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg("--crd-dir")
+            .arg(crds)
+            .arg("--kubeconfig")
+            .arg(dir.path().join("kubeconfig"))
+            .args(["--log-level", "warn"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {}: {e} (scripts/bench builds it)", bin.display())
+            });
+        let kc = dir.path().join("kubeconfig");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&kc).map_or(true, |m| m.len() == 0) {
+            assert!(
+                Instant::now() < deadline,
+                "the test API server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&kc).unwrap();
+        let url = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server:"))
+            .expect("a server in the kubeconfig")
+            .trim()
+            .to_string();
+        Self {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        self._dir.path().join("kubeconfig")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `/metrics` of the server.
+    async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
+        let mut conn = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("the test API server answers");
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        conn.read_to_string(&mut resp).await.unwrap();
+        resp.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The test API server, a manager, and the simulated fleet.
 struct Bench {
+    server: ApiServer,
     cluster: Cluster,
     manager: Option<Process>,
     logs: tempfile::TempDir,
@@ -57,10 +141,14 @@ fn node_list(prefix: &str, from: usize, n: usize) -> Vec<(String, Value)> {
 
 impl Bench {
     async fn new() -> Self {
-        let cluster = Cluster::local();
+        let server = ApiServer::start();
+        let cluster = Cluster::from_kubeconfig(server.kubeconfig())
+            .await
+            .without_cleanup();
         cluster.shared_namespace(NS).await;
         cluster.shared_namespace("kruise-daemon-config").await;
         Self {
+            server,
             cluster,
             manager: None,
             logs: tempfile::tempdir().unwrap(),
@@ -165,18 +253,23 @@ impl Bench {
             .await
     }
 
-    /// `(NodeImage spec patches, job status patches)` on the API server so far.
+    /// `(NodeImage spec patches, job status patches)` the API server answered 200 so far, from
+    /// its `apiserver_request_total`, as on a real kube-apiserver.
     async fn writes(&self) -> (u64, u64) {
-        let count = |verb, res, sub| async move {
-            self.cluster
-                .request_count(verb, res, sub)
-                .await
-                .expect("request counts need the test API server")
+        let m = self.server.metrics().await;
+        let count = |resource: &str, sub: &str| {
+            metric(
+                &m,
+                "apiserver_request_total",
+                &[
+                    "verb=\"PATCH\"",
+                    &format!("resource=\"{resource}\""),
+                    &format!("subresource=\"{sub}\""),
+                    "code=\"200\"",
+                ],
+            ) as u64
         };
-        (
-            count("patch", "nodeimages.apps.kruise.io", "").await,
-            count("patch", "imagepulljobs.apps.kruise.io", "status").await,
-        )
+        (count("nodeimages", ""), count("imagepulljobs", "status"))
     }
 
     async fn create_jobs(&self, jobs: &[ImagePullJob]) -> Vec<ImagePullJob> {
@@ -293,6 +386,31 @@ async fn phase(b: &Bench, start: &Mark) -> Phase {
     }
 }
 
+/// Every 15 s, how far the fan-out is, on stderr.
+fn progress(b: &Bench, completion: Arc<Mutex<HashMap<String, Instant>>>, since: Instant) {
+    let (stats, stop) = (b.stats.clone(), b.stop.clone());
+    let (manager, server) = (b.pid(), b.server.pid());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(15));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            eprintln!(
+                "  {:>4.0}s: {} results, {} status writes by the daemons, {} jobs complete; CPU so far: manager {:.1}s, API server {:.1}s",
+                since.elapsed().as_secs_f64(),
+                stats.results.load(Ordering::Relaxed),
+                stats.status_writes.load(Ordering::Relaxed),
+                completion.lock().unwrap().len(),
+                measure::cpu_seconds(manager),
+                measure::cpu_seconds(server),
+            );
+        }
+    });
+}
+
 fn show(p: &Option<f64>) -> String {
     p.map_or("-".into(), secs)
 }
@@ -322,6 +440,7 @@ async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
         .collect();
     let created = Instant::now();
     b.create_jobs(&defs).await;
+    progress(&b, completion.clone(), created);
     let deadline = Duration::from_secs(60) + pull * 40;
     loop {
         if completion.lock().unwrap().len() >= jobs {
@@ -587,5 +706,4 @@ async fn main() {
     if run("scaling") {
         scaling().await;
     }
-    let _ = Ordering::Relaxed;
 }

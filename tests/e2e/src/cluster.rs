@@ -19,6 +19,7 @@ pub struct Cluster {
     server: Option<TestApiServer>,
     /// A short random suffix for this test's object names.
     pub id: String,
+    cleanup: bool,
 }
 
 fn repo_root() -> PathBuf {
@@ -39,23 +40,34 @@ impl Cluster {
     /// The test API server with the project's CRDs, or the cluster in `E2E_KUBECONFIG` (whose
     /// CRDs must be installed: `kubectl apply -f config/crd/`).
     pub async fn start() -> Self {
-        let id = unique_id();
-        if let Ok(path) = std::env::var("E2E_KUBECONFIG") {
-            let kubeconfig = PathBuf::from(path);
-            let kc = kube::config::Kubeconfig::read_from(&kubeconfig)
-                .expect("E2E_KUBECONFIG is readable");
-            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .expect("E2E_KUBECONFIG is valid");
-            let client = Client::try_from(config).expect("client");
-            return Self {
-                client,
-                kubeconfig,
-                server: None,
-                id,
-            };
+        match std::env::var("E2E_KUBECONFIG") {
+            Ok(path) => Self::from_kubeconfig(PathBuf::from(path)).await,
+            Err(_) => Self::local_with_id(unique_id()),
         }
-        Self::local_with_id(id)
+    }
+
+    /// The cluster of `kubeconfig` (shared: what the test makes is cleaned up after it).
+    pub async fn from_kubeconfig(kubeconfig: PathBuf) -> Self {
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap_or_else(|e| {
+            panic!("{} is not a readable kubeconfig: {e}", kubeconfig.display())
+        });
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{} is not a valid kubeconfig: {e}", kubeconfig.display()));
+        let client = Client::try_from(config).expect("client");
+        Self {
+            client,
+            kubeconfig,
+            server: None,
+            id: unique_id(),
+            cleanup: true,
+        }
+    }
+
+    /// No cleanup process when the handle drops (a benchmark's own server, stopped after it).
+    pub fn without_cleanup(mut self) -> Self {
+        self.cleanup = false;
+        self
     }
 
     /// Always the project's test API server, even with `E2E_KUBECONFIG` set: for tests of how
@@ -76,6 +88,7 @@ impl Cluster {
             kubeconfig,
             server: Some(server),
             id,
+            cleanup: false,
         }
     }
 
@@ -226,7 +239,7 @@ impl Drop for Cluster {
     /// the test's (in its own session, so a test runner killing the test's process group leaves it
     /// alone). Its log goes to the temporary directory.
     fn drop(&mut self) {
-        if self.server.is_some() {
+        if self.server.is_some() || !self.cleanup {
             return; // the whole server goes
         }
         let log = std::env::temp_dir().join(format!("kruise-e2e-cleanup-{}.log", self.id));

@@ -124,6 +124,49 @@ impl NodeImages {
     }
 }
 
+/// Counts the writes of one NodeImage's status, as a watch the test keeps sees them (the same on
+/// the test API server and on a real cluster, where request counters are not the test's own).
+pub struct StatusWrites {
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusWrites {
+    pub fn start(api: Api<NodeImage>, node: &str) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{watcher, WatchStreamExt};
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let c = count.clone();
+        let config = watcher::Config::default().fields(&format!("metadata.name={node}"));
+        let task = tokio::spawn(async move {
+            let mut events = watcher(api, config)
+                .default_backoff()
+                .applied_objects()
+                .boxed();
+            let mut last = None;
+            while let Some(e) = events.next().await {
+                let Ok(ni) = e else { continue };
+                if last.is_some() && last != Some(ni.status.clone()) {
+                    c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                last = Some(ni.status.clone());
+            }
+        });
+        Self { count, task }
+    }
+
+    /// Status changes seen since the watch started.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for StatusWrites {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Events (events.k8s.io) in `namespace` with `reason` about an object named `name`.
 pub async fn events(
     client: &kube::Client,

@@ -45,25 +45,32 @@ pub fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// The sum of a metric's samples whose labels contain every `label="value"` in `labels`.
+/// The sum of a metric's samples whose labels contain every `label="value"` in `labels`. The
+/// metric must be exported (a labelled series appears with its first count, so a family present
+/// without a matching series is 0).
 pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    let mut found = false;
+    let mut exported = false;
     let mut sum = 0.0;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let (series, value) = match line.rsplit_once(' ') {
-            Some(p) => p,
-            None => continue,
-        };
-        let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
-        if metric_name != name || !labels.iter().all(|l| rest.contains(l)) {
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            exported |= rest.split_whitespace().next() == Some(name);
             continue;
         }
-        found = true;
-        sum += value.parse::<f64>().unwrap_or(0.0);
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric_name, rest) = series.split_once('{').unwrap_or((series, ""));
+        if metric_name != name {
+            continue;
+        }
+        exported = true;
+        if labels.iter().all(|l| rest.contains(l)) {
+            sum += value.parse::<f64>().unwrap_or(0.0);
+        }
     }
     assert!(
-        found,
-        "the metric {name}{labels:?} is not exported; cannot measure without it"
+        exported,
+        "the metric {name} is not exported; cannot measure without it"
     );
     sum
 }
