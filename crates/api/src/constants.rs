@@ -46,3 +46,26 @@ pub const MAX_IMAGES_PER_NODEIMAGE: usize = 256;
 pub const MAX_IMAGES_PER_LIST_JOB: usize = 255;
 /// Longest accepted image reference; distribution caps the name at 255 characters.
 pub const MAX_IMAGE_REFERENCE_LENGTH: usize = 512;
+
+/// Rollout pre-download (the manager's `predownload` controller), OpenKruise's names where it
+/// has them.
+/// On the update revision: its jobs were all created (OpenKruise's spelling, typo included, so
+/// a revision OpenKruise marked is recognised).
+pub const CREATED_MARK: &str = "apps.kruise.io/pre-predownload-created";
+/// On the update revision: pre-download was decided against for it.
+pub const IGNORED_MARK: &str = "apps.kruise.io/image-predownload-ignored";
+/// Next to a mark we write: the current revision when it was written. A mark is only valid
+/// for the rollout it was written for; a rollback to a marked revision starts a new one
+/// (OpenKruise #1419). OpenKruise never writes it, so its marks are respected as they are.
+pub const MARK_FROM_ANNOTATION: &str = "apps.kruise.io/image-predownload-from";
+/// On our jobs: the update revision they pull for (see the manager's `revision_label_value`).
+pub const JOB_REVISION_LABEL: &str = "apps.kruise.io/image-predownload-revision";
+/// On our jobs: the nodes in the order the workload will update their pods.
+pub const NODE_ORDER_ANNOTATION: &str = "apps.kruise.io/image-predownload-node-order";
+/// On an apps/v1 workload: `"true"` opts in, `"false"` opts out of the cluster-wide switch.
+pub const OPT_IN_ANNOTATION: &str = "apps.kruise.io/image-predownload";
+/// OpenKruise's knobs as annotations (all kinds; CloneSet v1beta1 also has fields).
+pub const MIN_UPDATED_READY_ANNOTATION: &str =
+    "apps.kruise.io/image-predownload-min-updated-ready-pods";
+pub const PARALLELISM_ANNOTATION: &str = "apps.kruise.io/image-predownload-parallelism";
+pub const TIMEOUT_ANNOTATION: &str = "apps.kruise.io/image-predownload-timeout-seconds";

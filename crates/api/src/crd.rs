@@ -188,3 +188,63 @@ fn age() -> CustomResourceColumnDefinition {
         ..Default::default()
     }
 }
+
+/// Minimal CRDs of OpenKruise's workloads (CloneSet, Advanced StatefulSet, Advanced DaemonSet):
+/// their names, versions and subresources as OpenKruise serves them, with schemas that keep
+/// every field. For tests and trials of rollout pre-download where OpenKruise is not installed
+/// (`crdgen --openkruise-workloads DIR`); a cluster running OpenKruise has the real ones.
+pub fn openkruise_workloads() -> Vec<(String, CustomResourceDefinition)> {
+    let open = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        },
+    });
+    let kinds = [
+        ("CloneSet", "clonesets", "cloneset", ["clone"], "v1alpha1"),
+        (
+            "StatefulSet",
+            "statefulsets",
+            "statefulset",
+            ["asts"],
+            "v1beta1",
+        ),
+        (
+            "DaemonSet",
+            "daemonsets",
+            "daemonset",
+            ["daemon"],
+            "v1alpha1",
+        ),
+    ];
+    kinds
+        .into_iter()
+        .map(|(kind, plural, singular, short, storage)| {
+            let versions: Vec<_> = ["v1alpha1", "v1beta1"]
+                .into_iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "name": v, "served": true, "storage": v == storage,
+                        "schema": {"openAPIV3Schema": open},
+                        "subresources": {"status": {}},
+                    })
+                })
+                .collect();
+            let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": format!("{plural}.apps.kruise.io")},
+                "spec": {
+                    "group": "apps.kruise.io",
+                    "scope": "Namespaced",
+                    "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural,
+                              "singular": singular, "shortNames": short},
+                    "versions": versions,
+                },
+            }))
+            .expect("a valid CRD");
+            (format!("apps.kruise.io_{plural}.yaml"), crd)
+        })
+        .collect()
+}

@@ -16,6 +16,8 @@ pub type RequestKey = (String, String, String, String, String);
 pub struct Faults {
     fail_writes: AtomicU32,
     fail_code: AtomicU16,
+    /// Only writes of this verb on this resource fail (`"create imagepulljobs"`); `None`: any.
+    fail_only: Mutex<Option<(String, String)>>,
     latency_ms: AtomicU64,
     latency_path: Mutex<Option<String>>,
     /// Writes held by `latencyMs` right now: lets a test act while a client waits on the server.
@@ -34,6 +36,8 @@ pub struct FaultRequest {
     pub fail_writes: Option<u32>,
     /// 500 (default) or 429.
     pub fail_code: Option<u16>,
+    /// Only these writes fail: a verb and a resource (plural), as in `"create imagepulljobs"`.
+    pub fail_only: Option<String>,
     /// Added to every request from now on (`0` lifts it); `/_test/` itself is never delayed.
     pub latency_ms: Option<u64>,
     /// Delay only requests whose path contains this (for example `/nodeimages`).
@@ -47,6 +51,7 @@ impl Default for Faults {
         Self {
             fail_writes: AtomicU32::new(0),
             fail_code: AtomicU16::new(500),
+            fail_only: Mutex::new(None),
             latency_ms: AtomicU64::new(0),
             latency_path: Mutex::new(None),
             stalled_writes: AtomicU64::new(0),
@@ -64,6 +69,11 @@ impl Faults {
         if let Some(n) = req.fail_writes {
             self.fail_code
                 .store(req.fail_code.unwrap_or(500), Ordering::SeqCst);
+            *self.fail_only.lock().unwrap_or_else(|p| p.into_inner()) =
+                req.fail_only.as_deref().and_then(|f| {
+                    let (verb, resource) = f.split_once(' ')?;
+                    Some((verb.to_string(), resource.to_string()))
+                });
             self.fail_writes.store(n, Ordering::SeqCst);
         }
         if let Some(ms) = req.latency_ms {
@@ -72,8 +82,16 @@ impl Faults {
         }
     }
 
-    /// The status code to fail this write with, if a failure is pending.
-    pub fn take_write_failure(&self) -> Option<u16> {
+    /// The status code to fail this write (`verb` on `resource`) with, if a failure is pending.
+    pub fn take_write_failure(&self, verb: &str, resource: &str) -> Option<u16> {
+        let only = self.fail_only.lock().unwrap_or_else(|p| p.into_inner());
+        if only
+            .as_ref()
+            .is_some_and(|(v, r)| v != verb || r != resource)
+        {
+            return None;
+        }
+        drop(only);
         self.fail_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .ok()

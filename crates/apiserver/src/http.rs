@@ -143,7 +143,7 @@ async fn route(
         verb,
         "create" | "update" | "patch" | "delete" | "deletecollection"
     ) {
-        if let Some(code) = app.faults.take_write_failure() {
+        if let Some(code) = app.faults.take_write_failure(verb, &target.info.resource) {
             return Err(if code == 429 {
                 ApiError::too_many_requests("injected: too many requests, please try again later")
             } else {

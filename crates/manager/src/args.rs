@@ -25,6 +25,22 @@ pub struct Args {
     #[arg(long, env = "KRUISE_STATUS_INTERVAL", default_value = "5s", value_parser = kruise_observe::parse_duration)]
     pub status_interval: Duration,
 
+    /// Pre-download the new images of a rolling workload onto the nodes of its pods still to
+    /// update: OpenKruise's CloneSet, Advanced StatefulSet and Advanced DaemonSet (while their
+    /// CRDs are installed), and Deployments, StatefulSets and DaemonSets annotated
+    /// `apps.kruise.io/image-predownload: "true"`.
+    #[arg(long, env = "KRUISE_IMAGE_PREDOWNLOAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub image_predownload: bool,
+
+    /// Pre-download for every Deployment, StatefulSet and DaemonSet, not only annotated ones
+    /// (a workload annotated `apps.kruise.io/image-predownload: "false"` still opts out).
+    #[arg(long, env = "KRUISE_IMAGE_PREDOWNLOAD_ALL_WORKLOADS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub image_predownload_all_workloads: bool,
+
+    /// How often to look for OpenKruise's workload CRDs being installed or removed.
+    #[arg(long, env = "KRUISE_PREDOWNLOAD_DISCOVERY_INTERVAL", default_value = "10s", value_parser = kruise_observe::parse_duration)]
+    pub predownload_discovery_interval: Duration,
+
     /// Manage only the NodeImages of the Nodes this label selector matches (`pool=gpu`,
     /// `!canary`, `tier in (a,b)`), so installations can share a cluster by node; jobs then
     /// target only these nodes. Empty: every node. Two managers must never manage one node.

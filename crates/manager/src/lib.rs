@@ -11,6 +11,7 @@ pub mod lease;
 pub mod listjob;
 mod listwriter;
 pub mod metrics;
+pub mod predownload;
 pub mod secrets;
 pub mod selector;
 pub mod watch;
@@ -135,6 +136,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         job_namespace: args.job_namespace.clone(),
     };
     let writer = tokio::spawn(writer.run(write_batches, SHUTDOWN_GRACE));
+    let predownload = args.image_predownload.then(|| {
+        let cfg = predownload::controller::Config {
+            all_workloads: args.image_predownload_all_workloads,
+            namespace: args.job_namespace.clone(),
+            discovery_interval: args.predownload_discovery_interval,
+        };
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "kruise-manager".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        tokio::spawn(predownload::controller::run(
+            client.clone(),
+            recorder,
+            metrics.clone(),
+            cfg,
+            shutdown.child_token(),
+        ))
+    });
     let _ = inputs.send(engine::Input::Lead(true));
     tracing::info!("leading; planning");
 
@@ -148,6 +170,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     readiness.set(false);
+    if let Some(p) = predownload {
+        p.abort();
+    }
     // The engine stops planning; the writer finishes what is in flight (bounded), then the
     // lease is handed over.
     stop_engine(&stop, &inputs, engine_thread).await;

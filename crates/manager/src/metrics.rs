@@ -38,6 +38,10 @@ pub struct Metrics {
     pub round_errors: Counter,
     pub jobs: Gauge,
     pub node_images: Gauge,
+    /// Rollout pre-download: workloads watched by kind, and what it did by result
+    /// (created, deleted, create_failed, delete_failed, mark_failed, invalid).
+    pub predownload_workloads: Family<KindLabels, Gauge>,
+    pub predownload_actions: Family<KindLabels, Counter>,
 }
 
 impl Metrics {
@@ -60,6 +64,8 @@ impl Metrics {
             round_errors: Counter::default(),
             jobs: Gauge::default(),
             node_images: Gauge::default(),
+            predownload_workloads: Family::default(),
+            predownload_actions: Family::default(),
         };
         registry.register(
             "reconciles",
@@ -109,6 +115,16 @@ impl Metrics {
         );
         registry.register("imagepulljobs", "ImagePullJobs watched", m.jobs.clone());
         registry.register("nodeimages", "NodeImages watched", m.node_images.clone());
+        registry.register(
+            "predownload_workloads",
+            "Workloads the rollout pre-download controller watches, by kind",
+            m.predownload_workloads.clone(),
+        );
+        registry.register(
+            "predownload_actions",
+            "What rollout pre-download did, by result in the kind label (created, deleted, create_failed, delete_failed, mark_failed, invalid)",
+            m.predownload_actions.clone(),
+        );
         m
     }
 

@@ -179,32 +179,6 @@ impl Cluster {
         }
     }
 
-    /// `GET /_test/requests` on the test API server: count of requests by verb, resource and
-    /// subresource. `None` on a real cluster.
-    pub async fn request_count(
-        &self,
-        verb: &str,
-        resource: &str,
-        subresource: &str,
-    ) -> Option<u64> {
-        let server = self.server.as_ref()?;
-        let body = raw_http(server.addr(), "GET", "/_test/requests", None).await;
-        let v: serde_json::Value = serde_json::from_str(&body).expect("request counts are JSON");
-        Some(
-            v["requests"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|r| {
-                    r["verb"] == verb
-                        && r["resource"] == resource
-                        && r["subresource"] == subresource
-                })
-                .map(|r| r["count"].as_u64().unwrap_or(0))
-                .sum(),
-        )
-    }
-
     /// `GET /_test/requests` on the test API server: every request so far, by verb, resource,
     /// subresource, User-Agent and namespace. `None` on a real cluster.
     pub async fn requests(&self) -> Option<serde_json::Value> {

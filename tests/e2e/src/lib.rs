@@ -10,6 +10,7 @@ pub mod process;
 pub mod rbac;
 pub mod system;
 pub mod wait;
+pub mod workloads;
 
 pub use cluster::Cluster;
 pub use process::{Binary, DaemonOptions, Process};

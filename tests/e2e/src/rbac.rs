@@ -74,6 +74,26 @@ pub const MANAGER: &[Rule] = &[
         &["events"],
         &["create", "patch"],
     ),
+    // Rollout pre-download: workloads watched (OpenKruise's while their CRDs are served), their
+    // revisions watched and the update revision labelled once its jobs exist.
+    rule(
+        Scope::Cluster,
+        "apps",
+        &["deployments", "statefulsets", "daemonsets"],
+        &["list", "watch"],
+    ),
+    rule(
+        Scope::Cluster,
+        "apps",
+        &["replicasets", "controllerrevisions"],
+        &["list", "watch", "patch"],
+    ),
+    rule(
+        Scope::Cluster,
+        "apps.kruise.io",
+        &["clonesets", "statefulsets", "daemonsets"],
+        &["list", "watch"],
+    ),
     // The pull-secret copies the daemons read.
     rule(
         Scope::DaemonConfig,

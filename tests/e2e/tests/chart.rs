@@ -76,6 +76,8 @@ fn render(args: &[&str]) -> Vec<Value> {
 const ALL_SWITCHES: &[&str] = &[
     "--set=serviceMonitor.enabled=true",
     "--set=manager.podAntiAffinity=hard",
+    "--set=manager.imagePredownload.enabled=false",
+    "--set=manager.imagePredownload.allWorkloads=true",
     "--set=manager.podDisruptionBudget.enabled=false",
     "--set=daemon.restrictToOwnNode=false",
     "--set=daemonConfigNamespace.create=false",

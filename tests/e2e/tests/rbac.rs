@@ -14,6 +14,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 
+const CREATED: &str = "apps.kruise.io/pre-predownload-created";
+
 /// `(agent, verb, resource.group[/subresource], namespace)` of every request made so far.
 async fn calls(env: &System) -> BTreeSet<(String, String, String, String)> {
     let body = env
@@ -106,7 +108,10 @@ fn check(agent: &str, rules: &[rbac::Rule], made: &BTreeSet<(String, String, Str
 
 #[tokio::test]
 async fn the_binaries_call_exactly_what_their_rbac_grants() {
-    let mut env = System::on(Cluster::local()).await;
+    let mut env = System::without_manager(Cluster::local()).await;
+    // OpenKruise's workload CRDs are there from the start, so the manager watches CloneSets.
+    e2e::workloads::install_openkruise_crds(&env.cluster).await;
+    env.start_manager().await;
     // A standby watches the Lease.
     let mut standby = env.manager_process("manager-standby", &[]);
     standby.wait_ready(DEADLINE).await;
@@ -246,6 +251,63 @@ async fn the_binaries_call_exactly_what_their_rbac_grants() {
     )
     .await;
     let _ = a;
+
+    // Rollouts: a CloneSet's and a Deployment's pre-download jobs, and their revisions marked.
+    let w = e2e::workloads::Workloads::new(&env.cluster, &env.ns);
+    let nodes = [a.clone(), b.clone()];
+    let (old, new) = (img.reference.clone(), private.reference.clone());
+    let in_place = json!({"type": "InPlaceIfPossible", "partition": 0, "maxUnavailable": 1});
+    w.rolling_cloneset(&nodes, "cs", &old, &new, in_place, 1)
+        .await;
+    w.wait_marked("ControllerRevision", "cs-v2", CREATED).await;
+    let labels = json!({"app": "api"});
+    let deploy = w.create(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "annotations": {"apps.kruise.io/image-predownload": "true"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": e2e::workloads::template(&labels, &[("main", &new)])},
+    })).await;
+    let old_rs = w
+        .replicaset(
+            &deploy,
+            "aaa",
+            1,
+            1,
+            &e2e::workloads::template(&labels, &[("main", &old)]),
+        )
+        .await;
+    let new_rs = w
+        .replicaset(
+            &deploy,
+            "bbb",
+            2,
+            1,
+            &e2e::workloads::template(&labels, &[("main", &new)]),
+        )
+        .await;
+    w.pod(
+        &old_rs,
+        "api-0",
+        &a,
+        json!({"app": "api", "pod-template-hash": "aaa"}),
+        &old,
+    )
+    .await;
+    w.pod(
+        &new_rs,
+        "api-1",
+        &b,
+        json!({"app": "api", "pod-template-hash": "bbb"}),
+        &new,
+    )
+    .await;
+    w.patch(
+        &deploy,
+        json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1}}),
+        true,
+    )
+    .await;
+    w.wait_marked("ReplicaSet", "api-bbb", CREATED).await;
 
     let made = calls(&env).await;
     check("kruise-manager", rbac::MANAGER, &made);

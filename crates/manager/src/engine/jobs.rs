@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;
-use kruise_api::constants::{DEFAULT_BACKOFF_LIMIT, DEFAULT_TIMEOUT_SECONDS};
+use kruise_api::constants::{
+    DEFAULT_BACKOFF_LIMIT, DEFAULT_TIMEOUT_SECONDS, NODE_ORDER_ANNOTATION,
+};
 use kruise_api::imageref::ImageRef;
 use kruise_api::{
     CompletionPolicyType, ImagePullJob, ImagePullPolicy, ImageTagPullPolicy, SandboxConfig,
@@ -42,6 +44,9 @@ pub struct JobInfo {
     /// Jobs are planned oldest first: jobs created together reach nodes in the same order.
     pub order: (Option<Timestamp>, Name),
     pub deleting: bool,
+    /// Where each node comes in the order its workload updates them (the rollout pre-download
+    /// controller's annotation): those updated first get the image first.
+    pub node_rank: Option<Arc<HashMap<Name, u32>>>,
 }
 
 impl JobInfo {
@@ -75,6 +80,7 @@ impl JobInfo {
             tag_policy: tag_policy(&job).map(|p| i.policy(&p)),
             sandbox: t.sandbox_config.as_ref().map(|s| i.sandbox(s)),
             deleting: job.metadata.deletion_timestamp.is_some(),
+            node_rank: node_rank(&job, i),
             job,
         }
     }
@@ -111,6 +117,25 @@ impl JobInfo {
 }
 
 /// The tag-level policy of a new entry, default values left out (smaller objects).
+/// The job's preferred node order, from [`NODE_ORDER_ANNOTATION`] (comma-separated names).
+fn node_rank(job: &ImagePullJob, i: &mut Interner) -> Option<Arc<HashMap<Name, u32>>> {
+    let list = job
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(NODE_ORDER_ANNOTATION)?;
+    let mut rank = HashMap::new();
+    for (n, node) in list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .enumerate()
+    {
+        rank.entry(i.name(node)).or_insert(n as u32);
+    }
+    Some(Arc::new(rank))
+}
+
 fn tag_policy(job: &ImagePullJob) -> Option<ImageTagPullPolicy> {
     let t = &job.spec.template;
     let always = t.completion_type() == CompletionPolicyType::Always;
@@ -212,9 +237,10 @@ pub fn cell(
     (Cell::Pending, overdue)
 }
 
-/// Placement order of a node: nodes more jobs want first (each write then carries more tags, and
-/// jobs of different selectors meet on the nodes they share), then by name.
-pub type OrderKey = (Reverse<u32>, Name);
+/// Placement order of a node for a job: the job's own order first (its workload's update order;
+/// equal for every node of other jobs), then nodes more jobs want (each write then carries more
+/// tags, and jobs of different selectors meet on the nodes they share), then by name.
+pub type OrderKey = (u32, Reverse<u32>, Name);
 
 /// A job's cells and running counts.
 #[derive(Debug)]
@@ -283,10 +309,10 @@ impl JobState {
         match cell {
             Cell::Unplaced => {
                 if add {
-                    self.unplaced.insert((Reverse(demand), node.clone()));
+                    self.unplaced.insert(self.key(node, demand));
                     self.unplaced_demand.insert(node.clone(), demand);
                 } else if let Some(old) = self.unplaced_demand.remove(node) {
-                    self.unplaced.remove(&(Reverse(old), node.clone()));
+                    self.unplaced.remove(&self.key(node, old));
                 }
             }
             Cell::Reserved(_) | Cell::Pending => d(&mut self.active),
@@ -326,12 +352,22 @@ impl JobState {
         }
     }
 
+    /// Where `node` comes in this job's placement order when `demand` jobs want it.
+    pub fn key(&self, node: &Name, demand: u32) -> OrderKey {
+        let rank = self
+            .info
+            .node_rank
+            .as_ref()
+            .map_or(0, |r| r.get(node).copied().unwrap_or(u32::MAX));
+        (rank, Reverse(demand), node.clone())
+    }
+
     /// Re-orders an unplaced node whose demand changed.
     pub fn reorder(&mut self, node: &Name, demand: u32) {
         if let Some(old) = self.unplaced_demand.get(node).copied() {
             if old != demand {
-                self.unplaced.remove(&(Reverse(old), node.clone()));
-                self.unplaced.insert((Reverse(demand), node.clone()));
+                self.unplaced.remove(&self.key(node, old));
+                self.unplaced.insert(self.key(node, demand));
                 self.unplaced_demand.insert(node.clone(), demand);
             }
         }

@@ -31,7 +31,7 @@ impl Engine {
         let mut wants: BTreeMap<Name, Vec<Name>> = BTreeMap::new();
         for (_, uid) in &candidates {
             let j = &self.jobs[uid];
-            for (_, node) in j.unplaced.iter().take(j.free()) {
+            for (_, _, node) in j.unplaced.iter().take(j.free()) {
                 wants.entry(node.clone()).or_default().push(uid.clone());
             }
         }
@@ -65,7 +65,7 @@ impl Engine {
                         let h = horizon.entry(uid.clone()).or_insert_with(|| {
                             j.unplaced.iter().nth(j.info.parallelism - 1).cloned()
                         });
-                        let key = (std::cmp::Reverse(self.demand_of_node(&node)), node.clone());
+                        let key = j.key(&node, self.demand_of_node(&node));
                         if h.as_ref().is_none_or(|h| key <= *h) {
                             waiting_for_others = true;
                         }

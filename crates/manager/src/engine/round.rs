@@ -293,6 +293,36 @@ impl Engine {
         }
     }
 
+    /// A podSelector job's matching active pods per node, counted afresh (a new job, or a new
+    /// selector): pod events keep the count up to date from then on.
+    fn recount_pods(&mut self, uid: &Name) {
+        let Some(state) = self.jobs.get_mut(uid) else {
+            return;
+        };
+        let Some(ps) = &state.info.job.spec.template.pod_selector else {
+            state.pods.clear();
+            return;
+        };
+        let ns = state
+            .info
+            .job
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_default();
+        let selector = crate::selector::matcher(&ps.match_labels, &ps.match_expressions);
+        let mut pods: HashMap<Name, u32> = HashMap::new();
+        for ((pod_ns, _), rec) in &self.pods {
+            if **pod_ns != *ns || !selector(&rec.labels) {
+                continue;
+            }
+            if let Some(node) = &rec.node {
+                *pods.entry(node.clone()).or_default() += 1;
+            }
+        }
+        state.pods = pods;
+    }
+
     /// Whether `node` is one of `job`'s targets.
     pub(super) fn is_target(&self, job: &JobState, node: &Name) -> bool {
         let Some(ni) = self.images.get(node) else {
@@ -400,6 +430,7 @@ impl Engine {
 
     /// Replans a job from scratch: its targets, its cells, and the entries it no longer wants.
     fn rebuild(&mut self, uid: &Name, now: Timestamp) {
+        self.recount_pods(uid);
         let Some(state) = self.jobs.get(uid) else {
             return;
         };

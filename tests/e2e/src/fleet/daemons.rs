@@ -62,6 +62,9 @@ struct NodeSim {
     dirty: BTreeMap<String, bool>,
     tokens: f64,
     refilled: Option<Instant>,
+    /// A status write of this node is in flight: the next waits for it, so writes land in
+    /// order (a late progress write must not undo a result), as the real daemon's one writer.
+    writing: bool,
 }
 
 const BURST: f64 = 3.0;
@@ -125,9 +128,27 @@ pub async fn run(
     let writes = Arc::new(Semaphore::new(32));
     let mut rng = fastrand::Rng::with_seed(7);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // Finished writes come back: `(node, images written, or None when it failed)`.
+    let (done_tx, mut done_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(String, Option<Vec<String>>, Vec<String>)>();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            Some((name, failed, finished)) = done_rx.recv() => {
+                let Some(node) = nodes.get_mut(&name) else { continue };
+                node.writing = false;
+                if let Some(keys) = failed {
+                    // Written again on the next tick, results included.
+                    for key in keys {
+                        node.dirty.entry(key).or_insert(false);
+                    }
+                    for ((k, tag), t) in node.tags.iter_mut() {
+                        if finished.contains(&format!("{k}:{tag}")) {
+                            t.reported = false;
+                        }
+                    }
+                }
+            }
             e = events.next() => {
                 let Some(Ok(e)) = e else { continue };
                 let ni = match e {
@@ -195,9 +216,10 @@ pub async fn run(
                     node.dirty.insert(key, false);
                 }
                 for (name, node) in nodes.iter_mut() {
-                    if node.dirty.is_empty() || !node.take_token(now) {
+                    if node.dirty.is_empty() || node.writing || !node.take_token(now) {
                         continue;
                     }
+                    node.writing = true;
                     let dirty = std::mem::take(&mut node.dirty);
                     let mut images = serde_json::Map::new();
                     let mut finished = Vec::new();
@@ -214,18 +236,24 @@ pub async fn run(
                             images.insert(key.clone(), node.image_status(&key));
                         }
                     }
+                    let keys: Vec<String> = images.keys().cloned().collect();
                     let patch = json!({"status": {"imageStatuses": images}});
-                    let (api, stats, permits, name) = (api.clone(), stats.clone(), writes.clone(), name.clone());
+                    let (api, stats, permits, name, done) = (api.clone(), stats.clone(), writes.clone(), name.clone(), done_tx.clone());
                     tokio::spawn(async move {
                         let Ok(_p) = permits.acquire_owned().await else { return };
                         if api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_ok() {
                             stats.status_writes.fetch_add(1, Ordering::Relaxed);
                             let at = Instant::now();
-                            let mut last = stats.last_result.lock().unwrap();
-                            for f in finished {
-                                stats.results.fetch_add(1, Ordering::Relaxed);
-                                last.insert(f, at);
+                            {
+                                let mut last = stats.last_result.lock().unwrap();
+                                for f in &finished {
+                                    stats.results.fetch_add(1, Ordering::Relaxed);
+                                    last.insert(f.clone(), at);
+                                }
                             }
+                            let _ = done.send((name, None, Vec::new()));
+                        } else {
+                            let _ = done.send((name, Some(keys), finished));
                         }
                     });
                 }

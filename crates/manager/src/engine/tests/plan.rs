@@ -210,6 +210,29 @@ fn targets_by_names_labels_and_pods() {
     assert_eq!(s.nodes_with("d", "1"), ["n3"]);
 }
 
+/// A podSelector job created after its pods (a rollout's pre-download job) counts them.
+#[test]
+fn a_pod_selector_job_counts_the_pods_that_were_there_first() {
+    let mut s = Sim::cluster(4);
+    for (name, node) in [("a", "n1"), ("b", "n2")] {
+        let p: crate::lean::LeanPod = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"nodeName": node}, "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        s.engine.input(Input::Pod(Event::Apply(p)), s.now);
+    }
+    s.run();
+    s.job(
+        "late",
+        "d:1",
+        json!({"parallelism": 10, "podSelector": {"matchLabels": {"app": "web"}}}),
+    );
+    s.run();
+    assert_eq!(s.nodes_with("d", "1"), ["n1", "n2"]);
+    assert_eq!(s.status("late").desired, 2);
+}
+
 #[test]
 fn editing_or_deleting_a_job_withdraws_its_tags() {
     let mut s = Sim::cluster(2);

@@ -1,0 +1,668 @@
+//! One adapter per workload kind, from the workload's JSON and its revisions' JSON
+//! (ControllerRevisions; ReplicaSets for a Deployment) to a [`Rollout`]. Every field that
+//! cannot be read becomes an [`AdapterError`] naming the object, the field and the fix; no
+//! value is guessed. Defaults and roundings are those of the kind's own controller, except
+//! where OpenKruise's pre-download code decides otherwise (noted where it happens).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kruise_api::ImagePullJobPodSelector;
+use serde_json::Value;
+
+use super::model::{
+    Kind, Revision, Rollout, CONTROLLER_REVISION_HASH, DEPLOYMENT_REVISION_ANNOTATION,
+    MIN_UPDATED_READY_ANNOTATION, OPT_IN_ANNOTATION, PARALLELISM_ANNOTATION, POD_TEMPLATE_HASH,
+    REVISION_HASH_LABEL, TIMEOUT_ANNOTATION,
+};
+
+/// A field of a workload or revision that could not be used, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdapterError {
+    #[error("{object}: {field} is missing; {fix}")]
+    Missing {
+        object: String,
+        field: String,
+        fix: String,
+    },
+    #[error("{object}: {field} is {value}; expected {expected}")]
+    Invalid {
+        object: String,
+        field: String,
+        value: String,
+        expected: String,
+    },
+    #[error(
+        "{api_version} {kind} cannot pre-download images; supported are CloneSet, StatefulSet \
+         and DaemonSet of apps.kruise.io, and Deployment, StatefulSet and DaemonSet of apps/v1"
+    )]
+    Unsupported { api_version: String, kind: String },
+}
+
+impl AdapterError {
+    /// A short label for metrics: the variant, never the message.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            AdapterError::Missing { .. } => "missing_field",
+            AdapterError::Invalid { .. } => "invalid_field",
+            AdapterError::Unsupported { .. } => "unsupported_kind",
+        }
+    }
+
+    /// The field at fault, if the error is about one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            AdapterError::Missing { field, .. } | AdapterError::Invalid { field, .. } => {
+                Some(field)
+            }
+            AdapterError::Unsupported { .. } => None,
+        }
+    }
+}
+
+type Result<T, E = AdapterError> = std::result::Result<T, E>;
+
+/// The kind of a workload object from its `apiVersion` and `kind`, if pre-download knows it.
+pub fn kind_of(workload: &Value) -> Option<Kind> {
+    let api_version = workload.get("apiVersion")?.as_str()?;
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    match (group, workload.get("kind")?.as_str()?) {
+        ("apps.kruise.io", "CloneSet") => Some(Kind::CloneSet),
+        ("apps.kruise.io", "StatefulSet") => Some(Kind::AdvancedStatefulSet),
+        ("apps.kruise.io", "DaemonSet") => Some(Kind::AdvancedDaemonSet),
+        ("apps", "Deployment") if api_version == "apps/v1" => Some(Kind::Deployment),
+        ("apps", "StatefulSet") if api_version == "apps/v1" => Some(Kind::StatefulSet),
+        ("apps", "DaemonSet") if api_version == "apps/v1" => Some(Kind::DaemonSet),
+        _ => None,
+    }
+}
+
+/// The rollout of `workload` (a whole object, as JSON) given its `revisions`: the
+/// ControllerRevisions it owns, or for a Deployment its ReplicaSets. Revisions controlled by
+/// another object are skipped. `cluster_wide_opt_in` opts apps/v1 workloads in unless they
+/// say `apps.kruise.io/image-predownload: "false"`.
+pub fn adapt(workload: &Value, revisions: &[Value], cluster_wide_opt_in: bool) -> Result<Rollout> {
+    let kind = kind_of(workload).ok_or_else(|| AdapterError::Unsupported {
+        api_version: text(workload.get("apiVersion")),
+        kind: text(workload.get("kind")),
+    })?;
+    let obj = Obj::new(kind.api_kind(), workload);
+    let mut r = base(kind, &obj)?;
+    match kind {
+        Kind::CloneSet => cloneset(&obj, &mut r, revisions)?,
+        Kind::AdvancedStatefulSet => advanced_statefulset(&obj, &mut r, revisions)?,
+        Kind::AdvancedDaemonSet => daemonset(&obj, &mut r, revisions)?,
+        Kind::Deployment => deployment(&obj, &mut r, revisions)?,
+        Kind::StatefulSet => statefulset(&obj, &mut r, revisions)?,
+        Kind::DaemonSet => daemonset(&obj, &mut r, revisions)?,
+    }
+    r.opted_in = kind.is_kruise()
+        || match obj
+            .annotations()?
+            .get(OPT_IN_ANNOTATION)
+            .map(String::as_str)
+        {
+            Some("true") => true,
+            Some("false") => false,
+            _ => cluster_wide_opt_in,
+        };
+    Ok(r)
+}
+
+/// What every kind shares: identity, selector, template metadata and pull secrets.
+fn base(kind: Kind, obj: &Obj) -> Result<Rollout> {
+    const FROM_SERVER: &str = "pass the object as read from the API server";
+    let secrets: Vec<Value> = obj
+        .read("spec.template.spec.imagePullSecrets")?
+        .unwrap_or_default();
+    let pull_secrets = secrets
+        .iter()
+        .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    Ok(Rollout {
+        kind,
+        api_version: obj.required_str("apiVersion", FROM_SERVER)?.to_string(),
+        namespace: obj
+            .required_str("metadata.namespace", FROM_SERVER)?
+            .to_string(),
+        name: obj.required_str("metadata.name", FROM_SERVER)?.to_string(),
+        uid: obj.required_str("metadata.uid", FROM_SERVER)?.to_string(),
+        selector: selector(obj)?,
+        in_place: true,
+        max_unavailable: 1,
+        template_labels: obj
+            .read("spec.template.metadata.labels")?
+            .unwrap_or_default(),
+        template_annotations: obj
+            .read("spec.template.metadata.annotations")?
+            .unwrap_or_default(),
+        pull_secrets,
+        revision_key: match kind {
+            Kind::Deployment => POD_TEMPLATE_HASH,
+            _ => CONTROLLER_REVISION_HASH,
+        }
+        .to_string(),
+        ..Rollout::default()
+    })
+}
+
+/// Where CloneSet versions keep the pod update policy and the in-place knobs.
+const CLONESET_POLICY_FIELDS: [&str; 3] = [
+    "spec.updateStrategy.type",
+    "spec.updateStrategy.podUpdatePolicy",
+    "spec.updateStrategy.rollingUpdate.podUpdatePolicy",
+];
+const CLONESET_KNOB_FIELDS: [&str; 2] = [
+    "spec.updateStrategy.inPlaceUpdateStrategy",
+    "spec.updateStrategy.rollingUpdate.inPlaceUpdateStrategy",
+];
+
+/// CloneSet v1alpha1 and v1beta1. The knobs are fields of `inPlaceUpdateStrategy` (v1beta1)
+/// or annotations (v1alpha1); the policy is `type` or, in some v1beta1 builds,
+/// `podUpdatePolicy`.
+fn cloneset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    r.replicas = obj.i32_or("spec.replicas", 1)?;
+    let (field, zero) = ("spec.updateStrategy.partition", IntOrString::Int(0));
+    r.partition = obj.percent(field, zero, r.replicas, true)?;
+    // OpenKruise's pre-download rounds maxUnavailable down.
+    let (field, default) = ("spec.updateStrategy.maxUnavailable", pct("20%"));
+    r.max_unavailable = obj.percent(field, default, r.replicas, false)?;
+    let policy = obj.pod_update_policy(&CLONESET_POLICY_FIELDS)?;
+    knobs(obj, r, &CLONESET_KNOB_FIELDS)?;
+    set_like(obj, r, revisions, true)?;
+    r.in_place = policy && r.in_place;
+    Ok(())
+}
+
+/// Advanced StatefulSet (apps.kruise.io StatefulSet): knobs by annotation only.
+fn advanced_statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    r.replicas = obj.i32_or("spec.replicas", 1)?;
+    let rolling = "spec.updateStrategy.rollingUpdate";
+    let on_delete = obj.str("spec.updateStrategy.type")? == Some("OnDelete");
+    let has_rolling = obj.get(rolling).is_some();
+    rolling_update(obj, r, rolling, 1, false)?;
+    let policy = obj.pod_update_policy(&["spec.updateStrategy.rollingUpdate.podUpdatePolicy"])?;
+    knobs(obj, r, &[])?;
+    set_like(obj, r, revisions, true)?;
+    r.in_place = !on_delete && has_rolling && policy && r.in_place;
+    Ok(())
+}
+
+/// apps/v1 StatefulSet. OnDelete still pre-downloads: its pods are updated when deleted.
+fn statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    r.replicas = obj.i32_or("spec.replicas", 1)?;
+    // Kubernetes rounds a StatefulSet's maxUnavailable up (at least 1).
+    rolling_update(obj, r, "spec.updateStrategy.rollingUpdate", 1, true)?;
+    knobs(obj, r, &[])?;
+    set_like(obj, r, revisions, false)?;
+    r.in_place = true;
+    Ok(())
+}
+
+/// Advanced DaemonSet and apps/v1 DaemonSet: one pod per node, `desiredNumberScheduled` of them.
+/// OpenKruise ignores the min-updated-ready annotation for Advanced DaemonSets; this reads it.
+fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    r.replicas = obj.i32_or("status.desiredNumberScheduled", 0)?;
+    // Both DaemonSet controllers round maxUnavailable up; apps/v1 has no partition.
+    rolling_update(obj, r, "spec.updateStrategy.rollingUpdate", 1, true)?;
+    knobs(obj, r, &[])?;
+    let parsed = parse_all(obj, revisions, controller_revision)?;
+    let generation_seen = observed(obj)?;
+    let (update, olds) = split_newest(parsed);
+    r.current_revision = olds
+        .iter()
+        .max_by_key(|p| p.rev.number)
+        .map(|p| p.rev.name.clone());
+    // Advanced DaemonSet only: the hash its controller rolls out.
+    let hash = obj.str("status.daemonSetHash")?;
+    let hash_current = hash.is_none_or(|h| update.as_ref().is_some_and(|u| u.rev.owns(h)));
+    r.complete = generation_seen
+        && hash_current
+        && obj.i32_or("status.updatedNumberScheduled", 0)? >= r.replicas;
+    // Until the controller has seen the spec, the newest revision may be the old template.
+    install(r, update.filter(|_| generation_seen), olds);
+    Ok(())
+}
+
+/// apps/v1 Deployment: the newest ReplicaSet is the update revision, the others are old.
+fn deployment(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    r.replicas = obj.i32_or("spec.replicas", 1)?;
+    r.max_unavailable = if obj.str("spec.strategy.type")? == Some("Recreate") {
+        r.replicas // every pod goes at once
+    } else {
+        let rolling = "spec.strategy.rollingUpdate";
+        let field = format!("{rolling}.maxUnavailable");
+        let unavailable = obj.percent(&field, pct("25%"), r.replicas, false)?;
+        let field = format!("{rolling}.maxSurge");
+        let surge = obj.percent(&field, pct("25%"), r.replicas, true)?;
+        // Kubernetes: both zero would deadlock, so maxUnavailable becomes 1.
+        unavailable.max(i32::from(surge == 0))
+    };
+    knobs(obj, r, &[])?;
+    let parsed = parse_all(obj, revisions, replica_set)?;
+    let generation_seen = observed(obj)?;
+    let (update, olds) = split_newest(parsed);
+    let scaled_up = olds.iter().filter(|p| p.replicas > 0);
+    r.current_revision = scaled_up
+        .max_by_key(|p| p.rev.number)
+        .map(|p| p.rev.name.clone());
+    let updated = obj.i32_or("status.updatedReplicas", 0)?;
+    r.complete =
+        generation_seen && updated >= r.replicas && obj.i32_or("status.replicas", 0)? <= updated;
+    install(r, update.filter(|_| generation_seen), olds);
+    Ok(())
+}
+
+/// `partition` (int or percent, rounded up) and `maxUnavailable` under `rolling`.
+fn rolling_update(obj: &Obj, r: &mut Rollout, rolling: &str, default: i32, up: bool) -> Result<()> {
+    let field = format!("{rolling}.partition");
+    r.partition = obj.percent(&field, IntOrString::Int(0), r.replicas, true)?;
+    let field = format!("{rolling}.maxUnavailable");
+    let default = IntOrString::Int(default);
+    r.max_unavailable = obj.percent(&field, default, r.replicas, up)?.max(1);
+    Ok(())
+}
+
+/// Revisions and status of the kinds with `status.updateRevision` and `currentRevision`
+/// (CloneSet, both StatefulSets). As OpenKruise does, the update revision is the newest
+/// ControllerRevision, and a status naming another one is stale: its updated-ready count is 0.
+fn set_like(obj: &Obj, r: &mut Rollout, revisions: &[Value], kruise: bool) -> Result<()> {
+    let parsed = parse_all(obj, revisions, controller_revision)?;
+    let status_update = obj.str("status.updateRevision")?.map(str::to_string);
+    r.current_revision = obj.str("status.currentRevision")?.map(str::to_string);
+    let generation_seen = observed(obj)?;
+    let (update, olds) = split_newest(parsed);
+    let fresh = update
+        .as_ref()
+        .is_some_and(|u| status_update.as_deref() == Some(u.rev.name.as_str()));
+    r.updated_ready = match (kruise, fresh) {
+        (_, false) => Some(0),
+        (true, true) => Some(obj.i32_or("status.updatedReadyReplicas", 0)?),
+        (false, true) => None, // apps/v1 StatefulSet status does not count them
+    };
+    let updated = obj.i32_or("status.updatedReplicas", 0)?;
+    let all_updated = updated >= r.replicas && obj.i32_or("status.replicas", 0)? <= updated;
+    r.complete = generation_seen && fresh && (r.current_revision == status_update || all_updated);
+    if let Some(u) = &update {
+        r.in_place = only_images_differ(r.current_revision.as_deref(), u, &olds);
+    }
+    install(r, update, olds);
+    Ok(())
+}
+
+fn install(r: &mut Rollout, update: Option<Parsed>, olds: Vec<Parsed>) {
+    r.update_revision = update.map(|p| p.rev);
+    r.old_revisions = olds.into_iter().map(|p| p.rev).collect();
+}
+
+/// Whether the update template differs from the current one (or, if that is not listed,
+/// from every other revision) only in container images, labels and annotations: what an
+/// in-place update can change.
+fn only_images_differ(current: Option<&str>, update: &Parsed, olds: &[Parsed]) -> bool {
+    let new = in_place_shape(&update.template);
+    let mut against = olds
+        .iter()
+        .filter(|p| Some(p.rev.name.as_str()) == current)
+        .peekable();
+    if against.peek().is_some() {
+        return against.all(|p| in_place_shape(&p.template) == new);
+    }
+    olds.iter().all(|p| in_place_shape(&p.template) == new)
+}
+
+/// A template with everything an in-place update may change removed.
+fn in_place_shape(template: &Value) -> Value {
+    let mut t = template.clone();
+    if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("labels");
+        meta.remove("annotations");
+    }
+    let containers = t
+        .pointer_mut("/spec/containers")
+        .and_then(Value::as_array_mut);
+    for c in containers.into_iter().flatten() {
+        if let Some(c) = c.as_object_mut() {
+            c.remove("image");
+        }
+    }
+    t
+}
+
+/// The three pre-download knobs: a field under one of `field_prefixes` if set, otherwise
+/// OpenKruise's annotation.
+fn knobs(obj: &Obj, r: &mut Rollout, field_prefixes: &[&str]) -> Result<()> {
+    let knob = |field: &str, annotation: &str| -> Result<Option<(String, IntOrString)>> {
+        for prefix in field_prefixes {
+            let path = format!("{prefix}.{field}");
+            if let Some(v) = obj.int_or_string(&path)? {
+                return Ok(Some((path, v)));
+            }
+        }
+        let value = obj.annotations()?.remove(annotation);
+        Ok(value.map(|v| {
+            (
+                format!("metadata.annotations[{annotation}]"),
+                IntOrString::String(v),
+            )
+        }))
+    };
+    if let Some((field, v)) = knob(
+        "imagePreDownloadMinUpdatedReadyPods",
+        MIN_UPDATED_READY_ANNOTATION,
+    )? {
+        r.min_updated_ready = obj.scaled(&field, v, r.replicas, true)?;
+    }
+    if let Some((field, v)) = knob("imagePreDownloadParallelism", PARALLELISM_ANNOTATION)? {
+        r.parallelism =
+            Some(obj.plain_int(&field, &v, 0, "a non-negative integer (no percent)")?);
+    }
+    if let Some((field, v)) = knob("imagePreDownloadTimeoutSeconds", TIMEOUT_ANNOTATION)? {
+        r.timeout_seconds = Some(obj.plain_int(&field, &v, 1, "a positive number of seconds")?);
+    }
+    Ok(())
+}
+
+/// `status.observedGeneration` has caught up with `metadata.generation`.
+fn observed(obj: &Obj) -> Result<bool> {
+    let generation: i64 = obj.read("metadata.generation")?.unwrap_or(0);
+    Ok(obj.read::<i64>("status.observedGeneration")?.unwrap_or(0) >= generation)
+}
+
+/// A revision with its pod template and (ReplicaSets) replica count.
+struct Parsed {
+    rev: Revision,
+    template: Value,
+    replicas: i64,
+}
+
+fn parse_all(
+    owner: &Obj,
+    revisions: &[Value],
+    parse: fn(&Obj) -> Result<Parsed>,
+) -> Result<Vec<Parsed>> {
+    let owner_uid = owner.str("metadata.uid")?;
+    let mut out = Vec::new();
+    for v in revisions {
+        let controller = v
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r.get("controller") == Some(&Value::Bool(true)))
+            });
+        if controller.is_some_and(|c| c.get("uid").and_then(Value::as_str) != owner_uid) {
+            continue; // another workload's revision
+        }
+        let kind = text(v.get("kind"));
+        out.push(parse(&Obj::new(
+            if kind.is_empty() { "revision" } else { &kind },
+            v,
+        ))?);
+    }
+    Ok(out)
+}
+
+/// The newest revision (highest number) and the rest.
+fn split_newest(mut parsed: Vec<Parsed>) -> (Option<Parsed>, Vec<Parsed>) {
+    let newest =
+        (0..parsed.len()).max_by_key(|&i| (parsed[i].rev.number, parsed[i].rev.name.clone()));
+    let update = newest.map(|i| parsed.remove(i));
+    (update, parsed)
+}
+
+/// A ControllerRevision: the template is `data.spec.template` (a `$patch: replace` patch).
+fn controller_revision(obj: &Obj) -> Result<Parsed> {
+    let name = obj.required_str(
+        "metadata.name",
+        "pass revisions as read from the API server",
+    )?;
+    let labels: BTreeMap<String, String> = obj.read("metadata.labels")?.unwrap_or_default();
+    // Older revisions lack the hash label; their name ends in the hash.
+    let hash = labels.get(REVISION_HASH_LABEL).cloned();
+    let hash = hash.unwrap_or_else(|| name.rsplit_once('-').map_or("", |(_, h)| h).to_string());
+    let fix = "pass the revisions written by the workload's controller";
+    let at = "data.spec.template";
+    let mut template = obj.get(at).cloned().ok_or_else(|| obj.missing(at, fix))?;
+    if let Some(t) = template.as_object_mut() {
+        t.remove("$patch");
+    }
+    let rev = Revision {
+        name: name.to_string(),
+        hash,
+        number: obj.read("revision")?.unwrap_or(0),
+        containers: containers(obj, &template, at)?,
+        labels,
+        annotations: obj.read("metadata.annotations")?.unwrap_or_default(),
+    };
+    Ok(Parsed {
+        rev,
+        template,
+        replicas: 0,
+    })
+}
+
+/// A Deployment's ReplicaSet: hash from `pod-template-hash`, number from its annotation.
+fn replica_set(obj: &Obj) -> Result<Parsed> {
+    let name = obj.required_str(
+        "metadata.name",
+        "pass ReplicaSets as read from the API server",
+    )?;
+    let labels: BTreeMap<String, String> = obj.read("metadata.labels")?.unwrap_or_default();
+    let hash = labels.get(POD_TEMPLATE_HASH).cloned().ok_or_else(|| {
+        let fix = "pass only ReplicaSets created by the Deployment controller";
+        obj.missing(&format!("metadata.labels[{POD_TEMPLATE_HASH}]"), fix)
+    })?;
+    let annotations = obj.annotations()?;
+    let number = match annotations.get(DEPLOYMENT_REVISION_ANNOTATION) {
+        None => 0,
+        Some(s) => s.parse().map_err(|_| {
+            let field = format!("metadata.annotations[{DEPLOYMENT_REVISION_ANNOTATION}]");
+            obj.invalid(&field, s, "an integer")
+        })?,
+    };
+    let at = "spec.template";
+    let template = obj
+        .get(at)
+        .cloned()
+        .ok_or_else(|| obj.missing(at, "a ReplicaSet has one"))?;
+    let spec: i64 = obj.read("spec.replicas")?.unwrap_or(0);
+    let status: i64 = obj.read("status.replicas")?.unwrap_or(0);
+    let containers = containers(obj, &template, at)?;
+    let rev = Revision {
+        name: name.to_string(),
+        hash,
+        number,
+        containers,
+        labels,
+        annotations,
+    };
+    Ok(Parsed {
+        rev,
+        template,
+        replicas: spec.max(status),
+    })
+}
+
+/// `(name, image)` of a template's `spec.containers`.
+fn containers(obj: &Obj, template: &Value, at: &str) -> Result<Vec<(String, String)>> {
+    let list = template
+        .pointer("/spec/containers")
+        .and_then(Value::as_array);
+    let mut out = Vec::new();
+    for (i, c) in list.into_iter().flatten().enumerate() {
+        let field = |f: &str| format!("{at}.spec.containers[{i}].{f}");
+        let get = |f: &str| c.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let fix = "every container of a revision has a name and an image";
+        let name = get("name").ok_or_else(|| obj.missing(&field("name"), fix))?;
+        let image = get("image").ok_or_else(|| obj.missing(&field("image"), fix))?;
+        out.push((name.to_string(), image.to_string()));
+    }
+    Ok(out)
+}
+
+/// `spec.selector` as the job's pod selector; an empty one would match the whole namespace.
+fn selector(obj: &Obj) -> Result<ImagePullJobPodSelector> {
+    let fix = "set spec.selector to a label selector matching spec.template.metadata.labels";
+    let sel: ImagePullJobPodSelector = obj
+        .read("spec.selector")?
+        .ok_or_else(|| obj.missing("spec.selector", fix))?;
+    let empty = |o: &Option<_>| o.as_ref().is_none_or(|m: &Vec<_>| m.is_empty());
+    if sel.match_labels.as_ref().is_none_or(BTreeMap::is_empty) && empty(&sel.match_expressions) {
+        return Err(obj.invalid("spec.selector", "{}", &format!("labels to match; {fix}")));
+    }
+    Ok(sel)
+}
+
+/// A JSON value as text for messages (strings unquoted).
+fn text(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    }
+}
+
+/// `v` resolved against `total` as Kubernetes resolves an int-or-percent; a string of digits
+/// counts as an integer. `None` for anything else, or a negative result.
+fn resolve(v: &IntOrString, total: i32, round_up: bool) -> Option<i32> {
+    let n = match v {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(s) => match s.trim().strip_suffix('%') {
+            None => s.trim().parse().ok()?,
+            Some(p) => {
+                let scaled = p.trim().parse::<i64>().ok()? * i64::from(total);
+                let n = if round_up { scaled + 99 } else { scaled }.div_euclid(100);
+                i32::try_from(n).ok()?
+            }
+        },
+    };
+    (n >= 0).then_some(n)
+}
+
+/// An object being read, named for error messages (`CloneSet default/web`).
+struct Obj<'a> {
+    v: &'a Value,
+    what: String,
+}
+
+impl<'a> Obj<'a> {
+    fn new(kind: &str, v: &'a Value) -> Self {
+        let name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let what = match v.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        Obj { v, what }
+    }
+
+    fn missing(&self, field: &str, fix: &str) -> AdapterError {
+        let (object, field, fix) = (self.what.clone(), field.into(), fix.into());
+        AdapterError::Missing { object, field, fix }
+    }
+
+    fn invalid(&self, field: &str, value: &str, expected: &str) -> AdapterError {
+        let (object, field, expected) = (self.what.clone(), field.into(), expected.into());
+        AdapterError::Invalid {
+            object,
+            field,
+            value: value.into(),
+            expected,
+        }
+    }
+
+    /// The value at a dotted path; `null` counts as absent.
+    fn get(&self, path: &str) -> Option<&'a Value> {
+        let v = path.split('.').try_fold(self.v, |v, k| v.get(k))?;
+        (!v.is_null()).then_some(v)
+    }
+
+    /// The value at `path` as a `T`; an error names the field and what was expected.
+    fn read<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let Some(v) = self.get(path) else {
+            return Ok(None);
+        };
+        serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| self.invalid(path, &v.to_string(), &format!("what the API defines: {e}")))
+    }
+
+    fn str(&self, path: &str) -> Result<Option<&'a str>> {
+        match self.get(path) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(v) => Err(self.invalid(path, &v.to_string(), "a string")),
+        }
+    }
+
+    fn required_str(&self, path: &str, fix: &str) -> Result<&'a str> {
+        let s = self.str(path)?.filter(|s| !s.is_empty());
+        s.ok_or_else(|| self.missing(path, fix))
+    }
+
+    fn i32_or(&self, path: &str, default: i32) -> Result<i32> {
+        Ok(self.read(path)?.unwrap_or(default))
+    }
+
+    fn int_or_string(&self, path: &str) -> Result<Option<IntOrString>> {
+        self.read(path)
+    }
+
+    /// The int-or-percent at `field` (or `default`) resolved against `total`.
+    fn percent(&self, field: &str, default: IntOrString, total: i32, up: bool) -> Result<i32> {
+        let v = self.int_or_string(field)?.unwrap_or(default);
+        self.scaled(field, v, total, up)
+    }
+
+    /// The int-or-percent `v` of `field` resolved against `total`.
+    fn scaled(&self, field: &str, v: IntOrString, total: i32, up: bool) -> Result<i32> {
+        resolve(&v, total, up).ok_or_else(|| {
+            let expected = "a non-negative integer or a percentage such as \"20%\"";
+            self.invalid(field, &shown(&v), expected)
+        })
+    }
+
+    /// An integer (or a string of digits) of at least `min`.
+    fn plain_int(&self, field: &str, v: &IntOrString, min: i32, expected: &str) -> Result<i32> {
+        let n = match v {
+            IntOrString::Int(n) => Some(*n),
+            IntOrString::String(s) => s.trim().parse().ok(),
+        };
+        n.filter(|n| *n >= min)
+            .ok_or_else(|| self.invalid(field, &shown(v), expected))
+    }
+
+    /// Whether the first recognised policy among `paths` updates in place (default ReCreate).
+    /// `RollingUpdate` says nothing about the pods, so the next spelling is read.
+    fn pod_update_policy(&self, paths: &[&str]) -> Result<bool> {
+        for path in paths {
+            match self.str(path)? {
+                None | Some("RollingUpdate") => continue,
+                Some("InPlaceIfPossible" | "InPlaceOnly") => return Ok(true),
+                Some("ReCreate" | "Recreate") => return Ok(false),
+                Some(other) => {
+                    let expected = "ReCreate, InPlaceIfPossible or InPlaceOnly";
+                    return Err(self.invalid(path, other, expected));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn annotations(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self.read("metadata.annotations")?.unwrap_or_default())
+    }
+}
+
+fn pct(s: &str) -> IntOrString {
+    IntOrString::String(s.to_string())
+}
+
+fn shown(v: &IntOrString) -> String {
+    match v {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => format!("{s:?}"),
+    }
+}
