@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::{ClusterResourceScope, NamespaceResourceScope};
 use serde::{Deserialize, Deserializer};
 
@@ -17,10 +17,12 @@ struct LeanMeta {
     uid: Option<String>,
     resource_version: Option<String>,
     labels: Option<BTreeMap<String, String>>,
+    owner_references: Option<Vec<OwnerReference>>,
     deletion_timestamp: Option<Time>,
+    creation_timestamp: Option<Time>,
 }
 
-fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+pub(crate) fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     let m = LeanMeta::deserialize(d)?;
     Ok(ObjectMeta {
         name: m.name,
@@ -28,7 +30,9 @@ fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
         uid: m.uid,
         resource_version: m.resource_version,
         labels: m.labels,
+        owner_references: m.owner_references,
         deletion_timestamp: m.deletion_timestamp,
+        creation_timestamp: m.creation_timestamp,
         ..Default::default()
     })
 }

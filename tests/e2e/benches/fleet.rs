@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::fleet::apiserver::ApiServer;
 use e2e::fleet::daemons::{self, DaemonConfig, DaemonStats};
 use e2e::fleet::measure::{self, between, buckets, memory_mib, metric, percentile, quantile, secs};
 use e2e::fleet::nodes;
@@ -33,89 +34,6 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 const NS: &str = "bench";
-
-/// The test API server as a process of its own (its CPU and memory apart from the simulator's).
-struct ApiServer {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ApiServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = e2e::Binary::Manager
-            .path()
-            .with_file_name("kruise-test-apiserver");
-        let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/crd");
-        let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
-        let child = std::process::Command::new(&bin)
-            .arg("--crd-dir")
-            .arg(crds)
-            .arg("--kubeconfig")
-            .arg(dir.path().join("kubeconfig"))
-            .args(["--log-level", "warn"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting {}: {e} (scripts/bench builds it)", bin.display())
-            });
-        let kc = dir.path().join("kubeconfig");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::metadata(&kc).map_or(true, |m| m.len() == 0) {
-            assert!(
-                Instant::now() < deadline,
-                "the test API server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let text = std::fs::read_to_string(&kc).unwrap();
-        let url = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server:"))
-            .expect("a server in the kubeconfig")
-            .trim()
-            .to_string();
-        Self {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self._dir.path().join("kubeconfig")
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// `/metrics` of the server.
-    async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
-        let mut conn = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("the test API server answers");
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut resp = String::new();
-        conn.read_to_string(&mut resp).await.unwrap();
-        resp.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The test API server, a manager, and the simulated fleet.
 struct Bench {

@@ -574,3 +574,168 @@ async fn deployment_rollout_reaches_the_old_replicasets_nodes() {
     w.wait_jobs(&deploy, 0, "the deleted Deployment's job to go")
         .await;
 }
+
+/// A workload of `kind` named `name` with 5 pods (pod i on node i, the first `updated` on the
+/// new revision `<name>-new`), both revisions, and `status`.
+async fn rolling_set(
+    w: &Workloads,
+    nodes: &[String],
+    obj: Value,
+    images: (&str, &str),
+    updated: usize,
+    status: Value,
+) -> Value {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    let labels = json!({"app": name});
+    let wl = w.create(obj).await;
+    let (old, new) = (format!("{name}-old"), format!("{name}-new"));
+    for (i, node) in nodes.iter().enumerate().take(5) {
+        let rev = if i < updated { &new } else { &old };
+        w.pod(
+            &wl,
+            &format!("{name}-{i}"),
+            node,
+            json!({"app": name, "controller-revision-hash": rev}),
+            images.0,
+        )
+        .await;
+    }
+    w.patch(&wl, json!({"status": status}), true).await;
+    // The update revision first, so the first decision sees it with every pod.
+    w.revision(
+        &wl,
+        &new,
+        "new",
+        2,
+        &template(&labels, &[("main", images.1)]),
+    )
+    .await;
+    w.revision(
+        &wl,
+        &old,
+        "old",
+        1,
+        &template(&labels, &[("main", images.0)]),
+    )
+    .await;
+    wl
+}
+
+/// An Advanced StatefulSet (apps.kruise.io) rolling in place with partition 2: its job reaches
+/// the pods still on the old revision, highest ordinal first, and goes once it is updated.
+#[tokio::test]
+async fn advanced_statefulset_in_place_rollout_pre_downloads_and_cleans_up() {
+    let (sys, w, nodes) = setup(true, &[], 5).await;
+    let image = |t: &str| format!("{}/e2e/cache:{t}", sys.lab.registry.host());
+    let labels = json!({"app": "cache"});
+    let asts = rolling_set(&w, &nodes, json!({
+        "apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet",
+        "metadata": {"name": "cache", "annotations": {"apps.kruise.io/image-predownload-parallelism": "2"}},
+        "spec": {"replicas": 5, "serviceName": "cache", "selector": {"matchLabels": labels},
+                 "template": template(&labels, &[("main", &image("2"))]),
+                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate":
+                     {"podUpdatePolicy": "InPlaceIfPossible", "partition": 2, "maxUnavailable": 1}}},
+    }), (&image("1"), &image("2")), 0, json!({"observedGeneration": 1, "replicas": 5,
+        "currentRevision": "cache-old", "updateRevision": "cache-new", "updatedReplicas": 0,
+        "updatedReadyReplicas": 0})).await;
+    let jobs = w
+        .wait_jobs(
+            &asts,
+            1,
+            "one pre-download job for the Advanced StatefulSet",
+        )
+        .await;
+    assert_eq!(jobs[0].spec.image, image("2"));
+    let order = &jobs[0].metadata.annotations.as_ref().unwrap()
+        ["apps.kruise.io/image-predownload-node-order"];
+    let expected: Vec<&str> = nodes.iter().rev().map(String::as_str).collect();
+    assert_eq!(order, &expected.join(","), "highest ordinal first");
+    w.wait_marked("ControllerRevision", "cache-new", CREATED)
+        .await;
+    w.patch(&asts, json!({"status": {"currentRevision": "cache-new", "updatedReplicas": 5, "updatedReadyReplicas": 5}}), true).await;
+    w.wait_jobs(
+        &asts,
+        0,
+        "the Advanced StatefulSet's job to be deleted once it is updated",
+    )
+    .await;
+}
+
+/// An Advanced DaemonSet (apps.kruise.io) honours min-updated-ready (OpenKruise ignores it):
+/// no job until 2 pods are updated and ready; then the nodes not updated pull; once every node
+/// is updated the job goes.
+#[tokio::test]
+async fn advanced_daemonset_waits_for_updated_ready_pods() {
+    let (sys, w, nodes) = setup(true, &[], 5).await;
+    let image = |t: &str| format!("{}/e2e/agent:{t}", sys.lab.registry.host());
+    let ads = |name: &str, annotations: Value| {
+        let labels = json!({"app": name});
+        json!({
+            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "DaemonSet",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"selector": {"matchLabels": labels}, "template": template(&labels, &[("main", &image("2"))]),
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "partition": 0}}},
+        })
+    };
+    let status = json!({"observedGeneration": 1, "desiredNumberScheduled": 5, "currentNumberScheduled": 5,
+        "numberMisscheduled": 0, "numberReady": 5, "updatedNumberScheduled": 1});
+    let images = (image("1"), image("2"));
+    let images = (images.0.as_str(), images.1.as_str());
+    // The gated one first: once the other's job exists, the gated one was decided too.
+    let gated = rolling_set(
+        &w,
+        &nodes,
+        ads(
+            "gated",
+            json!({"apps.kruise.io/image-predownload-min-updated-ready-pods": "2"}),
+        ),
+        images,
+        1,
+        status.clone(),
+    )
+    .await;
+    let open = rolling_set(&w, &nodes, ads("open", json!({})), images, 1, status).await;
+    w.wait_jobs(&open, 1, "the ungated Advanced DaemonSet's job")
+        .await;
+    assert!(
+        w.jobs_of(&gated).await.is_empty(),
+        "2 updated ready pods are needed first; 1 is"
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gated-1"}});
+    w.patch(
+        &pod,
+        json!({"metadata": {"labels": {"controller-revision-hash": "gated-new"}}}),
+        false,
+    )
+    .await;
+    w.patch(
+        &gated,
+        json!({"status": {"updatedNumberScheduled": 2}}),
+        true,
+    )
+    .await;
+    let jobs = w
+        .wait_jobs(&gated, 1, "the gated job once 2 pods are updated and ready")
+        .await;
+    let status = sys
+        .wait_job(jobs[0].metadata.name.as_deref().unwrap(), "a status", |s| {
+            s.desired > 0
+        })
+        .await;
+    assert_eq!(
+        status.desired, 3,
+        "the nodes of the 3 pods not updated: {status:?}"
+    );
+    w.patch(
+        &gated,
+        json!({"status": {"updatedNumberScheduled": 5}}),
+        true,
+    )
+    .await;
+    w.wait_jobs(
+        &gated,
+        0,
+        "the gated Advanced DaemonSet's job to go once every node is updated",
+    )
+    .await;
+}

@@ -3,10 +3,10 @@
 //! Applying an event returns the workloads it may change the decision of; nothing else is
 //! reconciled. Objects are kept as lean as the decisions allow (a pod is a few strings).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kruise_api::ImagePullJob;
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,41 +28,12 @@ pub enum Event<T> {
 /// A Pod, as pre-download reads it.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct RolloutPod {
-    #[serde(deserialize_with = "pod_meta", default)]
+    #[serde(deserialize_with = "crate::lean::lean_meta", default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: PodSpec,
     #[serde(default)]
     pub status: PodStatus,
-}
-
-/// The metadata pre-download reads; annotations and managedFields are skipped while parsing.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PodMeta {
-    name: Option<String>,
-    namespace: Option<String>,
-    uid: Option<String>,
-    resource_version: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
-    owner_references: Option<Vec<OwnerReference>>,
-    deletion_timestamp: Option<Time>,
-    creation_timestamp: Option<Time>,
-}
-
-fn pod_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
-    let m = PodMeta::deserialize(d)?;
-    Ok(ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        resource_version: m.resource_version,
-        labels: m.labels,
-        owner_references: m.owner_references,
-        deletion_timestamp: m.deletion_timestamp,
-        creation_timestamp: m.creation_timestamp,
-        ..Default::default()
-    })
 }
 
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]

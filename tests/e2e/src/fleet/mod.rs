@@ -3,6 +3,7 @@
 //! ([`daemons`]), plus the figures a benchmark reads ([`measure`]). `benches/fleet.rs` runs the
 //! scenarios.
 
+pub mod apiserver;
 pub mod daemons;
 pub mod measure;
 pub mod nodes;
