@@ -16,6 +16,7 @@
 pub mod adapters;
 pub mod controller;
 pub mod decide;
+mod fields;
 pub mod model;
 pub mod store;
 
