@@ -60,11 +60,7 @@ fn node_list(prefix: &str, from: usize, n: usize) -> Vec<(String, Value)> {
 impl Bench {
     async fn new() -> Self {
         let server = ApiServer::start();
-        let cluster = Cluster::from_kubeconfig(server.kubeconfig())
-            .await
-            .without_cleanup();
-        cluster.shared_namespace(NS).await;
-        cluster.shared_namespace("kruise-daemon-config").await;
+        let cluster = server.cluster(&[NS, "kruise-daemon-config"]).await;
         Self {
             server,
             cluster,
@@ -418,8 +414,9 @@ async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
     tokio::time::sleep(Duration::from_secs(20)).await;
     let (rest, _) = memory_mib(b.pid());
     if !quiet {
+        let build = measure::build();
         println!(
-            "fanout: {nodes} nodes x {jobs} jobs (parallelism {parallelism}, half over a label; simulated daemons, pulls {}s ±25%, progress every 5s; heartbeats every {}s; 5 pods/s churning; test API server; release kruise-manager): \
+            "fanout: {nodes} nodes x {jobs} jobs (parallelism {parallelism}, half over a label; simulated daemons, pulls {}s ±25%, progress every 5s; heartbeats every {}s; 5 pods/s churning; test API server; {build} kruise-manager): \
              all complete in {took:.0}s = {:.2}x the pulls alone ({alone:.0}s); manager CPU {:.1}s ({:.1}% of a core); RSS peak {peak:.0} MiB (before the jobs {peak_before:.0}), at rest {rest:.0} MiB; \
              {} rounds, p50 {}, p99 {}; NodeImage spec writes {} = {:.2} x N (floor N = {nodes}); job status writes {} (floor {jobs}); status behind the last result p50 {:.2}s p99 {:.2}s; lease renewal p99 {}",
             pull.as_secs(), heartbeat.as_secs(), took / alone, p.cpu, 100.0 * p.cpu / p.wall, p.rounds, show(&p.round_p50), show(&p.round_p99),
@@ -488,8 +485,9 @@ async fn steady(nodes: usize, jobs: usize) {
         "kruise_manager_inputs_total",
         &["kind=\"node\""],
     );
+    let build = measure::build();
     println!(
-        "steady: {nodes} idle nodes heartbeating every {}s, {jobs} finished Never jobs ({} tags), 5 pods/s churning, 60 s (test API server, release kruise-manager): \
+        "steady: {nodes} idle nodes heartbeating every {}s, {jobs} finished Never jobs ({} tags), 5 pods/s churning, 60 s (test API server, {build} kruise-manager): \
          manager CPU {:.2}s = {:.2}% of a core; {} rounds; {} cells looked at; {} NodeImage writes, {} job status writes; RSS {rss:.0} MiB (peak {peak:.0}); node events taken in so far {inputs:.0}",
         heartbeat.as_secs(), nodes * jobs * 3 / 4, p.cpu, 100.0 * p.cpu / p.wall, p.rounds, p.cells, p.ni_writes, p.status_writes,
     );
@@ -532,8 +530,9 @@ async fn daytwo(nodes: usize) {
     let took = created.elapsed().as_secs_f64();
     let p = phase(&b, &start).await;
     let (rss, peak) = memory_mib(b.pid());
+    let build = measure::build();
     println!(
-        "daytwo: {nodes} nodes with 100 finished Never jobs; 10 new Always jobs (parallelism {parallelism}) while 50 nodes join and 50 leave (test API server, release kruise-manager): \
+        "daytwo: {nodes} nodes with 100 finished Never jobs; 10 new Always jobs (parallelism {parallelism}) while 50 nodes join and 50 leave (test API server, {build} kruise-manager): \
          new jobs complete in {took:.0}s ({:.0}s of pulls alone, plus the late nodes); manager CPU {:.1}s ({:.1}% of a core); {} rounds, p50 {}, p99 {}; NodeImage spec writes {}; job status writes {}; RSS {rss:.0} MiB (peak {peak:.0})",
         (nodes as f64 / parallelism as f64).ceil() * pull.as_secs_f64(), p.cpu, 100.0 * p.cpu / p.wall, p.rounds, show(&p.round_p50), show(&p.round_p99), p.ni_writes, p.status_writes,
     );
@@ -582,8 +581,9 @@ async fn storm(nodes: usize, jobs: usize) {
     }
     let took = joined.elapsed().as_secs_f64();
     let p = phase(&b, &start).await;
+    let build = measure::build();
     println!(
-        "storm: 500 nodes join {nodes} settled nodes with {jobs} Never jobs (test API server, release kruise-manager): every new node holds every tag after {took:.0}s; \
+        "storm: 500 nodes join {nodes} settled nodes with {jobs} Never jobs (test API server, {build} kruise-manager): every new node holds every tag after {took:.0}s; \
          manager CPU {:.1}s; {} rounds, p99 {}; NodeImage spec writes {} for 500 new nodes ({:.2} each; floor 1); job status writes {}",
         p.cpu, p.rounds, show(&p.round_p99), p.ni_writes, p.ni_writes as f64 / 500.0, p.status_writes,
     );

@@ -14,7 +14,7 @@ use e2e::fleet::apiserver::ApiServer;
 use e2e::fleet::measure::{self, metric, percentile};
 use e2e::fleet::nodes;
 use e2e::workloads::{install_openkruise_crds, template, Workloads};
-use e2e::{Cluster, Process};
+use e2e::Process;
 use futures::StreamExt;
 use kruise_api::{ImagePullJob, NodeImage};
 use kube::api::ListParams;
@@ -141,11 +141,7 @@ async fn main() {
     let count = env_or("BENCH_WORKLOADS", 50);
     let replicas = env_or("BENCH_REPLICAS", 20);
     let server = ApiServer::start();
-    let cluster = Cluster::from_kubeconfig(server.kubeconfig())
-        .await
-        .without_cleanup();
-    cluster.shared_namespace(NS).await;
-    cluster.shared_namespace("kruise-daemon-config").await;
+    let cluster = server.cluster(&[NS, "kruise-daemon-config"]).await;
     install_openkruise_crds(&cluster).await;
     let names: Vec<(String, Value)> = (0..n)
         .map(|i| (format!("node-{i:05}"), json!({})))
@@ -257,8 +253,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let cpu = measure::cpu_seconds(manager.pid().expect("the manager runs")) - cpu_before;
+    let build = measure::build();
     println!(
-        "rollout: {count} CloneSets of {replicas} pods over {n} nodes rolled at once (kruise-test-apiserver process, release kruise-manager, no daemons; \
+        "rollout: {count} CloneSets of {replicas} pods over {n} nodes rolled at once (kruise-test-apiserver process, {build} kruise-manager, no daemons; \
          each rollout written as the CloneSet controller writes it): template change to ImagePullJob {}; to the first NodeImage tag {}; manager CPU {cpu:.2}s",
         stats(to_job),
         stats(to_tag),

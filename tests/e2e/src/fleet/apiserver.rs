@@ -53,6 +53,17 @@ impl ApiServer {
         }
     }
 
+    /// A client of this server, with `namespaces` made (and no cleanup: the server goes whole).
+    pub async fn cluster(&self, namespaces: &[&str]) -> crate::Cluster {
+        let cluster = crate::Cluster::from_kubeconfig(self.kubeconfig())
+            .await
+            .without_cleanup();
+        for ns in namespaces {
+            cluster.shared_namespace(ns).await;
+        }
+        cluster
+    }
+
     pub fn kubeconfig(&self) -> std::path::PathBuf {
         self._dir.path().join("kubeconfig")
     }

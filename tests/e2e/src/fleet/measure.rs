@@ -141,3 +141,14 @@ pub fn percentile(values: &mut [f64], q: f64) -> f64 {
     let i = ((values.len() as f64 - 1.0) * q).round() as usize;
     values[i]
 }
+
+/// How the manager under test was built (`release` from `scripts/bench`, `debug` otherwise),
+/// for the conditions a figure is printed with.
+pub fn build() -> &'static str {
+    let path = crate::Binary::Manager.path();
+    if path.components().any(|c| c.as_os_str() == "release") {
+        "release"
+    } else {
+        "debug"
+    }
+}
