@@ -135,6 +135,8 @@ macro_rules! lean_resource {
     };
 }
 
+pub(crate) use lean_resource;
+
 lean_resource!(LeanNode, "Node", "nodes", ClusterResourceScope);
 lean_resource!(LeanPod, "Pod", "pods", NamespaceResourceScope);
 

@@ -242,7 +242,7 @@ impl Drop for Cluster {
     }
 }
 
-async fn raw_http(
+pub(crate) async fn raw_http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,

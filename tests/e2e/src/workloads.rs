@@ -279,6 +279,67 @@ impl Workloads {
         cs
     }
 
+    /// A Deployment `name` opted in to pre-download (with `annotations` besides) with one pod
+    /// per node: the last `updated` on the new ReplicaSet `<name>-bbb` (`new`), the others on
+    /// the old one `<name>-aaa` (`old`), its status saying the rollout began.
+    pub async fn rolling_deployment(
+        &self,
+        nodes: &[String],
+        name: &str,
+        (old, new): (&str, &str),
+        annotations: Value,
+        updated: usize,
+    ) -> Value {
+        let labels = json!({"app": name});
+        let mut annotations = annotations;
+        annotations["apps.kruise.io/image-predownload"] = "true".into();
+        let replicas = nodes.len();
+        let deploy = self
+            .create(json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "annotations": annotations},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                         "template": template(&labels, &[("main", new)])},
+            }))
+            .await;
+        let old_count = (replicas - updated) as i32;
+        let old_rs = self
+            .replicaset(
+                &deploy,
+                "aaa",
+                1,
+                old_count,
+                &template(&labels, &[("main", old)]),
+            )
+            .await;
+        let new_rs = self
+            .replicaset(
+                &deploy,
+                "bbb",
+                2,
+                updated as i32,
+                &template(&labels, &[("main", new)]),
+            )
+            .await;
+        for (i, node) in nodes.iter().enumerate() {
+            let (rs, hash, image) = if i < replicas - updated {
+                (&old_rs, "aaa", old)
+            } else {
+                (&new_rs, "bbb", new)
+            };
+            let labels = json!({"app": name, "pod-template-hash": hash});
+            self.pod(rs, &format!("{name}-{i}"), node, labels, image)
+                .await;
+        }
+        self.patch(
+            &deploy,
+            json!({"status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": updated}}),
+            true,
+        )
+        .await;
+        deploy
+    }
+
     /// Waits until the revision carries `label`.
     pub async fn wait_marked(&self, kind: &str, name: &str, label: &str) -> Value {
         wait_for(

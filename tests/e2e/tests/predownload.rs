@@ -39,11 +39,6 @@ async fn setup(crds: bool, extra: &[&str], nodes: usize) -> (System, Workloads, 
     (sys, w, names)
 }
 
-/// Nodes whose NodeImage spec lists `image`.
-async fn nodes_with(sys: &System, image: &str) -> Vec<String> {
-    sys.nodes_with(image).await
-}
-
 /// OpenKruise's own e2e case (§10 item 12): 5 replicas, InPlaceIfPossible, partition 1,
 /// maxUnavailable 20%, imagePreDownloadParallelism 2: exactly one job, controlled by the
 /// CloneSet, for the new image, with parallelism 2, reaching the pods still to update in the
@@ -108,7 +103,7 @@ async fn cloneset_in_place_rollout_pre_downloads_after_the_gate() {
 
     // The pods still on v1 (nodes 1..4) get the image, two at a time; the updated one's never.
     let placed = wait_for("two nodes to get the new image", DEADLINE, || async {
-        let n = nodes_with(&sys, &new).await;
+        let n = sys.nodes_with(&new).await;
         (n.len() == 2).then_some(n)
     })
     .await;
@@ -477,7 +472,7 @@ async fn statefulset_partitioned_rollout_reaches_the_highest_ordinal_first() {
         ]
     );
     let first = wait_for("the first node to get the image", DEADLINE, || async {
-        let n = nodes_with(&sys, &image("2")).await;
+        let n = sys.nodes_with(&image("2")).await;
         (!n.is_empty()).then_some(n)
     })
     .await;
@@ -507,55 +502,11 @@ async fn statefulset_partitioned_rollout_reaches_the_highest_ordinal_first() {
 async fn deployment_rollout_reaches_the_old_replicasets_nodes() {
     let (sys, w, nodes) = setup(false, &[], 4).await;
     let image = |t: &str| format!("{}/e2e/api:{t}", sys.lab.registry.host());
-    let labels = json!({"app": "api"});
+    let annotations = json!({"apps.kruise.io/image-predownload-parallelism": "3"});
+    let (old, new) = (image("1"), image("2"));
     let deploy = w
-        .create(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "api", "annotations": {"apps.kruise.io/image-predownload": "true",
-                "apps.kruise.io/image-predownload-parallelism": "3"}},
-            "spec": {"replicas": 4, "selector": {"matchLabels": labels},
-                     "template": template(&labels, &[("main", &image("2"))])},
-        }))
+        .rolling_deployment(&nodes, "api", (&old, &new), annotations, 1)
         .await;
-    let old_rs = w
-        .replicaset(
-            &deploy,
-            "aaa",
-            1,
-            3,
-            &template(&labels, &[("main", &image("1"))]),
-        )
-        .await;
-    let new_rs = w
-        .replicaset(
-            &deploy,
-            "bbb",
-            2,
-            1,
-            &template(&labels, &[("main", &image("2"))]),
-        )
-        .await;
-    for (i, node) in nodes.iter().enumerate() {
-        let (rs, hash, img) = if i < 3 {
-            (&old_rs, "aaa", image("1"))
-        } else {
-            (&new_rs, "bbb", image("2"))
-        };
-        w.pod(
-            rs,
-            &format!("api-{i}"),
-            node,
-            json!({"app": "api", "pod-template-hash": hash}),
-            &img,
-        )
-        .await;
-    }
-    w.patch(
-        &deploy,
-        json!({"status": {"observedGeneration": 1, "replicas": 4, "updatedReplicas": 1}}),
-        true,
-    )
-    .await;
     let jobs: Vec<ImagePullJob> = w
         .wait_jobs(&deploy, 1, "one pre-download job for the Deployment")
         .await;
@@ -564,7 +515,7 @@ async fn deployment_rollout_reaches_the_old_replicasets_nodes() {
         "the old ReplicaSet's 3 nodes to get the new image",
         DEADLINE,
         || async {
-            let n = nodes_with(&sys, &image("2")).await;
+            let n = sys.nodes_with(&image("2")).await;
             (n.len() == 3).then_some(n)
         },
     )

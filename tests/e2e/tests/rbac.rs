@@ -260,53 +260,8 @@ async fn the_binaries_call_exactly_what_their_rbac_grants() {
     w.rolling_cloneset(&nodes, "cs", &old, &new, in_place, 1)
         .await;
     w.wait_marked("ControllerRevision", "cs-v2", CREATED).await;
-    let labels = json!({"app": "api"});
-    let deploy = w.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "api", "annotations": {"apps.kruise.io/image-predownload": "true"}},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
-                 "template": e2e::workloads::template(&labels, &[("main", &new)])},
-    })).await;
-    let old_rs = w
-        .replicaset(
-            &deploy,
-            "aaa",
-            1,
-            1,
-            &e2e::workloads::template(&labels, &[("main", &old)]),
-        )
+    w.rolling_deployment(&nodes, "api", (&old, &new), json!({}), 1)
         .await;
-    let new_rs = w
-        .replicaset(
-            &deploy,
-            "bbb",
-            2,
-            1,
-            &e2e::workloads::template(&labels, &[("main", &new)]),
-        )
-        .await;
-    w.pod(
-        &old_rs,
-        "api-0",
-        &a,
-        json!({"app": "api", "pod-template-hash": "aaa"}),
-        &old,
-    )
-    .await;
-    w.pod(
-        &new_rs,
-        "api-1",
-        &b,
-        json!({"app": "api", "pod-template-hash": "bbb"}),
-        &new,
-    )
-    .await;
-    w.patch(
-        &deploy,
-        json!({"status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1}}),
-        true,
-    )
-    .await;
     w.wait_marked("ReplicaSet", "api-bbb", CREATED).await;
 
     let made = calls(&env).await;

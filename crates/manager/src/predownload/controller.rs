@@ -39,15 +39,15 @@ pub struct Config {
     pub discovery_interval: Duration,
 }
 
-// A pod event is larger than the others; each is moved once through the channel, so boxing
-// would cost an allocation per event for nothing.
+// Pod and job events are larger than the others; each is moved once through the channel, so
+// boxing would cost an allocation per event for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Change {
     Workload(Kind, Event<Value>),
     Revision(Event<Value>),
     ReplicaSet(Event<Value>),
     Pod(Event<RolloutPod>),
-    Job(Event<Box<ImagePullJob>>),
+    Job(Event<ImagePullJob>),
     KindGone(Kind),
 }
 
@@ -76,12 +76,8 @@ pub async fn run(
 ) {
     let (tx, mut rx) = unbounded_channel();
     let ns = cfg.namespace.as_str();
-    let erase = |ar: ApiResource| ar;
     for (kind, ar) in [
-        (
-            Kind::Deployment,
-            erase(ApiResource::erase::<Deployment>(&())),
-        ),
+        (Kind::Deployment, ApiResource::erase::<Deployment>(&())),
         (Kind::StatefulSet, ApiResource::erase::<StatefulSet>(&())),
         (Kind::DaemonSet, ApiResource::erase::<DaemonSet>(&())),
     ] {
@@ -111,14 +107,7 @@ pub async fn run(
         &shutdown,
     );
     spawn_typed::<RolloutPod>(&client, ns, "pods", Change::Pod, &tx, &shutdown);
-    spawn_typed::<ImagePullJob>(
-        &client,
-        ns,
-        "imagepulljobs",
-        |e| Change::Job(boxed(e)),
-        &tx,
-        &shutdown,
-    );
+    spawn_typed::<ImagePullJob>(&client, ns, "imagepulljobs", Change::Job, &tx, &shutdown);
     tokio::spawn(discover(
         client.clone(),
         cfg.clone(),
@@ -145,12 +134,12 @@ pub async fn run(
             dirty.extend(apply(&mut store, c));
         }
         let now = Instant::now();
-        retries.retain(|uid, (at, _)| {
-            if *at <= now {
-                dirty.insert(uid.clone());
-            }
-            true
-        });
+        dirty.extend(
+            retries
+                .iter()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(uid, _)| uid.clone()),
+        );
         for (kind, n) in store.counts() {
             metrics
                 .predownload_workloads
@@ -186,32 +175,13 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Jobs travel boxed: a job is much larger than the other events.
-fn boxed<T>(e: Event<T>) -> Event<Box<T>> {
-    match e {
-        Event::Init => Event::Init,
-        Event::Apply(t) => Event::Apply(Box::new(t)),
-        Event::Delete(t) => Event::Delete(Box::new(t)),
-        Event::InitDone => Event::InitDone,
-    }
-}
-
-fn unboxed<T>(e: Event<Box<T>>) -> Event<T> {
-    match e {
-        Event::Init => Event::Init,
-        Event::Apply(t) => Event::Apply(*t),
-        Event::Delete(t) => Event::Delete(*t),
-        Event::InitDone => Event::InitDone,
-    }
-}
-
 fn apply(store: &mut Store, c: Change) -> Vec<Uid> {
     match c {
         Change::Workload(kind, e) => store.workload(kind, e),
         Change::Revision(e) => store.revision(e),
         Change::ReplicaSet(e) => store.replicaset(e),
         Change::Pod(e) => store.pod(e),
-        Change::Job(e) => store.job(unboxed(e)),
+        Change::Job(e) => store.job(e),
         Change::KindGone(kind) => {
             store.forget_kind(kind);
             Vec::new()
@@ -250,8 +220,7 @@ impl Ctx<'_> {
         };
         let pods = store.pods_of(uid, &r.revision_key);
         let existing = store.jobs_of(uid);
-        let now = k8s_openapi::jiff::Timestamp::now().as_second();
-        let d = decide(&r, &pods, &existing, now);
+        let d = decide(&r, &pods, &existing);
         if d.create.is_empty() && d.delete.is_empty() && d.mark.is_none() {
             return true;
         }

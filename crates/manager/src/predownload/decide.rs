@@ -128,9 +128,9 @@ impl Decision {
     }
 }
 
-/// Decides for `r`, given its pods and the pre-download jobs it controls. `_now_secs` is not
-/// read today: no rule depends on time; it is here so one can without making this impure.
-pub fn decide(r: &Rollout, pods: &[PodView], existing: &[ExistingJob], _now_secs: i64) -> Decision {
+/// Decides for `r`, given its pods and the pre-download jobs it controls. No rule depends on
+/// time.
+pub fn decide(r: &Rollout, pods: &[PodView], existing: &[ExistingJob]) -> Decision {
     let every = || existing.iter().map(|j| j.name.clone()).collect();
     if !r.opted_in {
         return Decision {

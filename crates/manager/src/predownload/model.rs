@@ -1,11 +1,10 @@
 //! The one view of a rolling workload that [`super::decide`] reads, whatever its kind: plain
-//! data, filled by [`super::adapters`] from the workload's JSON and by [`PodView::from_pod`]
-//! from its pods. Also the label and annotation names the pre-download controller reads and
+//! data, filled by [`super::adapters`] from the workload's JSON and by
+//! [`super::store::RolloutPod::view`] from its pods. Also the label and annotation names the pre-download controller reads and
 //! writes (OpenKruise's where it has them).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use kruise_api::ImagePullJobPodSelector;
 
 pub use kruise_api::constants::{
@@ -176,39 +175,6 @@ pub struct PodView {
     pub ordinal: Option<i32>,
     /// Creation time, Unix seconds.
     pub created: Option<i64>,
-}
-
-impl PodView {
-    /// The view of `pod` for a rollout whose revision key is `revision_key`.
-    pub fn from_pod(pod: &Pod, revision_key: &str) -> PodView {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        PodView {
-            ordinal: ordinal(&name),
-            name,
-            node: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty()),
-            revision: pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(revision_key).cloned()),
-            ready,
-            terminating: pod.metadata.deletion_timestamp.is_some(),
-            created: pod
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second()),
-        }
-    }
 }
 
 /// The number after the last `-` of a pod name (`web-12` → 12).

@@ -98,28 +98,12 @@ impl RolloutPod {
     }
 }
 
-impl kube::Resource for RolloutPod {
-    type DynamicType = ();
-    type Scope = kube::core::NamespaceResourceScope;
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        "Pod".into()
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        "pods".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+crate::lean::lean_resource!(
+    RolloutPod,
+    "Pod",
+    "pods",
+    kube::core::NamespaceResourceScope
+);
 
 /// The uid of the object that controls `refs`, when it is one of `kinds`.
 pub fn controller_of(refs: &[OwnerReference], kinds: &[&str]) -> Option<Uid> {
@@ -262,45 +246,22 @@ pub struct Store {
 
 impl Store {
     /// A workload event (its object as JSON, apiVersion and kind set); returns the workloads
-    /// to reconcile.
+    /// to reconcile. A workload is indexed under its own uid, so the table reports it (and,
+    /// after a relist, the ones gone) as touched.
     pub fn workload(&mut self, kind: Kind, e: Event<Value>) -> Vec<Uid> {
-        let e = map(e, |v| (uid_of(&v), None::<Uid>, Arc::new(strip(v))));
-        if let Event::Apply((uid, _, _)) | Event::Delete((uid, _, _)) = &e {
+        let e = map(e, |v| {
+            let uid = uid_of(&v);
+            (uid.clone(), Some(uid), Arc::new(strip(v)))
+        });
+        if let Event::Apply((uid, _, _)) = &e {
             self.kinds.insert(uid.clone(), kind);
         }
-        let table = self.workloads.entry(kind).or_default();
-        let touched: Vec<Uid> = match e {
-            Event::Apply((uid, _, v)) => {
-                let same = table.items.get(&uid).is_some_and(|(_, o)| *o == v);
-                table.upsert(uid.clone(), None, v);
-                if same {
-                    Vec::new()
-                } else {
-                    vec![uid]
-                }
+        let touched = self.workloads.entry(kind).or_default().apply(e);
+        for uid in &touched {
+            if !self.workloads[&kind].items.contains_key(uid) {
+                self.kinds.remove(uid);
             }
-            Event::Delete((uid, _, _)) => {
-                table.items.remove(&uid);
-                vec![uid]
-            }
-            Event::Init => {
-                table.init();
-                Vec::new()
-            }
-            Event::InitDone => {
-                let seen = table.relisted.take().unwrap_or_default();
-                let gone: Vec<Uid> = table
-                    .items
-                    .keys()
-                    .filter(|u| !seen.contains(*u))
-                    .cloned()
-                    .collect();
-                for u in &gone {
-                    table.items.remove(u);
-                }
-                gone
-            }
-        };
+        }
         touched
     }
 
@@ -425,18 +386,6 @@ impl Store {
         Kind::ALL
             .iter()
             .map(|k| (*k, self.workloads.get(k).map_or(0, |t| t.items.len())))
-            .collect()
-    }
-
-    pub fn workload_uids(&self) -> Vec<Uid> {
-        self.kinds
-            .iter()
-            .filter(|(u, k)| {
-                self.workloads
-                    .get(k)
-                    .is_some_and(|t| t.items.contains_key(*u))
-            })
-            .map(|(u, _)| u.clone())
             .collect()
     }
 }

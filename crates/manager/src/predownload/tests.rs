@@ -105,7 +105,7 @@ fn rollout(v: &Value, revs: &[Value]) -> Rollout {
 }
 
 fn run(v: &Value, pods: &[PodView], existing: &[ExistingJob]) -> Decision {
-    decide(&rollout(v, &revisions()), pods, existing, NOW)
+    decide(&rollout(v, &revisions()), pods, existing)
 }
 
 fn images(d: &Decision) -> Vec<&str> {
@@ -334,7 +334,7 @@ fn only_new_images_get_jobs_one_per_image() {
             cr("v1", 1, &[("app", "nginx:1"), ("side", old)]),
             cr("v2", 2, new),
         ];
-        decide(&rollout(&cloneset(), &revs), &pods(0), &[], NOW)
+        decide(&rollout(&cloneset(), &revs), &pods(0), &[])
     };
     let d = two("envoy:1", &[("app", "nginx:1"), ("side", "envoy:2")]);
     assert_eq!(images(&d), ["envoy:2"]);
@@ -355,19 +355,19 @@ fn an_image_counts_as_new_while_one_old_revision_lacks_it() {
     let r = rollout(&cloneset(), &revs);
     let mut ps = pods(0);
     ps[0].revision = Some("web-v0".into());
-    assert_eq!(images(&decide(&r, &ps, &[], NOW)), ["nginx:2"]);
+    assert_eq!(images(&decide(&r, &ps, &[])), ["nginx:2"]);
     // Only v0's pods are left: they already run nginx:2.
     let ps: Vec<_> = ps
         .into_iter()
         .filter(|p| p.revision.as_deref() == Some("web-v0"))
         .collect();
     assert_eq!(
-        decide(&r, &ps, &[], NOW).outcome,
+        decide(&r, &ps, &[]).outcome,
         Outcome::Ignored(Ignore::NoNewImage)
     );
     // A pod of a pruned revision may lack anything.
     let ps = vec![pod("web-0", Some("n0"), "web-gone", true)];
-    assert_eq!(images(&decide(&r, &ps, &[], NOW)), ["nginx:2"]);
+    assert_eq!(images(&decide(&r, &ps, &[])), ["nginx:2"]);
 }
 
 #[test]
@@ -379,7 +379,7 @@ fn completion_and_rollback_to_current_delete_every_job() {
     let done = with(cloneset(), "status.currentRevision", json!("web-v2"));
     let r = rollout(&done, &revisions());
     assert!(r.complete);
-    let d = decide(&r, &pods(5), &jobs, NOW);
+    let d = decide(&r, &pods(5), &jobs);
     assert_eq!(
         (d.outcome, d.delete),
         (
@@ -393,7 +393,7 @@ fn completion_and_rollback_to_current_delete_every_job() {
         cr("v2", 2, &[("app", "nginx:2")]),
     ];
     let back = with(cloneset(), "status.updateRevision", json!("web-v1"));
-    let d = decide(&rollout(&back, &revs), &pods(0), &jobs, NOW);
+    let d = decide(&rollout(&back, &revs), &pods(0), &jobs);
     assert_eq!(
         (d.outcome, d.delete.len(), d.create.len()),
         (Outcome::Finished, 2, 0)
@@ -423,13 +423,13 @@ fn created_only_once_every_job_exists() {
     ];
     let r = rollout(&cloneset(), &revs);
     let one = [existing("web-v2-app", "nginx:2", Some("web-v2"))];
-    let d = decide(&r, &pods(0), &one, NOW);
+    let d = decide(&r, &pods(0), &one);
     assert_eq!((images(&d), d.mark), (vec!["envoy:2"], None));
     let both = [
         one[0].clone(),
         existing("web-v2-side", "envoy:2", Some("web-v2")),
     ];
-    let d = decide(&r, &pods(0), &both, NOW);
+    let d = decide(&r, &pods(0), &both);
     assert_eq!(
         (d.outcome, d.mark, d.create.len()),
         (Outcome::AllCreated, Some(Mark::Created), 0)
@@ -453,7 +453,7 @@ fn marked(labels: Value, from: Option<&str>) -> Vec<Value> {
 fn openkruise_marks_are_respected() {
     for (label, mark) in [(CREATED_MARK, Mark::Created), (IGNORED_MARK, Mark::Ignored)] {
         let revs = marked(json!({label: "true"}), None);
-        let d = decide(&rollout(&cloneset(), &revs), &pods(0), &[], NOW);
+        let d = decide(&rollout(&cloneset(), &revs), &pods(0), &[]);
         assert_eq!(
             (d.outcome, d.create.len(), d.mark),
             (Outcome::AlreadyMarked(mark), 0, None)
@@ -461,7 +461,7 @@ fn openkruise_marks_are_respected() {
     }
     // Ours, written during this rollout.
     let revs = marked(json!({CREATED_MARK: "true"}), Some("web-v1"));
-    let d = decide(&rollout(&cloneset(), &revs), &pods(0), &[], NOW);
+    let d = decide(&rollout(&cloneset(), &revs), &pods(0), &[]);
     assert_eq!(d.outcome, Outcome::AlreadyMarked(Mark::Created));
 }
 
@@ -470,10 +470,10 @@ fn a_mark_from_an_earlier_rollout_is_stale() {
     // web-v2 was marked while rolling out from web-v0; now web-v1 rolls (back) to it.
     let revs = marked(json!({CREATED_MARK: "true"}), Some("web-v0"));
     let r = rollout(&cloneset(), &revs);
-    let d = decide(&r, &pods(0), &[], NOW);
+    let d = decide(&r, &pods(0), &[]);
     assert_eq!(images(&d), ["nginx:2"]);
     let jobs = [existing("web-v2-app", "nginx:2", Some("web-v2"))];
-    assert_eq!(decide(&r, &pods(0), &jobs, NOW).mark, Some(Mark::Created));
+    assert_eq!(decide(&r, &pods(0), &jobs).mark, Some(Mark::Created));
     let patch = mark_patch(&r, Mark::Created);
     assert_eq!(patch["metadata"]["labels"][CREATED_MARK], "true");
     assert_eq!(patch["metadata"]["labels"][IGNORED_MARK], Value::Null);
@@ -523,13 +523,13 @@ fn advanced_daemonset_honours_min_updated_ready() {
     let mut ps = pods(2);
     ps[1].ready = false;
     assert!(matches!(
-        decide(&r, &ps, &[], NOW).outcome,
+        decide(&r, &ps, &[]).outcome,
         Outcome::Waiting {
             updated_ready: 1,
             threshold: 2
         }
     ));
-    let d = decide(&r, &pods(2), &[], NOW);
+    let d = decide(&r, &pods(2), &[]);
     assert_eq!(images(&d), ["nginx:2"]);
     assert_eq!(
         d.create[0].metadata.labels.as_ref().unwrap()[CONTROLLER_REVISION_HASH],
@@ -564,13 +564,12 @@ fn daemonset_update_is_the_newest_revision_and_complete_when_all_updated() {
     ps[0].ready = false;
     ps.push(pod("web-new", Some("n4"), "v2", true));
     assert_eq!(update_order(&r, &ps), ["n3", "n0", "n1", "n2"]);
-    assert_eq!(images(&decide(&r, &ps, &[], NOW)), ["nginx:2"]);
+    assert_eq!(images(&decide(&r, &ps, &[])), ["nginx:2"]);
     let done = with(ds, "status.updatedNumberScheduled", json!(5));
     let d = decide(
         &rollout(&done, &revisions()),
         &[],
         &[existing("web-v2-app", "nginx:2", Some("web-v2"))],
-        NOW,
     );
     assert_eq!((d.outcome, d.delete.len()), (Outcome::Finished, 1));
 }
@@ -617,7 +616,7 @@ fn deployment_targets_old_replicaset_pods_oldest_first() {
         p("a2", "n1", "a", 11),
     ];
     assert_eq!(update_order(&r, &ps), ["n1", "n2", "n3"]);
-    let dec = decide(&r, &ps, &[], NOW);
+    let dec = decide(&r, &ps, &[]);
     assert_eq!(images(&dec), ["nginx:3"]);
     let sel = dec.create[0].spec.template.pod_selector.clone().unwrap();
     let e = sel.match_expressions.unwrap().pop().unwrap();
@@ -643,13 +642,13 @@ fn deployment_edge_cases() {
         replica_set("c", 2, 0, "nginx:3"),
     ];
     assert_eq!(
-        decide(&adapt(&d, &rss, true).unwrap(), &[], &[], NOW).outcome,
+        decide(&adapt(&d, &rss, true).unwrap(), &[], &[]).outcome,
         Outcome::UpdateRevisionUnknown
     );
     let d = with(d, "status.observedGeneration", json!(2));
     let recreate = with(d, "spec.strategy.type", json!("Recreate"));
     let ps = [pod("a1", Some("n1"), "a", true)];
-    let dec = decide(&adapt(&recreate, &rss, true).unwrap(), &ps, &[], NOW);
+    let dec = decide(&adapt(&recreate, &rss, true).unwrap(), &ps, &[]);
     assert_eq!(dec.outcome, Outcome::Ignored(Ignore::OneBatch));
 }
 
@@ -670,7 +669,7 @@ fn statefulset_highest_ordinal_first_then_below_the_partition() {
     ps.swap(0, 3);
     ps[4].revision = Some("web-v2".into()); // web-4 already updated
     assert_eq!(update_order(&r, &ps), ["n3", "n2", "n1", "n0"]);
-    assert_eq!(images(&decide(&r, &ps, &[], NOW)), ["nginx:2"]);
+    assert_eq!(images(&decide(&r, &ps, &[])), ["nginx:2"]);
     let on_delete = with(sts, "spec.updateStrategy", json!({"type": "OnDelete"}));
     assert!(adapt(&on_delete, &revisions(), true).unwrap().in_place);
 }
@@ -717,29 +716,18 @@ fn excluded_pods_and_nodes_listed_once() {
 fn apps_v1_needs_opting_in() {
     let sts = workload("apps/v1", "StatefulSet", &[("app", "nginx:2")]);
     let jobs = [existing("web-v2-app", "nginx:2", Some("web-v2"))];
-    let d = decide(
-        &adapt(&sts, &revisions(), false).unwrap(),
-        &pods(0),
-        &[],
-        NOW,
-    );
+    let d = decide(&adapt(&sts, &revisions(), false).unwrap(), &pods(0), &[]);
     assert_eq!(
         (d.outcome, d.create.len(), d.mark),
         (Outcome::NotOptedIn, 0, None)
     );
-    let d = decide(
-        &adapt(&sts, &revisions(), false).unwrap(),
-        &pods(0),
-        &jobs,
-        NOW,
-    );
+    let d = decide(&adapt(&sts, &revisions(), false).unwrap(), &pods(0), &jobs);
     assert_eq!(d.delete, ["web-v2-app"]);
     assert_eq!(
         images(&decide(
             &adapt(&sts, &revisions(), true).unwrap(),
             &pods(0),
-            &[],
-            NOW
+            &[]
         )),
         ["nginx:2"]
     );
@@ -836,14 +824,14 @@ fn names_and_label_values_stay_valid() {
 
 #[test]
 fn pod_view_from_a_pod() {
-    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+    let pod: crate::predownload::store::RolloutPod = serde_json::from_value(json!({
         "metadata": {"name": "web-12", "labels": {CONTROLLER_REVISION_HASH: "web-v1"},
             "creationTimestamp": "2024-01-01T00:00:00Z", "deletionTimestamp": "2024-01-02T00:00:00Z"},
         "spec": {"nodeName": "n1", "containers": []},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }))
     .unwrap();
-    let v = PodView::from_pod(&pod, CONTROLLER_REVISION_HASH);
+    let v = pod.trimmed().view(CONTROLLER_REVISION_HASH);
     assert_eq!(
         (v.ordinal, v.node.as_deref(), v.revision.as_deref()),
         (Some(12), Some("n1"), Some("web-v1"))

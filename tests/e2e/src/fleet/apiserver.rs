@@ -74,19 +74,9 @@ impl ApiServer {
 
     /// `/metrics` of the server.
     pub async fn metrics(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let addr = self.url.trim_start_matches("http://").trim_end_matches('/');
-        let mut conn = tokio::net::TcpStream::connect(addr)
-            .await
-            .expect("the test API server answers");
-        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut resp = String::new();
-        conn.read_to_string(&mut resp).await.unwrap();
-        resp.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
+        let addr = addr.parse().expect("the kubeconfig names host:port");
+        crate::cluster::raw_http(addr, "GET", "/metrics", None).await
     }
 }
 
