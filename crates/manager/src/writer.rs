@@ -100,16 +100,32 @@ impl Writer {
         loop {
             tokio::select! {
                 batch = batches.recv() => match batch {
-                    Some(batch) => for w in batch {
-                        let (me, permits) = (self.clone(), permits.clone());
-                        let pending = self.metrics.pending(kind(&w));
-                        pending.inc();
-                        tasks.spawn(async move {
-                            let _counted = CountDown(pending);
-                            let Ok(_permit) = permits.acquire_owned().await else { return };
-                            me.execute(w).await;
-                        });
-                    },
+                    Some(batch) => {
+                        // A round's pull-secret copies are written before its other writes
+                        // start: a NodeImage naming a copy must not reach a daemon before it.
+                        let (copied, copies_written) = tokio::sync::watch::channel(false);
+                        let has_copies = batch.iter().any(|w| matches!(w, Write::Secrets { .. }));
+                        for w in batch {
+                            let (me, permits) = (self.clone(), permits.clone());
+                            let pending = self.metrics.pending(kind(&w));
+                            pending.inc();
+                            let is_copies = matches!(w, Write::Secrets { .. });
+                            let mut after_copies = (has_copies && !is_copies).then(|| copies_written.clone());
+                            let copied = is_copies.then(|| copied.clone());
+                            tasks.spawn(async move {
+                                let _counted = CountDown(pending);
+                                if let Some(rx) = &mut after_copies {
+                                    // Err: the copies' task ended without saying; go on.
+                                    let _ = rx.wait_for(|done| *done).await;
+                                }
+                                let Ok(_permit) = permits.acquire_owned().await else { return };
+                                me.execute(w).await;
+                                if let Some(tx) = copied {
+                                    let _ = tx.send(true);
+                                }
+                            });
+                        }
+                    }
                     None => break,
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
