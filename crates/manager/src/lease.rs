@@ -137,6 +137,12 @@ fn retry_period(duration: Duration) -> Duration {
     (duration / 5).min(Duration::from_secs(1))
 }
 
+/// How long after a successful renewal's start a leader steps down unless it renews again: a
+/// third of the lease is left as margin for the others' clocks and this process's pauses.
+fn step_down_after(duration: Duration) -> Duration {
+    duration * 2 / 3
+}
+
 /// Writes the Lease as released, if this replica still holds it.
 async fn give_back(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
     let Some(mut lease) = api.get_opt(&cfg.name).await? else {
@@ -173,8 +179,24 @@ pub async fn lead(
     let mut changes = watcher::watch_object(api.clone(), &cfg.name).boxed();
     let acquired_at = loop {
         let attempt = Instant::now();
-        match try_hold(&api, &cfg, &mut observed).await {
-            Ok(Hold::Held) => break attempt,
+        // A hung API server must not keep a stopping candidate waiting.
+        let tried = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            tried = tokio::time::timeout(cfg.duration, try_hold(&api, &cfg, &mut observed)) => tried,
+        };
+        let Ok(tried) = tried else {
+            tracing::warn!(lease = %cfg.name, timeout = ?cfg.duration, "the API server did not answer about the lease in time; retrying");
+            continue;
+        };
+        match tried {
+            Ok(Hold::Held) if attempt.elapsed() < step_down_after(cfg.duration) => break attempt,
+            // Leading now would mean stepping down at the first renewal (its deadline counts
+            // from this attempt's start): renew at once instead, and lead when one answers in
+            // time. The others see the Lease held meanwhile, so nobody writes.
+            Ok(Hold::Held) => {
+                tracing::warn!(lease = %cfg.name, took = ?attempt.elapsed(), deadline = ?step_down_after(cfg.duration), "taking the lease took longer than a renewal may; renewing before leading (the API server is slow)");
+                continue;
+            }
             Ok(_) => tracing::debug!(lease = %cfg.name, "another replica leads; waiting"),
             Err(e) => {
                 tracing::warn!(lease = %cfg.name, namespace = %cfg.namespace, error = %kruise_observe::api::error_chain(&e), "leader election failed; retrying")
@@ -197,7 +219,7 @@ pub async fn lead(
         loop {
             // Step down before the lease could have expired for the others, even when the API
             // server does not answer at all: a hung renewal must not keep a stale leader writing.
-            let step_down_at = renewed_at + cfg.duration * 2 / 3;
+            let step_down_at = renewed_at + step_down_after(cfg.duration);
             let pause = renew_every.min(step_down_at.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = released.cancelled() => {

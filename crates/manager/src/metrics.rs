@@ -39,7 +39,7 @@ pub struct Metrics {
     pub jobs: Gauge,
     pub node_images: Gauge,
     /// Rollout pre-download: workloads watched by kind, and what it did by result
-    /// (created, deleted, create_failed, delete_failed, mark_failed, invalid).
+    /// (created, deleted, marked, create_failed, delete_failed, mark_failed, invalid).
     pub predownload_workloads: Family<KindLabels, Gauge>,
     pub predownload_actions: Family<KindLabels, Counter>,
 }
@@ -122,7 +122,7 @@ impl Metrics {
         );
         registry.register(
             "predownload_actions",
-            "What rollout pre-download did, by result in the kind label (created, deleted, create_failed, delete_failed, mark_failed, invalid)",
+            "What rollout pre-download did, by result in the kind label (created, deleted, marked, create_failed, delete_failed, mark_failed, invalid)",
             m.predownload_actions.clone(),
         );
         m

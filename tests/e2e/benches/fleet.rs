@@ -471,14 +471,59 @@ async fn settled(nodes: usize, jobs: usize, heartbeat: Duration, pods: u32) -> B
     b
 }
 
+/// Waits until the manager has run no round for 15 s: the counts reach their final values before
+/// the manager has taken in every late event of the adoption. A manager that never goes quiet is
+/// measured anyway after 5 minutes, and said so.
+async fn wait_quiet(b: &Bench) {
+    let rounds = || async {
+        metric(
+            &b.manager_metrics().await,
+            "kruise_manager_reconciles_total",
+            &[],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut last, mut since) = (rounds().await, Instant::now());
+    while since.elapsed() < Duration::from_secs(15) {
+        if Instant::now() > deadline {
+            eprintln!("the manager still runs rounds 5 minutes after the cluster settled; measuring anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = rounds().await;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+}
+
 /// Steady state: a settled cluster, heartbeats every 10 s and pods churning, for a minute.
 async fn steady(nodes: usize, jobs: usize) {
     let heartbeat = Duration::from_secs(env_or("BENCH_HEARTBEAT_SECONDS", 10));
     let b = settled(nodes, jobs, heartbeat, 5).await;
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    wait_quiet(&b).await;
+    let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
+    let inputs_of = |m: String| {
+        m.lines()
+            .filter(|l| {
+                l.starts_with("kruise_manager_inputs")
+                    || l.starts_with("kruise_manager_jobs_replanned")
+                    || l.starts_with("kruise_manager_writes")
+            })
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    if verbose {
+        eprintln!("before: {:#?}", inputs_of(b.manager_metrics().await));
+    }
     let start = mark(&b).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let p = phase(&b, &start).await;
+    if verbose {
+        eprintln!("after: {:#?}", inputs_of(b.manager_metrics().await));
+        let log = b.manager.as_ref().unwrap().log.clone();
+        let _ = std::fs::copy(&log, "/tmp/fleet-manager.log");
+    }
     let (rss, peak) = memory_mib(b.pid());
     let inputs = metric(
         &b.manager_metrics().await,

@@ -472,6 +472,47 @@ async fn a_leader_cut_off_from_its_lease_steps_down_in_time() {
     );
 }
 
+/// On an API server so slow that taking the Lease outlasts the renewal deadline, the new leader
+/// renews at once instead of leading on a claim it would have to drop at the first renewal; it
+/// leads once the server answers in time again, without restarting.
+#[tokio::test]
+async fn a_slow_lease_acquisition_renews_before_leading() {
+    let mut env = System::without_manager(e2e::Cluster::local()).await;
+    // A read and a write of 1.2 s each: 2.4 s, past the 2 s a 3 s test lease allows a renewal.
+    env.cluster
+        .inject(json!({"latencyMs": 1200, "latencyPath": "/leases"}))
+        .await;
+    let mut manager = env.manager_process("slow-lease", &[]);
+    manager.wait_ready(DEADLINE).await;
+    wait_for(
+        "the manager to find taking the lease too slow",
+        DEADLINE,
+        || {
+            std::future::ready(
+                manager
+                    .log_text()
+                    .contains("renewing before leading")
+                    .then_some(()),
+            )
+        },
+    )
+    .await;
+    assert!(
+        !manager.log_text().contains("became the leader"),
+        "it does not lead on a claim it cannot keep:\n{}",
+        manager.log_text()
+    );
+    env.cluster.inject(json!({"latencyMs": 0})).await;
+    env.manager = Some(manager);
+    // The leader makes the node's NodeImage.
+    env.add_node("a", json!({})).await;
+    let manager = env.manager.as_mut().unwrap();
+    assert!(manager.exit_status().is_none(), "the leader still runs");
+    let log = manager.log_text();
+    assert!(log.contains("became the leader"), "{log}");
+    assert!(!log.contains("stepping down"), "{log}");
+}
+
 #[tokio::test]
 async fn a_job_with_no_matching_node_waits_instead_of_completing() {
     let mut env = System::start().await;

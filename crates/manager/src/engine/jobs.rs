@@ -212,7 +212,7 @@ pub fn cell(
     let age = now.as_second() - created;
     // Waiting or pulling at this version: the daemon has answered.
     let reported = status
-        .get(&(key.clone(), tag.clone()))
+        .get(key, tag)
         .is_some_and(|r| r.version == entry.version);
     let window = response.as_secs() as i64;
     let deadline = entry
@@ -313,6 +313,10 @@ impl JobState {
                     self.unplaced_demand.insert(node.clone(), demand);
                 } else if let Some(old) = self.unplaced_demand.remove(node) {
                     self.unplaced.remove(&self.key(node, old));
+                    // Placed nodes leave for good: give back the table a fan-out grew.
+                    if self.unplaced_demand.capacity() > 4 * self.unplaced_demand.len() + 64 {
+                        self.unplaced_demand.shrink_to_fit();
+                    }
                 }
             }
             Cell::Reserved(_) | Cell::Pending => d(&mut self.active),

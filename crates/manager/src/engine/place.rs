@@ -11,7 +11,7 @@ use kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE;
 use kruise_api::{ImagePullPolicy, ReferenceObject};
 
 use super::jobs::JobInfo;
-use super::spec::{Image, Outcome, Owner, Spec, Status, Tag};
+use super::spec::{Outcome, Owner, Spec, Status, Tag};
 
 /// The entry for `key:tag` that `uid` owns.
 pub fn owned<'a>(spec: &'a Spec, key: &str, tag: &str, uid: &str) -> Option<&'a Tag> {
@@ -39,7 +39,7 @@ pub fn withdraw(spec: &mut Spec, uid: &str, keep: Option<(&str, &str)>) -> bool 
         }
         image.tags.retain(|t| !t.owners.is_empty());
     }
-    spec.retain(|_, i| !i.tags.is_empty());
+    spec.drop_empty();
     changed
 }
 
@@ -55,13 +55,13 @@ pub fn drop_owners(spec: &mut Spec, gone: impl Fn(&Owner) -> bool) -> bool {
         }
         image.tags.retain(|t| !t.owners.is_empty());
     }
-    spec.retain(|_, i| !i.tags.is_empty());
+    spec.drop_empty();
     changed
 }
 
 /// The daemon's result for `key:tag` at `version`: `Some(true)` succeeded, `Some(false)` failed.
 pub fn result(status: &Status, key: &str, tag: &str, version: i64) -> Option<bool> {
-    let r = status.get(&(Arc::from(key), Arc::from(tag)))?;
+    let r = status.get(key, tag)?;
     match (r.version == version, r.outcome) {
         (true, Outcome::Succeeded) => Some(true),
         (true, Outcome::Failed) => Some(false),
@@ -89,12 +89,8 @@ pub fn join(
     tag: &Arc<str>,
     now: Timestamp,
 ) -> Joined {
-    let reported_version = status.get(&(key.clone(), tag.clone())).map(|r| r.version);
-    let image = spec.entry(key.clone()).or_insert_with(|| Image {
-        pull_secrets: vec![],
-        tags: vec![],
-        sandbox_config: None,
-    });
+    let reported_version = status.get(key, tag).map(|r| r.version);
+    let image = spec.image_mut(key);
     if image.sandbox_config.is_none() {
         image.sandbox_config = job.sandbox.clone();
     }
@@ -117,7 +113,7 @@ pub fn join(
         tag: tag.clone(),
         created_at: Some(now),
         pull_policy: job.tag_policy.clone(),
-        owners: vec![job.owner.clone()],
+        owners: smallvec::smallvec![job.owner.clone()],
         version: reported_version.map_or(0, |v| v + 1),
         image_pull_policy: job.always_pull.then_some(ImagePullPolicy::Always),
     });

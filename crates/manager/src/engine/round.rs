@@ -22,8 +22,8 @@ fn first_owner_created(spec: &Spec, job: &super::jobs::JobInfo) -> Option<Timest
     place::owned(spec, k, t, &job.uid)?.created_at
 }
 
-static EMPTY_SPEC: std::sync::LazyLock<Spec> = std::sync::LazyLock::new(Spec::new);
-static EMPTY_STATUS: std::sync::LazyLock<Status> = std::sync::LazyLock::new(Status::new);
+static EMPTY_SPEC: Spec = Spec::new();
+static EMPTY_STATUS: std::sync::LazyLock<Status> = std::sync::LazyLock::new(Status::default);
 
 pub(super) fn after(now: Timestamp, d: std::time::Duration) -> Timestamp {
     now.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
@@ -560,8 +560,10 @@ impl Engine {
             self.dirty_status.insert(uid.clone());
             self.dirty_place.insert(uid.clone());
         }
-        if let Some(at) = overdue {
-            self.timers.at(at, Timer::Cell(uid.clone(), node.clone()));
+        let timer = Timer::Cell(uid.clone(), node.clone());
+        match overdue {
+            Some(at) => self.timers.at(at, timer),
+            None => self.timers.cancel(&timer),
         }
         // The entry this job wrote first follows its pull policy, and is closed when its daemon
         // never answered.

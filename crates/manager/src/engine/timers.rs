@@ -1,7 +1,9 @@
 //! Work due at a time: a pending tag becoming overdue, a job's deadline or TTL, a node reaching
 //! its creation delay, a reservation's placement window, a write's retry. One entry per target,
 //! the earliest time kept; a target is just marked again when it fires, so a stale entry costs a
-//! look and nothing else.
+//! look and nothing else. A timer no longer wanted (a cell that got its result) is cancelled, and
+//! the heap is rebuilt once cancelled entries outnumber live ones: at 150,000 settled tags the
+//! response-window timers of finished pulls would otherwise hold tens of MiB for ten minutes.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -52,6 +54,21 @@ impl Timers {
         }
     }
 
+    /// Forgets `timer`, if set.
+    pub fn cancel(&mut self, timer: &Timer) {
+        if self.due.remove(timer).is_none() {
+            return;
+        }
+        if self.heap.len() > 2 * self.due.len() + 1024 {
+            self.heap = self
+                .due
+                .iter()
+                .map(|(timer, at)| Reverse((*at, timer.clone())))
+                .collect();
+            self.due.shrink_to_fit();
+        }
+    }
+
     pub fn next(&self) -> Option<Timestamp> {
         self.heap.peek().map(|Reverse((t, _))| *t)
     }
@@ -78,5 +95,40 @@ impl Timers {
 
     pub fn len(&self) -> usize {
         self.due.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + s).unwrap()
+    }
+
+    #[test]
+    fn cancelled_timers_never_fire_and_give_their_room_back() {
+        let mut t = Timers::default();
+        let cell = |n: usize| Timer::Cell("job".into(), format!("n{n}").into());
+        for n in 0..10_000 {
+            t.at(at(n as i64), cell(n));
+        }
+        for n in (0..10_000).filter(|n| n % 100 != 0) {
+            t.cancel(&cell(n));
+        }
+        assert_eq!(t.len(), 100);
+        assert!(
+            t.heap.len() <= 2 * t.len() + 1024,
+            "the heap was rebuilt: {} entries for {} timers",
+            t.heap.len(),
+            t.len()
+        );
+        assert_eq!(t.next(), Some(at(0)));
+        let fired = t.pop_due(at(10_000));
+        assert_eq!(
+            fired,
+            (0..10_000).step_by(100).map(cell).collect::<Vec<_>>()
+        );
+        assert!(t.is_empty());
     }
 }

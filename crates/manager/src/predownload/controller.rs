@@ -118,6 +118,9 @@ pub async fn run(
     let mut store = Store::default();
     let mut retries: HashMap<Uid, (Instant, Duration)> = HashMap::new();
     let mut last_note: HashMap<Uid, String> = HashMap::new();
+    // Marks patched and not yet seen by the revision watch: other changes of the workload in
+    // the meantime must not patch them again.
+    let mut marked: HashMap<Uid, Value> = HashMap::new();
     loop {
         let next_retry = retries.values().map(|(at, _)| *at).min();
         let mut dirty: HashSet<Uid> = HashSet::new();
@@ -155,7 +158,9 @@ pub async fn run(
             cfg: &cfg,
         };
         for uid in dirty {
-            let ok = ctx.reconcile(&store, &uid, &mut last_note).await;
+            let ok = ctx
+                .reconcile(&store, &uid, &mut last_note, &mut marked)
+                .await;
             if ok {
                 retries.remove(&uid);
             } else {
@@ -198,9 +203,16 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// One workload: decide, then write. `false` when a write failed (retried with backoff).
-    async fn reconcile(&self, store: &Store, uid: &Uid, notes: &mut HashMap<Uid, String>) -> bool {
+    async fn reconcile(
+        &self,
+        store: &Store,
+        uid: &Uid,
+        notes: &mut HashMap<Uid, String>,
+        marked: &mut HashMap<Uid, Value>,
+    ) -> bool {
         let Some(obj) = store.workload_object(uid) else {
             notes.remove(uid);
+            marked.remove(uid);
             return true; // deleted: its jobs go with it (they are its dependents)
         };
         let revisions = store.revisions_of(uid);
@@ -220,7 +232,17 @@ impl Ctx<'_> {
         };
         let pods = store.pods_of(uid, &r.revision_key);
         let existing = store.jobs_of(uid);
-        let d = decide(&r, &pods, &existing);
+        let mut d = decide(&r, &pods, &existing);
+        // The same patch again (the revision watch has not caught up): nothing to write. A patch
+        // for another rollout (a new current revision) differs, and is written.
+        let patch = d.mark.map(|m| mark_patch(&r, m));
+        match &patch {
+            Some(p) if marked.get(uid) == Some(p) => d.mark = None,
+            Some(_) => {}
+            None => {
+                marked.remove(uid);
+            }
+        }
         if d.create.is_empty() && d.delete.is_empty() && d.mark.is_none() {
             return true;
         }
@@ -272,6 +294,9 @@ impl Ctx<'_> {
         }
         if let (Some(mark), true) = (d.mark, ok) {
             ok = self.mark(&r, mark).await;
+            if let (true, Some(p)) = (ok, patch) {
+                marked.insert(uid.clone(), p);
+            }
         }
         if matches!(d.outcome, Outcome::Ignored(_)) && d.mark.is_some() {
             tracing::info!(workload = %describe(&obj), outcome = ?d.outcome, "not pre-downloading for this update");
@@ -298,7 +323,10 @@ impl Ctx<'_> {
             )
             .await
         {
-            Ok(_) => true,
+            Ok(_) => {
+                self.count("marked");
+                true
+            }
             Err(kube::Error::Api(s)) if s.code == 404 => true, // the revision is gone
             Err(e) => {
                 self.count("mark_failed");

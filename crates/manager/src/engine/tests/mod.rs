@@ -5,6 +5,7 @@
 
 mod incremental;
 mod lockstep;
+mod memory;
 mod plan;
 
 use std::collections::BTreeMap;
