@@ -1,7 +1,9 @@
 //! What kruise-manager and kruise-daemon share at their edges: structured logging (text or JSON),
 //! the admin HTTP server (`/metrics` in Prometheus text format, `/healthz`, `/readyz`), and the
-//! shutdown signal (SIGTERM or SIGINT) as a cancellation token, and reaching the API server.
+//! shutdown signal (SIGTERM or SIGINT) as a cancellation token, reaching the API server, and the
+//! executables' allocator.
 
+pub mod alloc;
 pub mod api;
 
 use std::net::SocketAddr;

@@ -167,6 +167,24 @@ impl Bench {
             .await
     }
 
+    /// With `BENCH_VERBOSE`: the manager's input and write counters on stderr, headed `when`,
+    /// and its log kept as `/tmp/fleet-manager.log`, to see what a figure came from.
+    async fn debug_dump(&self, when: &str) {
+        if std::env::var_os("BENCH_VERBOSE").is_none() {
+            return;
+        }
+        let log = self.manager.as_ref().expect("the manager runs").log.clone();
+        let _ = std::fs::copy(&log, "/tmp/fleet-manager.log");
+        eprintln!("manager counters {when}:");
+        for l in self.manager_metrics().await.lines().filter(|l| {
+            l.starts_with("kruise_manager_inputs")
+                || l.starts_with("kruise_manager_jobs_replanned")
+                || l.starts_with("kruise_manager_writes")
+        }) {
+            eprintln!("  {l}");
+        }
+    }
+
     /// `(NodeImage spec patches, job status patches)` the API server answered 200 so far, from
     /// its `apiserver_request_total`, as on a real kube-apiserver.
     async fn writes(&self) -> (u64, u64) {
@@ -376,8 +394,6 @@ async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
             *by_count.entry(v.len()).or_default() += 1;
         }
         eprintln!("nodes by spec changes seen: {by_count:?}");
-        let log = b.manager.as_ref().unwrap().log.clone();
-        let _ = std::fs::copy(&log, "/tmp/fleet-manager.log");
         for (n, v) in changes.iter().filter(|(_, v)| v.len() > 1).take(8) {
             let t0 = v[0].0;
             eprintln!(
@@ -387,12 +403,8 @@ async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
                     .collect::<Vec<_>>()
             );
         }
-        for l in b.manager_metrics().await.lines().filter(|l| {
-            l.starts_with("kruise_manager_writes") || l.starts_with("kruise_manager_inputs")
-        }) {
-            eprintln!("{l}");
-        }
     }
+    b.debug_dump("after the fan-out").await;
     // How long after the last node's result each job said so.
     let results = b.stats.last_result.lock().unwrap().clone();
     let done = completion.lock().unwrap().clone();
@@ -502,28 +514,11 @@ async fn steady(nodes: usize, jobs: usize) {
     let heartbeat = Duration::from_secs(env_or("BENCH_HEARTBEAT_SECONDS", 10));
     let b = settled(nodes, jobs, heartbeat, 5).await;
     wait_quiet(&b).await;
-    let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
-    let inputs_of = |m: String| {
-        m.lines()
-            .filter(|l| {
-                l.starts_with("kruise_manager_inputs")
-                    || l.starts_with("kruise_manager_jobs_replanned")
-                    || l.starts_with("kruise_manager_writes")
-            })
-            .map(String::from)
-            .collect::<Vec<_>>()
-    };
-    if verbose {
-        eprintln!("before: {:#?}", inputs_of(b.manager_metrics().await));
-    }
+    b.debug_dump("before the measured minute").await;
     let start = mark(&b).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let p = phase(&b, &start).await;
-    if verbose {
-        eprintln!("after: {:#?}", inputs_of(b.manager_metrics().await));
-        let log = b.manager.as_ref().unwrap().log.clone();
-        let _ = std::fs::copy(&log, "/tmp/fleet-manager.log");
-    }
+    b.debug_dump("after the measured minute").await;
     let (rss, peak) = memory_mib(b.pid());
     let inputs = metric(
         &b.manager_metrics().await,

@@ -1,7 +1,7 @@
 //! The one view of a rolling workload that [`super::decide`] reads, whatever its kind: plain
 //! data, filled by [`super::adapters`] from the workload's JSON and by
-//! [`super::store::RolloutPod::view`] from its pods. Also the label and annotation names the pre-download controller reads and
-//! writes (OpenKruise's where it has them).
+//! [`super::store::RolloutPod::view`] from its pods. Also the label and annotation names the
+//! pre-download controller reads and writes (OpenKruise's where it has them).
 
 use std::collections::BTreeMap;
 
