@@ -452,6 +452,18 @@ async fn the_manager_stops_within_its_grace_while_writes_hang() {
 #[tokio::test]
 async fn a_leader_cut_off_from_its_lease_steps_down_in_time() {
     let mut env = System::start_local().await;
+    let manager = env.manager.as_mut().unwrap();
+    // Ready is not leading: cut the Lease off only once it leads, or it is a candidate that
+    // never won, with nothing to step down from.
+    wait_for("the manager to lead", DEADLINE, || {
+        std::future::ready(
+            manager
+                .log_text()
+                .contains("became the leader")
+                .then_some(()),
+        )
+    })
+    .await;
     env.cluster
         .inject(json!({"latencyMs": 600_000, "latencyPath": "/leases"}))
         .await;
