@@ -35,6 +35,12 @@ pub struct Args {
     #[arg(long, env = "KRUISE_PROGRESS_INTERVAL", default_value = "30s", value_parser = kruise_observe::parse_duration)]
     pub progress_interval: std::time::Duration,
 
+    /// How long the status writer's queue may go without progress while work is pending before the process
+    /// counts itself stalled: it then fails /healthz, says why, and exits non-zero (restarted by
+    /// the kubelet, relieved by the standby).
+    #[arg(long, env = "KRUISE_STALL_TIMEOUT", default_value = "2m", value_parser = kruise_observe::parse_duration)]
+    pub stall_timeout: std::time::Duration,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:10221")]
     pub metrics_addr: SocketAddr,

@@ -10,18 +10,17 @@ use kruise_api::NodeImage;
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use kube::Api;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::desired::{desired_tags, finished_statuses, plan, Action, TagKey, TagTask};
 use crate::runtime::ImageRuntime;
-use crate::status::StatusUpdate;
+use crate::status::{StatusSender, StatusUpdate};
 use crate::worker::{self, Worker, WorkerContext};
 
 pub struct Controller<R> {
     ctx: Arc<WorkerContext<R>>,
     workers: BTreeMap<TagKey, Worker>,
-    status: mpsc::Sender<StatusUpdate>,
+    status: StatusSender,
     observed: bool,
 }
 

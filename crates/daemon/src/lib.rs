@@ -28,40 +28,101 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Resul
     use clap::Parser;
     let args = Args::parse_from(args);
     kruise_observe::init_logging(&args.log)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run(args))
+    kruise_observe::block_on(run(args))
 }
 
-/// Runs until SIGTERM or SIGINT: stop taking work, cancel pulls, flush the status, exit.
+/// Runs until SIGTERM or SIGINT (stop taking work, cancel pulls, flush the status, exit 0), or
+/// until a supervised task fails (exit non-zero; the kubelet restarts the daemon).
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let kruise_observe::Started {
-        shutdown,
-        readiness,
-        metrics,
-        admin,
-        addr,
-    } = kruise_observe::start("kruise_daemon", args.metrics_addr, metrics::Metrics::new).await?;
-    tracing::info!(node = %args.node_name, %addr, "kruise-daemon serving /metrics, /healthz and /readyz");
-
+    let started =
+        kruise_observe::start("kruise_daemon", args.metrics_addr, metrics::Metrics::new).await?;
+    tracing::info!(node = %args.node_name, addr = %started.addr, "kruise-daemon serving /metrics, /healthz and /readyz");
     let (client, server) =
         kruise_observe::api::client("kruise-daemon", env!("CARGO_PKG_VERSION")).await?;
     tracing::info!(%server, "using the Kubernetes API server");
-    let Some(runtime) = find_runtime(&args, &shutdown).await else {
+    let Some(cri) = find_runtime(&args, &started.shutdown).await else {
         return Ok(());
     };
-
+    let ready = runtime::Readiness::new(started.readiness.clone());
+    let sup = &started.supervisor;
+    sup.spawn(
+        "the container runtime probe",
+        runtime::probe(
+            cri.clone(),
+            RUNTIME_PROBE_INTERVAL,
+            ready.clone(),
+            started.metrics.clone(),
+            started.shutdown.clone(),
+        ),
+    );
     let api: Api<NodeImage> = Api::all(client.clone());
-    let (status_tx, status_rx) = mpsc::channel(1024);
+    let (status, writer) = start_status_writer(&args, &api, &started);
+    let ctx = worker_context(&args, &client, cri, status.clone(), &started).await;
+    let mut controller = controller::Controller::new(ctx);
+    let synced = ready.clone();
+    let follow = controller.run(
+        api,
+        &args.node_name,
+        &server,
+        started.shutdown.clone(),
+        move || synced.synced(),
+    );
+    let failed = tokio::select! {
+        _ = follow => None,
+        cause = sup.failed() => Some(cause),
+    };
+    sup.stopping();
+    ready.stopping();
+    if let Some(cause) = failed {
+        anyhow::bail!("{cause}");
+    }
+    tracing::info!("stopping: cancelling pulls and flushing status");
+    controller.stop_all().await;
+    flush(&status).await;
+    writer.abort();
+    let _ = started.admin.await;
+    tracing::info!("kruise-daemon stopped");
+    Ok(())
+}
+
+/// How often the daemon asks the runtime whether it answers.
+const RUNTIME_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// Status updates waiting for the writer at most; a full channel makes workers wait.
+const STATUS_QUEUE: usize = 1024;
+
+type Started = kruise_observe::Started<metrics::Metrics>;
+
+/// The NodeImage status writer, supervised, and the senders' side of its channel.
+fn start_status_writer(
+    args: &Args,
+    api: &Api<NodeImage>,
+    started: &Started,
+) -> (status::StatusSender, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(STATUS_QUEUE);
+    let progress = started
+        .supervisor
+        .watchdog("the NodeImage status writer", args.stall_timeout);
     let writer = status::StatusWriter {
         api: api.clone(),
         node: args.node_name.clone(),
-        metrics: metrics.clone(),
+        metrics: started.metrics.clone(),
         timing: status::Timing::default(),
+        progress: progress.clone(),
     };
-    let writer = tokio::spawn(writer.run(status_rx));
+    let task = started
+        .supervisor
+        .spawn("the NodeImage status writer", writer.run(rx));
+    let sender = status::StatusSender::new(tx, progress, started.metrics.clone());
+    (sender, task)
+}
 
+async fn worker_context(
+    args: &Args,
+    client: &kube::Client,
+    cri: kruise_cri::CriClient,
+    status: status::StatusSender,
+    started: &Started,
+) -> Arc<worker::WorkerContext<runtime::CriRuntime>> {
     let reporter = Reporter {
         controller: "kruise-daemon".into(),
         instance: Some(args.node_name.clone()),
@@ -72,10 +133,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         name: Some(args.node_name.clone()),
         ..Default::default()
     };
-    let ctx = Arc::new(worker::WorkerContext {
-        runtime: Arc::new(runtime::CriRuntime::new(runtime).await),
+    Arc::new(worker::WorkerContext {
+        runtime: Arc::new(runtime::CriRuntime::new(cri).await),
         permits: Arc::new(Semaphore::new(args.max_concurrent_pulls as usize)),
-        status: status_tx.clone(),
+        status,
         credentials: Arc::new(secrets::SecretCredentials {
             client: client.clone(),
         }),
@@ -83,37 +144,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             recorder: Recorder::new(client.clone(), reporter),
             node_image,
         }),
-        metrics,
+        metrics: started.metrics.clone(),
         check_interval: args.image_check_interval,
         progress_interval: (!args.progress_interval.is_zero()).then_some(args.progress_interval),
         initial_backoff: Duration::from_secs(1),
         clock: worker::Clock::new(),
-    });
-    let mut controller = controller::Controller::new(ctx);
-    let ready = readiness.clone();
-    controller
-        .run(api, &args.node_name, &server, shutdown.clone(), move || {
-            ready.set(true)
-        })
-        .await;
+    })
+}
 
-    tracing::info!("stopping: cancelling pulls and flushing status");
-    readiness.set(false);
-    controller.stop_all().await;
+/// Writes what the status writer holds, waiting at most 5 s for it.
+async fn flush(status: &status::StatusSender) {
     let (ack_tx, ack_rx) = tokio::sync::oneshot::channel();
-    if status_tx
+    if status
         .send(status::StatusUpdate::Flush(ack_tx))
         .await
         .is_ok()
     {
         let _ = tokio::time::timeout(Duration::from_secs(5), ack_rx).await;
     }
-    drop(status_tx);
-    drop(controller);
-    writer.abort();
-    let _ = admin.await;
-    tracing::info!("kruise-daemon stopped");
-    Ok(())
 }
 
 /// Waits for the container runtime, retrying every 10 s (it may start after the daemon).

@@ -36,6 +36,12 @@ pub struct Metrics {
     pub waiting: Gauge,
     pub status_writes: Family<ResultLabels, Counter>,
     pub checks: Family<CheckLabels, Counter>,
+    /// Pull workers that panicked (each failed its own tag).
+    pub worker_panics: Counter,
+    /// Status updates waiting for the status writer (its channel is bounded).
+    pub status_queue: Gauge,
+    /// 1 while the container runtime answers CRI calls, 0 while it does not.
+    pub runtime_up: Gauge,
 }
 
 impl Metrics {
@@ -51,7 +57,25 @@ impl Metrics {
             waiting: Gauge::default(),
             status_writes: Family::default(),
             checks: Family::default(),
+            worker_panics: Counter::default(),
+            status_queue: Gauge::default(),
+            runtime_up: Gauge::default(),
         };
+        registry.register(
+            "worker_panics",
+            "Pull workers that panicked; each failed its tag with the panic's message",
+            m.worker_panics.clone(),
+        );
+        registry.register(
+            "queue_depth_status",
+            "Status updates waiting for the NodeImage status writer",
+            m.status_queue.clone(),
+        );
+        registry.register(
+            "runtime_up",
+            "1 while the container runtime answers CRI calls, 0 while it does not",
+            m.runtime_up.clone(),
+        );
         registry.register(
             "pulls",
             "Finished pull rounds by result and reason",

@@ -3,6 +3,8 @@
 //! worker tests) and run against the node's runtime through `kruise-cri` in production.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kruise_api::imageref::ImageRef;
@@ -102,6 +104,86 @@ impl ProgressSampler for ContentProgress {
                 }
             }
         })
+    }
+}
+
+/// The daemon's `/readyz`: ready once its NodeImage has been listed, and while the container
+/// runtime answers (a daemon that cannot pull is not ready, and says why in its log, in
+/// `kruise_daemon_runtime_up` and in the messages of the tags it is pulling).
+#[derive(Clone)]
+pub struct Readiness {
+    synced: Arc<AtomicBool>,
+    runtime_up: Arc<AtomicBool>,
+    out: kruise_observe::Readiness,
+}
+
+impl Readiness {
+    pub fn new(out: kruise_observe::Readiness) -> Self {
+        Self {
+            synced: Arc::new(AtomicBool::new(false)),
+            runtime_up: Arc::new(AtomicBool::new(true)),
+            out,
+        }
+    }
+
+    pub fn synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
+        self.update();
+    }
+
+    pub fn runtime(&self, up: bool) {
+        self.runtime_up.store(up, Ordering::SeqCst);
+        self.update();
+    }
+
+    /// Not ready from now on (stopping).
+    pub fn stopping(&self) {
+        self.synced.store(false, Ordering::SeqCst);
+        self.update();
+    }
+
+    fn update(&self) {
+        self.out
+            .set(self.synced.load(Ordering::SeqCst) && self.runtime_up.load(Ordering::SeqCst));
+    }
+}
+
+/// How long one probe of the runtime may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the runtime for its version every `every` until `stop`; readiness, the
+/// `kruise_daemon_runtime_up` gauge and the log (once per change) follow its answers.
+pub async fn probe(
+    client: CriClient,
+    every: Duration,
+    ready: Readiness,
+    metrics: Arc<crate::metrics::Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut was_up = true;
+    metrics.runtime_up.set(1);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, client.version()).await;
+        let error = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {PROBE_TIMEOUT:?}")),
+        };
+        let up = error.is_none();
+        match (&error, was_up) {
+            (Some(e), true) => {
+                tracing::error!(error = %e, "the container runtime stopped answering; not ready until it does (pulls wait for it)")
+            }
+            (None, false) => tracing::info!("the container runtime answers again; ready"),
+            _ => {}
+        }
+        was_up = up;
+        metrics.runtime_up.set(i64::from(up));
+        ready.runtime(up);
     }
 }
 

@@ -18,6 +18,43 @@ use tokio::time::Instant;
 
 use crate::desired::TagKey;
 use crate::metrics::Metrics;
+use kruise_observe::supervise::Watchdog;
+
+/// The workers' and the controller's side of the status writer's (bounded) channel. Every update
+/// sent is pending for the writer's watchdog until the writer takes it, so a writer that stops
+/// taking updates fails the daemon within the stall timeout.
+#[derive(Clone)]
+pub struct StatusSender {
+    tx: mpsc::Sender<StatusUpdate>,
+    progress: Arc<Watchdog>,
+    metrics: Arc<Metrics>,
+}
+
+impl StatusSender {
+    pub fn new(
+        tx: mpsc::Sender<StatusUpdate>,
+        progress: Arc<Watchdog>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            tx,
+            progress,
+            metrics,
+        }
+    }
+
+    /// Sends `update`, waiting while the channel is full; `Err` once the writer is gone.
+    pub async fn send(&self, update: StatusUpdate) -> Result<(), ()> {
+        self.progress.add(1);
+        let sent = self.tx.send(update).await.map_err(|_| ());
+        if sent.is_err() {
+            self.progress.done(1);
+        }
+        let queued = self.tx.max_capacity() - self.tx.capacity();
+        self.metrics.status_queue.set(queued as i64);
+        sent
+    }
+}
 
 pub enum StatusUpdate {
     /// A tag's new status; `None` when the tag left the spec.
@@ -155,6 +192,8 @@ pub struct StatusWriter {
     pub node: String,
     pub metrics: Arc<Metrics>,
     pub timing: Timing,
+    /// The watchdog the [`StatusSender`]s count updates on.
+    pub progress: Arc<Watchdog>,
 }
 
 /// What the writer knows between messages.
@@ -193,6 +232,12 @@ impl StatusWriter {
                 u = rx.recv() => match u { Some(u) => Some(u), None => return },
                 _ = sleep(wake) => None,
             };
+            if update.is_some() {
+                self.progress.done(1);
+                if kruise_observe::fault("status-writer-stall") {
+                    std::future::pending::<()>().await;
+                }
+            }
             let ack = match update {
                 Some(StatusUpdate::Flush(ack)) => Some(ack),
                 Some(other) => {

@@ -72,6 +72,12 @@ pub struct Args {
     #[arg(long, env = "KRUISE_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = kruise_observe::parse_duration)]
     pub leader_election_lease_duration: Duration,
 
+    /// How long the engine's round (and its hand-over of writes) or the writer's queue may go without progress while work is pending before the process
+    /// counts itself stalled: it then fails /healthz, says why, and exits non-zero (restarted by
+    /// the kubelet, relieved by the standby).
+    #[arg(long, env = "KRUISE_STALL_TIMEOUT", default_value = "2m", value_parser = kruise_observe::parse_duration)]
+    pub stall_timeout: Duration,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

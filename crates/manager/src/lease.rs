@@ -168,6 +168,7 @@ pub async fn lead(
     client: Client,
     cfg: LeaseConfig,
     shutdown: CancellationToken,
+    supervisor: kruise_observe::Supervisor,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 ) -> Option<Leadership> {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
@@ -213,7 +214,8 @@ pub async fn lead(
     let lost = CancellationToken::new();
     let release = CancellationToken::new();
     let (signal, released) = (lost.clone(), release.clone());
-    let renewer = tokio::spawn(async move {
+    // A renewer that panicked would leave `lost` uncancelled and the process leading blind.
+    let renewer = supervisor.spawn_finite("the lease renewal", async move {
         // Counted from before the request that renewed, so a slow answer cannot stretch it.
         let mut renewed_at = acquired_at;
         loop {

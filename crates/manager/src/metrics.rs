@@ -14,6 +14,11 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub kind: String,
     pub result: String,
@@ -34,6 +39,9 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     /// Writes the current round still has to send: the manager's queue depth.
     pub pending_writes: Family<KindLabels, Gauge>,
+    /// What waits in the bounded channels between tasks: `engine_inputs` (watch events and
+    /// write results for the engine), `writes` (batches of writes for the writer).
+    pub queue_depth: Family<QueueLabels, Gauge>,
     /// Rounds that ended with a failed or conflicting write (and so plan again in 1 s).
     pub round_errors: Counter,
     pub jobs: Gauge,
@@ -61,6 +69,7 @@ impl Metrics {
             ]),
             writes: Family::default(),
             pending_writes: Family::default(),
+            queue_depth: Family::default(),
             round_errors: Counter::default(),
             jobs: Gauge::default(),
             node_images: Gauge::default(),
@@ -109,6 +118,11 @@ impl Metrics {
             m.pending_writes.clone(),
         );
         registry.register(
+            "queue_depth",
+            "Items waiting in a bounded channel between two tasks, by queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
             "reconcile_errors",
             "Rounds with a failed or conflicting write; they plan again after 1s",
             m.round_errors.clone(),
@@ -129,6 +143,13 @@ impl Metrics {
     }
 
     /// Counts one input by kind.
+    /// `depth` items wait in `queue`.
+    pub fn queued(&self, queue: &'static str, depth: usize) {
+        self.queue_depth
+            .get_or_create(&QueueLabels { queue })
+            .set(depth as i64);
+    }
+
     pub fn input(&self, input: &crate::engine::Input) {
         use crate::engine::Input;
         let kind = match input {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::writer::timed;
 use k8s_openapi::api::core::v1::Secret;
 use kruise_api::constants::{
     DAEMON_CONFIG_NAMESPACE, SECRET_MODE_ANNOTATION, SECRET_MODE_BATCH,
@@ -140,6 +141,8 @@ pub fn differs(job_namespace: &str, want: &BTreeMap<String, Secret>, have: &[Sec
         || have.keys().any(|n| !want.contains_key(n))
 }
 
+/// Brings the copies in line with `want`, each request under the writer's timeout; the number
+/// of copies that could not be written.
 pub async fn apply(
     client: &Client,
     job_namespace: &str,
@@ -153,17 +156,21 @@ pub async fn apply(
         let result = match have.get(name) {
             Some(current) if same(current, secret) => continue,
             Some(current) if current.type_ != secret.type_ => {
-                let _ = api.delete(name, &DeleteParams::default()).await;
-                api.create(&PostParams::default(), secret).await.map(|_| ())
+                let _ = timed(api.delete(name, &DeleteParams::default())).await;
+                timed(api.create(&PostParams::default(), secret))
+                    .await
+                    .map(|_| ())
             }
             Some(current) => {
                 let mut updated = secret.clone();
                 updated.metadata.resource_version = current.resource_version();
-                api.replace(name, &PostParams::default(), &updated)
+                timed(api.replace(name, &PostParams::default(), &updated))
                     .await
                     .map(|_| ())
             }
-            None => api.create(&PostParams::default(), secret).await.map(|_| ()),
+            None => timed(api.create(&PostParams::default(), secret))
+                .await
+                .map(|_| ()),
         };
         match result {
             Ok(()) => tracing::info!(secret = %name, "synced pull secret"),
@@ -178,7 +185,7 @@ pub async fn apply(
         }
     }
     for name in have.keys().filter(|n| !want.contains_key(*n)) {
-        match api.delete(name, &DeleteParams::default()).await {
+        match timed(api.delete(name, &DeleteParams::default())).await {
             Ok(_) => tracing::info!(secret = %name, "removed pull secret no job uses"),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {

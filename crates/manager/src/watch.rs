@@ -3,8 +3,6 @@
 //! installation's node selector, jobs, pods and source secrets in its namespace. A watch that
 //! fails says which server and why, once, and kube's watcher retries with backoff.
 
-use std::sync::mpsc::Sender;
-
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kruise_api::constants::DAEMON_CONFIG_NAMESPACE;
@@ -62,13 +60,17 @@ fn spawn<K>(
     api: Api<K>,
     config: watcher::Config,
     wrap: fn(Event<K>) -> Input,
-    tx: Sender<Input>,
+    tx: flume::Sender<Input>,
     server: String,
+    supervisor: &kruise_observe::Supervisor,
 ) where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
     K::DynamicType: Default,
 {
-    tokio::spawn(async move {
+    let name = format!("the {what} watch");
+    let sup = supervisor.clone();
+    // Ending because the engine is gone is the engine's failure (or a stop), not the watch's.
+    supervisor.spawn_finite(&name.clone(), async move {
         let mut events = watcher(api, config).default_backoff().boxed();
         let mut failures = kruise_observe::api::RetryLog::default();
         let activity = format!("watching {what}");
@@ -76,18 +78,27 @@ fn spawn<K>(
             match e {
                 Ok(e) => {
                     failures.recovered(&activity);
-                    if tx.send(wrap(convert(e))).is_err() {
+                    // Waits while the engine's queue is full; the engine's own watchdog says
+                    // when it has stopped taking inputs.
+                    if tx.send_async(wrap(convert(e))).await.is_err() {
                         return; // the engine stopped
                     }
                 }
                 Err(e) => failures.failed(&activity, &server, &e, None),
             }
         }
+        sup.fail(format!("{name} ended unexpectedly"));
     });
 }
 
 /// Starts every watch the engine needs.
-pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
+pub fn start(
+    client: &Client,
+    scope: &Scope,
+    tx: &flume::Sender<Input>,
+    server: &str,
+    supervisor: &kruise_observe::Supervisor,
+) {
     let c = client;
     let s = || server.to_string();
     spawn::<LeanNode>(
@@ -97,6 +108,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::Node,
         tx.clone(),
         s(),
+        supervisor,
     );
     spawn::<NodeImage>(
         "NodeImages",
@@ -105,6 +117,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::NodeImage,
         tx.clone(),
         s(),
+        supervisor,
     );
     let cfg = watcher::Config::default;
     spawn::<ImagePullJob>(
@@ -114,6 +127,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::Job,
         tx.clone(),
         s(),
+        supervisor,
     );
     spawn::<ImageListPullJob>(
         "ImageListPullJobs",
@@ -122,6 +136,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::ListJob,
         tx.clone(),
         s(),
+        supervisor,
     );
     spawn::<LeanPod>(
         "Pods",
@@ -130,6 +145,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::Pod,
         tx.clone(),
         s(),
+        supervisor,
     );
     spawn::<Secret>(
         "pull secrets (dockerconfigjson)",
@@ -138,6 +154,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::DockerConfigJson,
         tx.clone(),
         s(),
+        supervisor,
     );
     spawn::<Secret>(
         "pull secrets (dockercfg)",
@@ -146,6 +163,7 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::DockerCfg,
         tx.clone(),
         s(),
+        supervisor,
     );
     spawn::<Secret>(
         "the pull-secret copies",
@@ -154,5 +172,6 @@ pub fn start(client: &Client, scope: &Scope, tx: &Sender<Input>, server: &str) {
         Input::Copy,
         tx.clone(),
         s(),
+        supervisor,
     );
 }

@@ -2,7 +2,6 @@
 //! each result back to the engine. Counted by kind and result; a job status's Events are
 //! published once the status is written.
 
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::engine::{Done, Input, JobEvent, Write, WriteError};
 use crate::metrics::Metrics;
+use kruise_observe::supervise::Watchdog;
 
 /// Writes in flight at once.
 const CONCURRENCY: usize = 16;
@@ -69,12 +69,14 @@ fn label<T>(r: &Result<T, WriteError>) -> &'static str {
     }
 }
 
-/// Counts a queued write down once it has been answered, whichever way.
-struct CountDown(prometheus_client::metrics::gauge::Gauge);
+/// Counts a queued write down once it has been answered, whichever way: the queue gauge, and
+/// progress for the writer's watchdog.
+struct CountDown(prometheus_client::metrics::gauge::Gauge, Arc<Watchdog>);
 
 impl Drop for CountDown {
     fn drop(&mut self) {
         self.0.dec();
+        self.1.done(1);
     }
 }
 
@@ -83,125 +85,115 @@ pub struct Writer {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub done: Sender<Input>,
+    /// Results go back to the engine through its (bounded) input queue.
+    pub done: flume::Sender<Input>,
     pub job_namespace: String,
+    /// Writes handed over and not finished: the supervisor fails the process when none finishes
+    /// within the stall timeout.
+    pub progress: Arc<Watchdog>,
 }
 
 impl Writer {
     /// Runs batches of writes until the channel closes, then lets the writes in flight finish
     /// within `grace`.
-    pub async fn run(
-        self,
-        mut batches: tokio::sync::mpsc::UnboundedReceiver<Vec<Write>>,
-        grace: Duration,
-    ) {
+    pub async fn run(self, mut batches: tokio::sync::mpsc::Receiver<Vec<Write>>, grace: Duration) {
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
         loop {
             tokio::select! {
                 batch = batches.recv() => match batch {
                     Some(batch) => {
-                        // A round's pull-secret copies are written before its other writes
-                        // start: a NodeImage naming a copy must not reach a daemon before it.
-                        let (copied, copies_written) = tokio::sync::watch::channel(false);
-                        let has_copies = batch.iter().any(|w| matches!(w, Write::Secrets { .. }));
-                        for w in batch {
-                            let (me, permits) = (self.clone(), permits.clone());
-                            let pending = self.metrics.pending(kind(&w));
-                            pending.inc();
-                            let is_copies = matches!(w, Write::Secrets { .. });
-                            let mut after_copies = (has_copies && !is_copies).then(|| copies_written.clone());
-                            let copied = is_copies.then(|| copied.clone());
-                            tasks.spawn(async move {
-                                let _counted = CountDown(pending);
-                                if let Some(rx) = &mut after_copies {
-                                    // Err: the copies' task ended without saying; go on.
-                                    let _ = rx.wait_for(|done| *done).await;
-                                }
-                                let Ok(_permit) = permits.acquire_owned().await else { return };
-                                me.execute(w).await;
-                                if let Some(tx) = copied {
-                                    let _ = tx.send(true);
-                                }
-                            });
+                        self.metrics.queued("writes", batches.len());
+                        self.progress.add(batch.len());
+                        self.progress.done(1); // the batch itself, counted by the engine
+                        if kruise_observe::fault("writer-stall") {
+                            std::future::pending::<()>().await;
                         }
+                        self.spawn_batch(batch, &permits, &mut tasks);
                     }
                     None => break,
                 },
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(e) = joined {
+                        if e.is_panic() {
+                            // The write's result never reaches the engine; the process must go.
+                            let cause = kruise_observe::supervise::panic_message(&*e.into_panic());
+                            std::panic::panic_any(format!("a write panicked: {cause}"));
+                        }
+                    }
+                }
             }
         }
-        if tasks.is_empty() {
-            return;
-        }
-        tracing::info!(
-            writes = tasks.len(),
-            ?grace,
-            "finishing the writes in flight before stopping"
-        );
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} });
-        if drained.await.is_err() {
-            tracing::warn!(
-                writes = tasks.len(),
-                ?grace,
-                "writes did not finish in time; stopping anyway, the next leader plans again"
-            );
-            tasks.abort_all();
+        drain(tasks, grace).await;
+    }
+
+    /// Starts a batch's writes, at most [`CONCURRENCY`] in flight. A round's pull-secret copies
+    /// are written before its other writes start: a NodeImage naming a copy must not reach a
+    /// daemon before it.
+    fn spawn_batch(&self, batch: Vec<Write>, permits: &Arc<Semaphore>, tasks: &mut JoinSet<()>) {
+        let (copied, copies_written) = tokio::sync::watch::channel(false);
+        let has_copies = batch.iter().any(|w| matches!(w, Write::Secrets { .. }));
+        for w in batch {
+            let (me, permits) = (self.clone(), permits.clone());
+            let pending = self.metrics.pending(kind(&w));
+            pending.inc();
+            let is_copies = matches!(w, Write::Secrets { .. });
+            let mut after_copies = (has_copies && !is_copies).then(|| copies_written.clone());
+            let copied = is_copies.then(|| copied.clone());
+            let counted = CountDown(pending, self.progress.clone());
+            tasks.spawn(async move {
+                let _counted = counted;
+                if let Some(rx) = &mut after_copies {
+                    // Err: the copies' task ended without saying; go on.
+                    let _ = rx.wait_for(|done| *done).await;
+                }
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                me.execute(w).await;
+                if let Some(tx) = copied {
+                    let _ = tx.send(true);
+                }
+            });
         }
     }
 
-    fn send(&self, d: Done) {
-        let _ = self.done.send(Input::Done(d));
+    async fn send(&self, d: Done) {
+        let _ = self.done.send_async(Input::Done(d)).await;
+    }
+
+    /// Counts and logs a write's result.
+    fn answered<T>(&self, kind: &'static str, object: &str, r: &Result<T, WriteError>) {
+        self.metrics.write(kind, label(r));
+        self.log(kind, object, r);
     }
 
     async fn execute(&self, w: Write) {
-        let kind = kind(&w);
-        let nodes: Api<NodeImage> = Api::all(self.client.clone());
         match w {
             Write::CreateNodeImage {
                 name,
                 labels,
                 node_uid,
                 spec,
-            } => {
-                let mut ni = NodeImage::new(&name, spec);
-                ni.metadata.labels = Some(labels);
-                ni.metadata.owner_references = Some(vec![OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Node".into(),
-                    name: name.clone(),
-                    uid: node_uid,
-                    ..Default::default()
-                }]);
-                let r = outcome(timed(nodes.create(&PostParams::default(), &ni)).await);
-                self.metrics.write(kind, label(&r));
-                self.log(kind, &name, &r);
-                self.send(Done::NodeImage {
-                    name,
-                    result: r.map(|n| Some(Box::new(n))),
-                });
-            }
+            } => self.create_node_image(name, labels, node_uid, spec).await,
             Write::PatchNodeImage { name, patch } => {
-                let r = outcome(
-                    timed(nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await,
-                );
-                self.metrics.write(kind, label(&r));
-                self.log(kind, &name, &r);
-                self.send(Done::NodeImage {
-                    name,
-                    result: r.map(|n| Some(Box::new(n))),
-                });
+                let nodes: Api<NodeImage> = Api::all(self.client.clone());
+                let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+                let patched = nodes.patch(&name, &params, &merge);
+                let r = outcome(timed(patched).await);
+                self.answered("nodeimage", &name, &r);
+                let result = r.map(|n| Some(Box::new(n)));
+                self.send(Done::NodeImage { name, result }).await;
             }
             Write::DeleteNodeImage { name, uid } => {
+                let nodes: Api<NodeImage> = Api::all(self.client.clone());
                 let r = outcome(timed(nodes.delete(&name, &delete_uid(&uid))).await);
-                self.metrics.write(kind, label(&r));
-                self.log(kind, &name, &r);
+                self.answered("nodeimage", &name, &r);
                 let result = match r {
                     Ok(_) | Err(WriteError::NotFound) => Ok(None),
                     Err(e) => Err(e),
                 };
-                self.send(Done::NodeImage { name, result });
+                self.send(Done::NodeImage { name, result }).await;
             }
             Write::JobStatus {
                 uid,
@@ -209,72 +201,109 @@ impl Writer {
                 name,
                 patch,
                 events,
-            } => {
-                let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &namespace);
-                let r = outcome(
-                    timed(api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)))
-                        .await,
-                );
-                self.metrics.write(kind, label(&r));
-                self.log(kind, &format!("{namespace}/{name}"), &r);
-                if r.is_ok() {
-                    self.publish(&uid, &namespace, &name, events).await;
-                }
-                self.send(Done::JobStatus {
-                    uid,
-                    result: r.map(Box::new),
-                });
-            }
+            } => self.job_status(uid, namespace, name, patch, events).await,
             Write::DeleteJob {
                 uid,
                 namespace,
                 name,
-            } => {
-                let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &namespace);
-                let r = outcome(timed(api.delete(&name, &delete_uid(&uid))).await);
-                if r.is_ok() {
-                    tracing::info!(job = %format!("{namespace}/{name}"), "deleted finished job after ttlSecondsAfterFinished");
-                }
-                self.metrics.write(kind, label(&r));
-                self.send(Done::Job {
-                    uid,
-                    result: r.map(|_| ()),
-                });
-            }
+            } => self.delete_job(uid, namespace, name).await,
             Write::ReleaseFinalizer {
                 uid,
                 namespace,
                 name,
                 patch,
-            } => {
-                let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &namespace);
-                let r = outcome(
-                    timed(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))).await,
-                );
-                if r.is_ok() {
-                    tracing::info!(job = %format!("{namespace}/{name}"), "removed OpenKruise's deletion-protection finalizer from a deleted job");
-                }
-                self.metrics.write(kind, label(&r));
-                self.send(Done::Job {
-                    uid,
-                    result: r.map(|_| ()),
-                });
-            }
+            } => self.release_finalizer(uid, namespace, name, patch).await,
             Write::Secrets { want, have } => {
                 let failed =
                     crate::secrets::apply(&self.client, &self.job_namespace, &want, &have).await;
-                self.send(Done::Secrets { failed });
+                self.send(Done::Secrets { failed }).await;
             }
             Write::List { list, children } => {
                 let written =
                     crate::listwriter::write(&self.client, &list, &children, &self.metrics).await;
+                let uid = list.uid().unwrap_or_default();
+                let (requeue, failed) = (written.requeue, written.failed);
                 self.send(Done::List {
-                    uid: list.uid().unwrap_or_default(),
-                    requeue: written.requeue,
-                    failed: written.failed,
-                });
+                    uid,
+                    requeue,
+                    failed,
+                })
+                .await;
             }
         }
+    }
+
+    async fn create_node_image(
+        &self,
+        name: String,
+        labels: std::collections::BTreeMap<String, String>,
+        node_uid: String,
+        spec: kruise_api::NodeImageSpec,
+    ) {
+        let mut ni = NodeImage::new(&name, spec);
+        ni.metadata.labels = Some(labels);
+        ni.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name: name.clone(),
+            uid: node_uid,
+            ..Default::default()
+        }]);
+        let nodes: Api<NodeImage> = Api::all(self.client.clone());
+        let r = outcome(timed(nodes.create(&PostParams::default(), &ni)).await);
+        self.answered("nodeimage", &name, &r);
+        let result = r.map(|n| Some(Box::new(n)));
+        self.send(Done::NodeImage { name, result }).await;
+    }
+
+    async fn job_status(
+        &self,
+        uid: String,
+        namespace: String,
+        name: String,
+        patch: serde_json::Value,
+        events: Vec<JobEvent>,
+    ) {
+        let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &namespace);
+        let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+        let patched = api.patch_status(&name, &params, &merge);
+        let r = outcome(timed(patched).await);
+        self.answered("job_status", &format!("{namespace}/{name}"), &r);
+        if r.is_ok() {
+            self.publish(&uid, &namespace, &name, events).await;
+        }
+        let result = r.map(Box::new);
+        self.send(Done::JobStatus { uid, result }).await;
+    }
+
+    async fn delete_job(&self, uid: String, namespace: String, name: String) {
+        let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &namespace);
+        let r = outcome(timed(api.delete(&name, &delete_uid(&uid))).await);
+        if r.is_ok() {
+            tracing::info!(job = %format!("{namespace}/{name}"), "deleted finished job after ttlSecondsAfterFinished");
+        }
+        self.metrics.write("imagepulljob", label(&r));
+        let result = r.map(|_| ());
+        self.send(Done::Job { uid, result }).await;
+    }
+
+    async fn release_finalizer(
+        &self,
+        uid: String,
+        namespace: String,
+        name: String,
+        patch: serde_json::Value,
+    ) {
+        let api: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &namespace);
+        let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+        let patched = api.patch(&name, &params, &merge);
+        let r = outcome(timed(patched).await);
+        if r.is_ok() {
+            tracing::info!(job = %format!("{namespace}/{name}"), "removed OpenKruise's deletion-protection finalizer from a deleted job");
+        }
+        self.metrics.write("imagepulljob", label(&r));
+        let result = r.map(|_| ());
+        self.send(Done::Job { uid, result }).await;
     }
 
     fn log<T>(&self, kind: &str, object: &str, r: &Result<T, WriteError>) {
@@ -311,10 +340,34 @@ impl Writer {
                 action: "Reconcile".into(),
                 secondary: None,
             };
-            if let Err(err) = self.recorder.publish(&ev, &reference).await {
+            let published =
+                tokio::time::timeout(WRITE_TIMEOUT, self.recorder.publish(&ev, &reference));
+            if let Ok(Err(err)) = published.await {
                 tracing::warn!(job = %e.job, reason = e.reason, error = %err, "publishing an event failed");
             }
         }
+    }
+}
+
+/// Lets the writes in flight finish within `grace`, then abandons the rest (the next leader
+/// plans them again).
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
+    if tasks.is_empty() {
+        return;
+    }
+    tracing::info!(
+        writes = tasks.len(),
+        ?grace,
+        "finishing the writes in flight before stopping"
+    );
+    let drained = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        tracing::warn!(
+            writes = tasks.len(),
+            ?grace,
+            "writes did not finish in time; stopping anyway, the next leader plans again"
+        );
+        tasks.abort_all();
     }
 }
 

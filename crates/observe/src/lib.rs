@@ -5,6 +5,9 @@
 
 pub mod alloc;
 pub mod api;
+pub mod supervise;
+
+pub use supervise::{fault, Supervisor};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +31,18 @@ pub struct LogArgs {
     /// `text` for people, `json` for log pipelines.
     #[arg(long, env = "KRUISE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// Runs a binary's `run` on a multi-threaded runtime, with fault injection read first (test
+/// builds only). A blocking call left running cannot hold up the exit for more than a second.
+pub fn block_on(run: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    supervise::init_faults();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(run);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Installs the global tracing subscriber.
@@ -57,7 +72,8 @@ pub fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
 }
 
-/// Readiness the process reports on `/readyz`; liveness (`/healthz`) is "the server answers".
+/// Readiness the process reports on `/readyz`; liveness (`/healthz`) is "the server answers and
+/// no supervised task has failed".
 #[derive(Debug, Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 
@@ -74,6 +90,7 @@ impl Readiness {
 struct AdminState {
     registry: Arc<Mutex<Registry>>,
     readiness: Readiness,
+    supervisor: Supervisor,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `shutdown` is cancelled. Binding
@@ -82,6 +99,7 @@ pub async fn serve_admin(
     addr: SocketAddr,
     registry: Arc<Mutex<Registry>>,
     readiness: Readiness,
+    supervisor: Supervisor,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -90,11 +108,12 @@ pub async fn serve_admin(
     let local = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthy))
         .route("/readyz", get(ready))
         .with_state(AdminState {
             registry,
             readiness,
+            supervisor,
         });
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
@@ -130,6 +149,16 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
     }
 }
 
+async fn healthy(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.supervisor.cause() {
+        None => (StatusCode::OK, "ok".to_string()),
+        Some(cause) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unhealthy: {cause}"),
+        ),
+    }
+}
+
 async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
     if state.readiness.is_ready() {
         (StatusCode::OK, "ok")
@@ -141,6 +170,8 @@ async fn ready(State(state): State<AdminState>) -> impl IntoResponse {
 /// What a binary has once its process plumbing is up.
 pub struct Started<M> {
     pub shutdown: CancellationToken,
+    /// Every long-lived task and thread of the binary runs under it.
+    pub supervisor: Supervisor,
     pub readiness: Readiness,
     pub metrics: Arc<M>,
     /// The admin server; finishes after `shutdown`.
@@ -156,6 +187,7 @@ pub async fn start<M>(
     metrics: impl FnOnce(&mut Registry) -> M,
 ) -> anyhow::Result<Started<M>> {
     let shutdown = shutdown_on_signal();
+    let supervisor = Supervisor::new(shutdown.clone());
     let mut registry = Registry::with_prefix(prefix);
     let metrics = Arc::new(metrics(&mut registry));
     let readiness = Readiness::default();
@@ -163,11 +195,13 @@ pub async fn start<M>(
         addr,
         Arc::new(Mutex::new(registry)),
         readiness.clone(),
+        supervisor.clone(),
         shutdown.clone(),
     )
     .await?;
     Ok(Started {
         shutdown,
+        supervisor,
         readiness,
         metrics,
         admin,
@@ -218,6 +252,44 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_with_the_cause_once_a_supervised_task_failed() {
+        let shutdown = CancellationToken::new();
+        let supervisor = Supervisor::new(shutdown.clone());
+        let registry = Arc::new(Mutex::new(Registry::default()));
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let (addr, _server) = serve_admin(
+            any_port,
+            registry,
+            Readiness::default(),
+            supervisor.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        supervisor.fail("the engine panicked: boom".into());
+        let answer = get(addr, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(
+            answer.ends_with("unhealthy: the engine panicked: boom"),
+            "{answer}"
+        );
+        shutdown.cancel();
+    }
+
     #[test]
     fn durations() {
         assert_eq!(

@@ -88,6 +88,19 @@ impl Process {
         log_dir: &Path,
         label: &str,
     ) -> Self {
+        Self::spawn_with_env(binary, kubeconfig, args, &[], log_dir, label)
+    }
+
+    /// [`Process::spawn`] with more environment variables, such as `FAILPOINTS` (the test
+    /// build's binaries inject the faults it names).
+    pub fn spawn_with_env(
+        binary: Binary,
+        kubeconfig: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log_dir: &Path,
+        label: &str,
+    ) -> Self {
         let admin_port = free_port().expect("free port");
         let log = log_dir.join(format!("{label}.log"));
         let out = File::create(&log).expect("log file");
@@ -97,6 +110,7 @@ impl Process {
             .arg(format!("127.0.0.1:{admin_port}"))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kruise_daemon=debug,kruise_manager=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -139,6 +153,17 @@ impl Process {
 
     /// [`Process::manager`] with more flags (a later flag overrides an earlier one).
     pub fn manager_with(kubeconfig: &Path, log_dir: &Path, label: &str, extra: &[&str]) -> Self {
+        Self::manager_with_env(kubeconfig, log_dir, label, extra, &[])
+    }
+
+    /// [`Process::manager_with`] with more environment variables.
+    pub fn manager_with_env(
+        kubeconfig: &Path,
+        log_dir: &Path,
+        label: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let args: Vec<String> = [
             "--nodeimage-creation-delay",
             "0s",
@@ -151,7 +176,7 @@ impl Process {
         .chain(extra)
         .map(|s| s.to_string())
         .collect();
-        Self::spawn(Binary::Manager, kubeconfig, &args, log_dir, label)
+        Self::spawn_with_env(Binary::Manager, kubeconfig, &args, env, log_dir, label)
     }
 
     /// Waits for `/readyz` to answer 200, failing with the log if the process exits first.

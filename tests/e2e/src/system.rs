@@ -77,6 +77,16 @@ impl System {
     /// nodes (by label) and namespace, so tests sharing a cluster never manage each other's
     /// NodeImages or jobs.
     pub fn manager_process(&self, label: &str, extra: &[&str]) -> Process {
+        self.manager_process_with_env(label, extra, &[])
+    }
+
+    /// [`System::manager_process`] with more environment variables (`FAILPOINTS`).
+    pub fn manager_process_with_env(
+        &self,
+        label: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Process {
         let lease = self.cluster.name("kruise-manager");
         let selector = self.cluster.selector();
         let mut args = vec![
@@ -88,7 +98,8 @@ impl System {
             self.ns.as_str(),
         ];
         args.extend_from_slice(extra);
-        Process::manager_with(self.cluster.kubeconfig(), self.logs.path(), label, &args)
+        let (kubeconfig, logs) = (self.cluster.kubeconfig(), self.logs.path());
+        Process::manager_with_env(kubeconfig, logs, label, &args, env)
     }
 
     /// A Ready Node with `labels`, its NodeImage (made by the manager) and a daemon.

@@ -8,19 +8,21 @@ mod pull;
 pub use pull::backoff;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use kruise_api::ImageTagStatus;
 use kruise_cri::DockerKeyring;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::desired::{TagKey, TagTask};
 use crate::metrics::Metrics;
 use crate::runtime::ImageRuntime;
-use crate::status::StatusUpdate;
+use crate::status::{StatusSender, StatusUpdate};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -41,7 +43,7 @@ pub struct WorkerContext<R> {
     pub runtime: Arc<R>,
     /// `--max-concurrent-pulls` permits.
     pub permits: Arc<Semaphore>,
-    pub status: mpsc::Sender<StatusUpdate>,
+    pub status: StatusSender,
     pub credentials: Arc<dyn Credentials>,
     pub events: Arc<dyn EventSink>,
     pub metrics: Arc<Metrics>,
@@ -129,9 +131,16 @@ pub fn spawn<R: ImageRuntime>(
     let token = cancel.clone();
     let handle = tokio::spawn(tracing::Instrument::instrument(
         async move {
+            let entry = tasks.clone();
+            // A panicking worker fails its own tag, not the daemon: the other tags go on.
+            let run = AssertUnwindSafe(pull::run(&ctx, tasks, adopt)).catch_unwind();
             tokio::select! {
                 _ = token.cancelled() => {}
-                _ = pull::run(&ctx, tasks, adopt) => {}
+                outcome = run => if let Err(panic) = outcome {
+                    let message = kruise_observe::supervise::panic_message(&*panic);
+                    let task = entry.borrow().clone();
+                    fail_after_panic(&ctx, &task, &message).await;
+                }
             }
         },
         span,
@@ -141,6 +150,28 @@ pub fn spawn<R: ImageRuntime>(
         cancel,
         handle,
     }
+}
+
+/// Reports the tag of a worker that panicked as Failed, with the panic's message. It stays
+/// failed until its entry changes (a new version) or the daemon restarts.
+async fn fail_after_panic<R>(ctx: &WorkerContext<R>, task: &TagTask, message: &str) {
+    tracing::error!(panic = %message, "the pull worker panicked; the tag fails, the daemon goes on");
+    ctx.metrics.worker_panics.inc();
+    let status = ImageTagStatus {
+        tag: task.tag.clone(),
+        phase: kruise_api::TagPhase::Failed,
+        version: task.version,
+        message: Some(format!(
+            "internal error: the pull worker panicked ({message}); this is a kruise-daemon bug, \
+             please report it with the daemon's log; the tag is tried again when its entry \
+             changes or the daemon restarts"
+        )),
+        completion_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        )),
+        ..Default::default()
+    };
+    report(ctx, task.key(), status).await;
 }
 
 pub(crate) async fn report<R>(ctx: &WorkerContext<R>, key: TagKey, status: ImageTagStatus) {

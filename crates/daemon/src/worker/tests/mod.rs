@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use kruise_api::{ImagePullPolicy, TagPhase};
 use kruise_cri::{CriError, CriErrorKind};
 use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
 use tonic::Code;
 
 use super::*;
@@ -24,6 +25,8 @@ enum Outcome {
     Hang,
     /// Finishes after a while.
     Slow(Duration, &'static str),
+    /// A bug in the worker's code path.
+    Panic,
 }
 
 #[derive(Default)]
@@ -98,6 +101,7 @@ impl ImageRuntime for FakeRuntime {
                 tokio::time::sleep(d).await;
                 Ok(id.to_string())
             }
+            Outcome::Panic => panic!("index out of bounds: the len is 0 but the index is 0"),
         };
         guard.1 = true;
         if let Ok(id) = &result {
@@ -147,13 +151,16 @@ fn harness(max_pulls: usize) -> Harness {
     let runtime = Arc::new(FakeRuntime::default());
     let events = Arc::new(Recorded::default());
     let (tx, rx) = mpsc::channel(1024);
+    let metrics = Arc::new(Metrics::new(&mut Registry::default()));
+    let supervisor = kruise_observe::Supervisor::new(CancellationToken::new());
+    let progress = supervisor.watchdog("the status writer", Duration::from_secs(86_400));
     let ctx = Arc::new(WorkerContext {
         runtime: runtime.clone(),
         permits: Arc::new(Semaphore::new(max_pulls)),
-        status: tx,
+        status: StatusSender::new(tx, progress, metrics.clone()),
         credentials: Arc::new(NoSecrets),
         events: events.clone(),
-        metrics: Arc::new(Metrics::new(&mut Registry::default())),
+        metrics,
         check_interval: Duration::from_secs(3600),
         progress_interval: Some(Duration::from_secs(2)),
         initial_backoff: Duration::from_secs(1),
@@ -553,4 +560,30 @@ async fn waiting_for_a_slot_counts_against_the_deadline_and_checks_ignore_it() {
         0,
         "the waiting gauge came back down"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_worker_fails_only_its_own_tag() {
+    let mut h = harness(1);
+    h.runtime
+        .script
+        .lock()
+        .unwrap()
+        .extend([Outcome::Panic, Outcome::Ok("sha256:fine")]);
+    let started = tokio::time::Instant::now();
+    let _broken = spawn(h.ctx.clone(), task("v1"), None);
+    let seen = h.until_final("v1").await;
+    let failed = seen.last().unwrap();
+    assert_eq!(failed.phase, TagPhase::Failed);
+    let message = failed.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("the pull worker panicked (index out of bounds"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1), "failed at once");
+    // Its pull slot was given back: the node's only permit serves the next tag.
+    let _fine = spawn(h.ctx.clone(), task("v2"), None);
+    let seen = h.until_final("v2").await;
+    assert_eq!(seen.last().unwrap().phase, TagPhase::Succeeded);
+    assert_eq!(h.ctx.metrics.worker_panics.get(), 1);
 }
