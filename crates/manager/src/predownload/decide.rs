@@ -84,8 +84,6 @@ pub enum Outcome {
     /// The update revision carries a valid mark: nothing more to create.
     AlreadyMarked(Mark),
     Ignored(Ignore),
-    /// The partition keeps every pod on its revision; nothing would be updated.
-    HeldByPartition,
     /// No pod is waiting for the update.
     NothingToUpdate,
     /// Waiting for enough updated pods to be ready (the min-updated-ready gate).
@@ -174,10 +172,9 @@ fn plan(r: &Rollout, update: &Revision, pods: &[PodView], ours: &[&ExistingJob])
     if let Some(why) = ignore(r) {
         return Decision::marked(Outcome::Ignored(why), Mark::Ignored);
     }
-    // A partition that keeps every pod may be lowered later: wait, do not mark.
-    if r.partition >= r.replicas {
-        return Decision::just(Outcome::HeldByPartition);
-    }
+    // A partition that holds every pod does not wait: the usual canary lowers it by one
+    // next, and the canary's node (first in the job's order) should have the image by then.
+    // OpenKruise's job covers every pod not on the update revision too.
     if !pods.iter().any(|p| waits_for(update, p)) {
         return Decision::just(Outcome::NothingToUpdate);
     }
@@ -307,7 +304,8 @@ pub fn new_images<'a>(
 
 /// The nodes of the pods still to update, in the order the workload updates them, each once.
 /// Only scheduled, live pods not on the update revision count.
-/// - StatefulSets: highest ordinal first; ordinals below the partition are never updated.
+/// - StatefulSets: highest ordinal first, those the partition holds included (lowering it
+///   updates the next highest, whose node then already has the image).
 /// - CloneSet: its default order (Kubernetes `ActivePods`): not ready first, then newest
 ///   first; priority and scatter strategies are not modelled.
 /// - DaemonSets: not ready first (both controllers replace unavailable pods first), then
