@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 
 use super::model::{
     fnv32a, revision_label_value, Kind, PodView, Revision, Rollout, CREATED_MARK, IGNORED_MARK,
-    JOB_REVISION_LABEL, MARK_FROM_ANNOTATION, NODE_ORDER_ANNOTATION,
+    JOB_REVISION_LABEL, MARK_FROM_ANNOTATION, NODE_ORDER_ANNOTATION, POD_TEMPLATE_HASH,
+    REVISION_HASH_LABEL,
 };
 
 /// OpenKruise's pre-download job shape: a short per-node timeout and one retry, since the
@@ -444,11 +445,17 @@ fn job(r: &Rollout, update: &Revision, name: String, image: &str, order: &str) -
 }
 
 /// Template labels (so the job matches the workload's selector like everything it owns),
-/// the update revision's hash under the revision key, and our revision label.
+/// the update revision's hash, and our revision label.
 fn job_labels(r: &Rollout, update: &Revision) -> BTreeMap<String, String> {
     let mut labels = r.template_labels.clone();
+    // OpenKruise labels its jobs with the ControllerRevision's hash label; a Deployment's
+    // ReplicaSets carry theirs as pod-template-hash.
+    let hash_label = match r.kind {
+        Kind::Deployment => POD_TEMPLATE_HASH,
+        _ => REVISION_HASH_LABEL,
+    };
     if !update.hash.is_empty() {
-        labels.insert(r.revision_key.clone(), update.hash.clone());
+        labels.insert(hash_label.to_string(), update.hash.clone());
     }
     labels.insert(
         JOB_REVISION_LABEL.to_string(),

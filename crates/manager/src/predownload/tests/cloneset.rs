@@ -38,7 +38,8 @@ fn openkruise_e2e_cloneset_creates_one_job_shaped_like_openkruise() {
     assert_eq!(t.pull_secrets, Some(vec!["regcred".to_string()]));
     let labels = job.metadata.labels.as_ref().unwrap();
     assert_eq!(labels["app"], "web");
-    assert_eq!(labels[CONTROLLER_REVISION_HASH], "v2");
+    assert_eq!(labels[REVISION_HASH_LABEL], "v2", "OpenKruise's hash label");
+    assert!(!labels.contains_key(CONTROLLER_REVISION_HASH));
     assert_eq!(labels[JOB_REVISION_LABEL], "web-v2");
     let sandbox = t.sandbox_config.as_ref().unwrap();
     assert_eq!(

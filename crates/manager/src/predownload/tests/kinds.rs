@@ -44,7 +44,7 @@ fn advanced_daemonset_honours_min_updated_ready() {
     let d = decide(&r, &pods(2), &[]);
     assert_eq!(images(&d), ["nginx:2"]);
     assert_eq!(
-        d.create[0].metadata.labels.as_ref().unwrap()[CONTROLLER_REVISION_HASH],
+        d.create[0].metadata.labels.as_ref().unwrap()[REVISION_HASH_LABEL],
         "v2"
     );
 }
