@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use e2e::fleet::apiserver::ApiServer;
 use e2e::fleet::measure::{self, metric, percentile};
 use e2e::fleet::nodes;
-use e2e::workloads::{install_openkruise_crds, template, Workloads};
+use e2e::workloads::{install_openkruise_crds, template, CloneSetUpdate, Crds, Workloads};
 use e2e::Process;
 use futures::StreamExt;
 use kruise_api::{ImagePullJob, NodeImage};
@@ -79,8 +79,13 @@ fn watch_tags(client: kube::Client, seen: Seen) {
 async fn workload(w: &Workloads, i: usize, nodes: &[String], replicas: usize) -> Value {
     let name = format!("w{i:02}");
     let labels = json!({"app": name});
-    let strategy = json!({"type": "InPlaceIfPossible", "partition": 0, "maxUnavailable": 1});
-    let mut cs = e2e::workloads::cloneset(&name, &image(i, 1), strategy);
+    let update = CloneSetUpdate {
+        in_place: true,
+        max_unavailable: Some(json!(1)),
+        ..Default::default()
+    };
+    let mut cs =
+        e2e::workloads::cloneset(&name, &image(i, 1), Crds::Main.version("CloneSet"), &update);
     cs["spec"]["replicas"] = replicas.into();
     let cs = w.create(cs).await;
     let v1 = format!("{name}-v1");
@@ -105,7 +110,8 @@ async fn workload(w: &Workloads, i: usize, nodes: &[String], replicas: usize) ->
         .await;
     w.patch(
         &cs,
-        json!({"status": {"observedGeneration": 1, "replicas": replicas, "currentRevision": v1,
+        json!({"status": {"observedGeneration": 1, "replicas": replicas, "readyReplicas": replicas,
+            "availableReplicas": replicas, "currentRevision": v1,
             "updateRevision": v1, "updatedReplicas": replicas, "updatedReadyReplicas": replicas}}),
         true,
     )
@@ -142,7 +148,7 @@ async fn main() {
     let replicas = env_or("BENCH_REPLICAS", 20);
     let server = ApiServer::start();
     let cluster = server.cluster(&[NS, "kruise-daemon-config"]).await;
-    install_openkruise_crds(&cluster).await;
+    install_openkruise_crds(&cluster, Crds::Main).await;
     let names: Vec<(String, Value)> = (0..n)
         .map(|i| (format!("node-{i:05}"), json!({})))
         .collect();

@@ -1,7 +1,8 @@
 //! Rolling workloads for the pre-download tests, written the way their controllers would write
 //! them (no workload controller runs): the workload, its revisions (ControllerRevisions, or
 //! ReplicaSets for a Deployment), its pods on this test's nodes, and the status fields a rollout
-//! moves. OpenKruise's CRDs come from `kruise_api::crd::openkruise_workloads`.
+//! moves. OpenKruise's CRDs are its published ones ([`Crds`]), and each workload is written in
+//! the layout of the version the manager watches.
 
 use std::collections::BTreeMap;
 
@@ -9,37 +10,114 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-use crate::{wait_for, Cluster};
+use crate::{wait_for, Cluster, System, DEADLINE};
 
-/// Installs OpenKruise's workload CRDs (minimal schemas) and waits until they are served.
-pub async fn install_openkruise_crds(cluster: &Cluster) {
-    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(cluster.client.clone());
-    for (_, crd) in kruise_api::crd::openkruise_workloads() {
+/// A release of OpenKruise's published workload CRDs (`tests/e2e/openkruise-crds/`). Their
+/// structural schemas prune fields written at another version's place, as a real cluster does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crds {
+    /// v1.9.0: CloneSet serves v1alpha1 only; the knobs are annotations.
+    V1_9,
+    /// The main branch (07169cf): CloneSet also serves v1beta1, with partition, maxUnavailable,
+    /// the pod update policy and the knobs under `updateStrategy.rollingUpdate`.
+    Main,
+}
+
+impl Crds {
+    /// The version of OpenKruise's `kind` the manager watches (the newest served).
+    pub fn version(self, kind: &str) -> &'static str {
+        match (self, kind) {
+            (Crds::V1_9, "CloneSet") => "apps.kruise.io/v1alpha1",
+            _ => "apps.kruise.io/v1beta1",
+        }
+    }
+
+    fn files(self) -> [&'static str; 3] {
+        match self {
+            Crds::V1_9 => [
+                include_str!("../openkruise-crds/v1.9.0/apps.kruise.io_clonesets.yaml"),
+                include_str!("../openkruise-crds/v1.9.0/apps.kruise.io_statefulsets.yaml"),
+                include_str!("../openkruise-crds/v1.9.0/apps.kruise.io_daemonsets.yaml"),
+            ],
+            Crds::Main => [
+                include_str!("../openkruise-crds/master-07169cf/apps.kruise.io_clonesets.yaml"),
+                include_str!("../openkruise-crds/master-07169cf/apps.kruise.io_statefulsets.yaml"),
+                include_str!("../openkruise-crds/master-07169cf/apps.kruise.io_daemonsets.yaml"),
+            ],
+        }
+    }
+
+    fn crds(self) -> Vec<CustomResourceDefinition> {
+        self.files()
+            .iter()
+            .map(|y| serde_yaml::from_str(y).expect("OpenKruise's published CRD parses"))
+            .collect()
+    }
+}
+
+type CustomResourceDefinition =
+    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// Installs OpenKruise's published workload CRDs of `release` and waits until they are served.
+pub async fn install_openkruise_crds(cluster: &Cluster, release: Crds) {
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    for crd in release.crds() {
         match api.create(&PostParams::default(), &crd).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => panic!("installing the CRD {:?}: {e}", crd.metadata.name),
         }
     }
-    let cloneset = Workloads::resource("apps.kruise.io/v1beta1", "CloneSet");
-    let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &cloneset);
-    wait_for(
-        "the CloneSet CRD to be served",
-        crate::system::DEADLINE,
-        || async { api.list(&Default::default()).await.ok().map(|_| ()) },
-    )
-    .await;
+    for kind in ["CloneSet", "StatefulSet", "DaemonSet"] {
+        let ar = Workloads::resource(release.version(kind), kind);
+        let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &ar);
+        wait_for(
+            &format!("the {kind} CRD to be served"),
+            crate::system::DEADLINE,
+            || async { api.list(&Default::default()).await.ok().map(|_| ()) },
+        )
+        .await;
+    }
 }
 
 /// Removes OpenKruise's workload CRDs (own test API server only).
-pub async fn remove_openkruise_crds(cluster: &Cluster) {
-    let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(cluster.client.clone());
-    for (_, crd) in kruise_api::crd::openkruise_workloads() {
+pub async fn remove_openkruise_crds(cluster: &Cluster, release: Crds) {
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    for crd in release.crds() {
         let name = crd.metadata.name.unwrap();
         let _ = api.delete(&name, &Default::default()).await;
     }
+}
+
+/// This test's system (own API server), the manager started with `extra` flags once
+/// OpenKruise's CRDs of release `crds` are installed (if any), and `nodes` Ready nodes with
+/// NodeImages.
+pub async fn setup(
+    crds: Option<Crds>,
+    extra: &[&str],
+    nodes: usize,
+) -> (System, Workloads, Vec<String>) {
+    let mut sys = System::without_manager(Cluster::local()).await;
+    if let Some(release) = crds {
+        install_openkruise_crds(&sys.cluster, release).await;
+    }
+    let mut m = sys.manager_process("manager", extra);
+    m.wait_ready(DEADLINE).await;
+    sys.manager = Some(m);
+    let mut names = Vec::new();
+    for i in 0..nodes {
+        let name = sys.cluster.name(&format!("n{i}"));
+        sys.cluster.create_node(&name, json!({})).await;
+        names.push(name);
+    }
+    for n in &names {
+        wait_for(&format!("NodeImage {n}"), DEADLINE, || async {
+            sys.images.api.get_opt(n).await.ok().flatten().map(|_| ())
+        })
+        .await;
+    }
+    let w = Workloads::new(&sys.cluster, &sys.ns);
+    (sys, w, names)
 }
 
 /// A pod template with one container per `(name, image)`.
@@ -245,13 +323,12 @@ impl Workloads {
     pub async fn rolling_cloneset(
         &self,
         nodes: &[String],
-        name: &str,
-        old: &str,
-        new: &str,
-        strategy: Value,
+        (name, api_version): (&str, &str),
+        (old, new): (&str, &str),
+        update: &CloneSetUpdate,
         updated: usize,
     ) -> Value {
-        let cs = self.create(cloneset(name, new, strategy)).await;
+        let cs = self.create(cloneset(name, new, api_version, update)).await;
         let labels = json!({"app": name});
         let (v1, v2) = (format!("{name}-v1"), format!("{name}-v2"));
         self.revision(&cs, &v1, "v1", 1, &template(&labels, &[("main", old)]))
@@ -271,8 +348,9 @@ impl Workloads {
         }
         self.patch(
             &cs,
-            json!({"status": {"observedGeneration": 1, "replicas": 5, "currentRevision": v1,
-            "updateRevision": v2, "updatedReplicas": updated, "updatedReadyReplicas": updated}}),
+            json!({"status": {"observedGeneration": 1, "replicas": 5, "readyReplicas": 5,
+            "availableReplicas": 5, "currentRevision": v1, "updateRevision": v2,
+            "updatedReplicas": updated, "updatedReadyReplicas": updated}}),
             true,
         )
         .await;
@@ -354,12 +432,59 @@ impl Workloads {
     }
 }
 
-/// A CloneSet as OpenKruise's e2e test makes it, already moved to `v2` in its spec.
-pub fn cloneset(name: &str, image: &str, strategy: Value) -> Value {
+/// How a test CloneSet rolls, whatever the version it is written in.
+#[derive(Clone, Debug, Default)]
+pub struct CloneSetUpdate {
+    /// `InPlaceIfPossible` (true) or `ReCreate`.
+    pub in_place: bool,
+    pub partition: i32,
+    pub max_unavailable: Option<Value>,
+    pub parallelism: Option<i32>,
+    pub min_updated_ready: Option<i32>,
+}
+
+/// A CloneSet as OpenKruise's e2e test makes it, already moved to `image` in its spec, in the
+/// layout of `api_version`: v1alpha1 keeps the rollout fields under `updateStrategy` and the
+/// knobs in annotations; v1beta1 keeps them under `updateStrategy.rollingUpdate`.
+pub fn cloneset(name: &str, image: &str, api_version: &str, u: &CloneSetUpdate) -> Value {
     let labels = json!({"app": name});
+    let policy = if u.in_place {
+        "InPlaceIfPossible"
+    } else {
+        "ReCreate"
+    };
+    let mut rolling = json!({"partition": u.partition});
+    if let Some(m) = &u.max_unavailable {
+        rolling["maxUnavailable"] = m.clone();
+    }
+    let mut annotations = json!({});
+    let strategy = if api_version.ends_with("/v1alpha1") {
+        rolling["type"] = policy.into();
+        for (key, v) in [
+            ("parallelism", u.parallelism),
+            ("min-updated-ready-pods", u.min_updated_ready),
+        ] {
+            if let Some(v) = v {
+                annotations[format!("apps.kruise.io/image-predownload-{key}")] =
+                    v.to_string().into();
+            }
+        }
+        rolling
+    } else {
+        rolling["podUpdatePolicy"] = policy.into();
+        let mut knobs = json!({});
+        if let Some(v) = u.parallelism {
+            knobs["imagePreDownloadParallelism"] = v.into();
+        }
+        if let Some(v) = u.min_updated_ready {
+            knobs["imagePreDownloadMinUpdatedReadyPods"] = v.into();
+        }
+        rolling["inPlaceUpdateStrategy"] = knobs;
+        json!({"type": "RollingUpdate", "rollingUpdate": rolling})
+    };
     json!({
-        "apiVersion": "apps.kruise.io/v1beta1", "kind": "CloneSet",
-        "metadata": {"name": name},
+        "apiVersion": api_version, "kind": "CloneSet",
+        "metadata": {"name": name, "annotations": annotations},
         "spec": {"replicas": 5, "selector": {"matchLabels": labels},
                  "template": template(&labels, &[("main", image)]),
                  "updateStrategy": strategy},

@@ -3,74 +3,100 @@
 //! controller runs here, so these tests always use their own test API server: on a real
 //! cluster kube-controller-manager would act on the same objects). What a user sees is
 //! asserted: the ImagePullJobs the workload controls, where their tags land, events, marks on
-//! the revision, and cleanup.
+//! the revision, and cleanup. Tests of OpenKruise's kinds run on both of OpenKruise's published
+//! CRD releases ([`Crds`]: v1.9.0, and the main branch where CloneSet serves v1beta1), each
+//! workload written in the layout of the version the manager watches.
 
-use e2e::workloads::{install_openkruise_crds, remove_openkruise_crds, template, Workloads};
-use e2e::{wait_for, Cluster, System, DEADLINE};
-use kruise_api::{ImagePullJob, TagPhase};
+use e2e::workloads::{
+    install_openkruise_crds, remove_openkruise_crds, setup, template, CloneSetUpdate, Crds,
+    Workloads,
+};
+use e2e::{wait_for, System, DEADLINE};
 use serde_json::{json, Value};
 
 const CREATED: &str = "apps.kruise.io/pre-predownload-created";
 const IGNORED: &str = "apps.kruise.io/image-predownload-ignored";
 
-/// This test's system (own API server), the manager started with `extra` flags once the
-/// OpenKruise CRDs are installed (when `crds`), and `nodes` Ready nodes with NodeImages.
-async fn setup(crds: bool, extra: &[&str], nodes: usize) -> (System, Workloads, Vec<String>) {
-    let mut sys = System::without_manager(Cluster::local()).await;
-    if crds {
-        install_openkruise_crds(&sys.cluster).await;
-    }
-    let mut m = sys.manager_process("manager", extra);
-    m.wait_ready(DEADLINE).await;
-    sys.manager = Some(m);
-    let mut names = Vec::new();
-    for i in 0..nodes {
-        let name = sys.cluster.name(&format!("n{i}"));
-        sys.cluster.create_node(&name, json!({})).await;
-        names.push(name);
-    }
-    for n in &names {
-        wait_for(&format!("NodeImage {n}"), DEADLINE, || async {
-            sys.images.api.get_opt(n).await.ok().flatten().map(|_| ())
-        })
-        .await;
-    }
-    let w = Workloads::new(&sys.cluster, &sys.ns);
-    (sys, w, names)
+/// Runs an async test body once per OpenKruise CRD release.
+macro_rules! on_both_releases {
+    ($body:ident: $v1_9:ident, $main:ident) => {
+        #[tokio::test]
+        async fn $v1_9() {
+            $body(Crds::V1_9).await
+        }
+        #[tokio::test]
+        async fn $main() {
+            $body(Crds::Main).await
+        }
+    };
 }
+
+/// The in-place CloneSet of OpenKruise's e2e case: partition 1, 20% maxUnavailable.
+fn in_place(parallelism: Option<i32>, min_updated_ready: Option<i32>) -> CloneSetUpdate {
+    CloneSetUpdate {
+        in_place: true,
+        partition: 1,
+        parallelism,
+        min_updated_ready,
+        ..Default::default()
+    }
+}
+
+/// Waits for the manager's `WaitingForUpdatedReadyPods` event on `name`: the positive sign that
+/// its gate was decided on, from a status naming the update revision (the only one the test
+/// writes says 1 pod is updated and ready) and with a pod still to update. Had the gate let it
+/// through, that decision would have created the job instead.
+async fn wait_gate_event(sys: &System, name: &str, threshold: i32) {
+    let says = format!("waits for {threshold} updated ready pods");
+    wait_for(
+        &format!("the manager to say that {name}'s pre-download {says}"),
+        DEADLINE,
+        || async {
+            let e = e2e::node::events(
+                &sys.cluster.client,
+                &sys.ns,
+                "WaitingForUpdatedReadyPods",
+                name,
+            )
+            .await;
+            e.iter()
+                .any(|e| e.note.as_deref().is_some_and(|n| n.contains(&says)))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+on_both_releases!(cloneset_in_place_rollout: cloneset_in_place_rollout_on_v1_9, cloneset_in_place_rollout_on_main);
 
 /// OpenKruise's own e2e case (§10 item 12): 5 replicas, InPlaceIfPossible, partition 1,
 /// maxUnavailable 20%, imagePreDownloadParallelism 2: exactly one job, controlled by the
 /// CloneSet, for the new image, with parallelism 2, reaching the pods still to update in the
-/// order the CloneSet updates them. A gated CloneSet waits for its updated ready pods. When the
-/// rollout completes, the jobs go and the revision stays marked.
-#[tokio::test]
-async fn cloneset_in_place_rollout_pre_downloads_after_the_gate() {
-    let (sys, w, nodes) = setup(true, &[], 5).await;
+/// order the CloneSet updates them. A gated CloneSet says it waits for its updated ready pods,
+/// and has no job until they are there. When the rollout completes, the jobs go and the
+/// revision stays marked.
+async fn cloneset_in_place_rollout(crds: Crds) {
+    let (sys, w, nodes) = setup(Some(crds), &[], 5).await;
+    let version = crds.version("CloneSet");
     let old = format!("{}/e2e/web:1", sys.lab.registry.host());
     let new = format!("{}/e2e/web:2", sys.lab.registry.host());
-    let in_place = |extra: Value| {
-        let mut s = json!({"type": "InPlaceIfPossible", "partition": 1,
-            "inPlaceUpdateStrategy": {"imagePreDownloadParallelism": 2}});
-        s["inPlaceUpdateStrategy"]
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        s
-    };
-    // The gated one first: when the ungated one's job exists, the gated one was decided too.
     let gated = w
         .rolling_cloneset(
             &nodes,
-            "gated",
-            &old,
-            &new,
-            in_place(json!({"imagePreDownloadMinUpdatedReadyPods": "40%"})),
+            ("gated", version),
+            (&old, &new),
+            &in_place(Some(2), Some(2)),
             1,
         )
         .await;
     let cs = w
-        .rolling_cloneset(&nodes, "web", &old, &new, in_place(json!({})), 1)
+        .rolling_cloneset(
+            &nodes,
+            ("web", version),
+            (&old, &new),
+            &in_place(Some(2), None),
+            1,
+        )
         .await;
 
     let jobs = w
@@ -96,9 +122,11 @@ async fn cloneset_in_place_rollout_pre_downloads_after_the_gate() {
             && e.values.as_ref().unwrap().contains(&"web-v2".to_string())),
         "{not_in:?}"
     );
+    // The gated CloneSet was decided on with its 1 updated ready pod of the 2 it needs.
+    wait_gate_event(&sys, "gated", 2).await;
     assert!(
         w.jobs_of(&gated).await.is_empty(),
-        "40% of 5 = 2 updated ready pods are needed first; 1 is"
+        "2 updated ready pods are needed first; 1 is"
     );
 
     // The pods still on v1 (nodes 1..4) get the image, two at a time; the updated one's never.
@@ -150,19 +178,25 @@ async fn cloneset_in_place_rollout_pre_downloads_after_the_gate() {
         .await;
 }
 
+on_both_releases!(cloneset_recreate_and_rollback: cloneset_recreate_and_rollback_on_v1_9, cloneset_recreate_and_rollback_on_main);
+
 /// A CloneSet that recreates pods gets no job, and its revision says so. A rollback to a
 /// revision pre-downloaded before (OpenKruise #1419) pre-downloads again.
-#[tokio::test]
-async fn cloneset_recreate_is_ignored_and_a_rollback_pre_downloads_again() {
-    let (sys, w, nodes) = setup(true, &[], 5).await;
+async fn cloneset_recreate_and_rollback(crds: Crds) {
+    let (sys, w, nodes) = setup(Some(crds), &[], 5).await;
+    let version = crds.version("CloneSet");
     let image = |t: &str| format!("{}/e2e/app:{t}", sys.lab.registry.host());
+    let recreate = CloneSetUpdate {
+        in_place: false,
+        partition: 1,
+        ..Default::default()
+    };
     let recreate = w
         .rolling_cloneset(
             &nodes,
-            "recreate",
-            &image("1"),
-            &image("2"),
-            json!({"type": "ReCreate", "partition": 1}),
+            ("recreate", version),
+            (&image("1"), &image("2")),
+            &recreate,
             1,
         )
         .await;
@@ -172,13 +206,17 @@ async fn cloneset_recreate_is_ignored_and_a_rollback_pre_downloads_again() {
 
     // Rolled out v1 → v2 (marked), then v2 → v3 began and was rolled back to v2: v2 is the
     // update revision again (renumbered 4), and the pods already on v3 need v2's image.
+    let one_by_one = CloneSetUpdate {
+        in_place: true,
+        max_unavailable: Some(json!(1)),
+        ..Default::default()
+    };
     let cs = w
         .rolling_cloneset(
             &nodes,
-            "app",
-            &image("1"),
-            &image("2"),
-            json!({"type": "InPlaceIfPossible", "partition": 0, "maxUnavailable": 1}),
+            ("app", version),
+            (&image("1"), &image("2")),
+            &one_by_one,
             1,
         )
         .await;
@@ -229,11 +267,12 @@ async fn cloneset_recreate_is_ignored_and_a_rollback_pre_downloads_again() {
     .await;
 }
 
+on_both_releases!(cloneset_crd_installed_late: cloneset_crd_installed_late_on_v1_9, cloneset_crd_installed_late_on_main);
+
 /// The manager starts with no OpenKruise CRD, notices the CloneSet CRD once installed (no
 /// restart), pre-downloads for it, and stops watching it once removed.
-#[tokio::test]
-async fn cloneset_crd_installed_after_the_manager_started() {
-    let (sys, w, nodes) = setup(false, &["--predownload-discovery-interval", "1s"], 5).await;
+async fn cloneset_crd_installed_late(crds: Crds) {
+    let (sys, w, nodes) = setup(None, &["--predownload-discovery-interval", "1s"], 5).await;
     let manager = sys.manager.as_ref().unwrap();
     let watched = || async {
         let m = manager.metrics().await;
@@ -241,15 +280,15 @@ async fn cloneset_crd_installed_after_the_manager_started() {
             .find(|l| l.starts_with("kruise_manager_predownload_workloads{kind=\"cloneset\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
     };
-    install_openkruise_crds(&sys.cluster).await;
+    install_openkruise_crds(&sys.cluster, crds).await;
     let image = |t: &str| format!("{}/e2e/late:{t}", sys.lab.registry.host());
+    let version = crds.version("CloneSet");
     let cs = w
         .rolling_cloneset(
             &nodes,
-            "late",
-            &image("1"),
-            &image("2"),
-            json!({"type": "InPlaceIfPossible", "partition": 1}),
+            ("late", version),
+            (&image("1"), &image("2")),
+            &in_place(None, None),
             1,
         )
         .await;
@@ -263,7 +302,7 @@ async fn cloneset_crd_installed_after_the_manager_started() {
         (watched().await == Some(1)).then_some(())
     })
     .await;
-    remove_openkruise_crds(&sys.cluster).await;
+    remove_openkruise_crds(&sys.cluster, crds).await;
     wait_for(
         "the manager to stop watching CloneSets once the CRD is gone",
         DEADLINE,
@@ -272,22 +311,23 @@ async fn cloneset_crd_installed_after_the_manager_started() {
     .await;
 }
 
+on_both_releases!(refused_job_creation: a_refused_job_creation_is_retried_on_v1_9, a_refused_job_creation_is_retried_on_main);
+
 /// A refused job creation is retried, shown as a Warning event on the workload, and the
 /// revision is marked only once the job exists.
-#[tokio::test]
-async fn a_refused_job_creation_is_retried_and_warned_about() {
-    let (sys, w, nodes) = setup(true, &[], 5).await;
+async fn refused_job_creation(crds: Crds) {
+    let (sys, w, nodes) = setup(Some(crds), &[], 5).await;
     sys.cluster
         .inject(json!({"failWrites": 1, "failOnly": "create imagepulljobs"}))
         .await;
     let image = |t: &str| format!("{}/e2e/retry:{t}", sys.lab.registry.host());
+    let version = crds.version("CloneSet");
     let cs = w
         .rolling_cloneset(
             &nodes,
-            "retry",
-            &image("1"),
-            &image("2"),
-            json!({"type": "InPlaceIfPossible", "partition": 1}),
+            ("retry", version),
+            (&image("1"), &image("2")),
+            &in_place(None, None),
             1,
         )
         .await;
@@ -309,220 +349,6 @@ async fn a_refused_job_creation_is_retried_and_warned_about() {
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     w.wait_jobs(&cs, 1, "the job, created on the retry").await;
     w.wait_marked("ControllerRevision", "retry-v2", CREATED)
-        .await;
-}
-
-/// A DaemonSet (apps/v1, opted in by annotation) rolling on 10 nodes with maxUnavailable 2:
-/// the 8 nodes not updated yet pull the new image through the runtime; the 2 updated do not.
-#[tokio::test]
-async fn daemonset_rollout_pre_pulls_on_the_nodes_not_updated_yet() {
-    let mut sys = System::without_manager(Cluster::local()).await;
-    let mut m = sys.manager_process("manager", &[]);
-    m.wait_ready(DEADLINE).await;
-    sys.manager = Some(m);
-    let mut nodes = Vec::new();
-    for i in 0..10 {
-        nodes.push(sys.add_node(&format!("d{i}"), json!({})).await);
-    }
-    let w = Workloads::new(&sys.cluster, &sys.ns);
-    let old = sys.push("e2e/agent", 1).reference;
-    let new = sys.push("e2e/agent-next", 2).reference;
-    let labels = json!({"app": "agent"});
-    let ds = w.create(json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": "agent", "annotations": {"apps.kruise.io/image-predownload": "true",
-            "apps.kruise.io/image-predownload-parallelism": "4"}},
-        "spec": {"selector": {"matchLabels": labels}, "template": template(&labels, &[("main", &new)]),
-                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2}}},
-    })).await;
-    w.revision(
-        &ds,
-        "agent-old",
-        "old",
-        1,
-        &template(&labels, &[("main", &old)]),
-    )
-    .await;
-    w.revision(
-        &ds,
-        "agent-new",
-        "new",
-        2,
-        &template(&labels, &[("main", &new)]),
-    )
-    .await;
-    for (i, node) in nodes.iter().enumerate() {
-        let hash = if i < 2 { "new" } else { "old" };
-        let image = if i < 2 { &new } else { &old };
-        w.pod(
-            &ds,
-            &format!("agent-{i}"),
-            node,
-            json!({"app": "agent", "controller-revision-hash": hash}),
-            image,
-        )
-        .await;
-    }
-    w.patch(&ds, json!({"status": {"observedGeneration": 1, "desiredNumberScheduled": 10, "currentNumberScheduled": 10,
-        "numberMisscheduled": 0, "numberReady": 10, "updatedNumberScheduled": 2}}), true).await;
-
-    let jobs = w
-        .wait_jobs(&ds, 1, "one pre-download job for the DaemonSet")
-        .await;
-    let name = jobs[0].metadata.name.clone().unwrap();
-    let status = sys
-        .wait_job(&name, "8 nodes pulled the new image", |s| s.succeeded == 8)
-        .await;
-    assert_eq!((status.desired, status.failed), (8, 0));
-    let (key, tag) = e2e::node::key_and_tag(&new);
-    for (i, node) in nodes.iter().enumerate() {
-        let ni = sys.images.api.get(node).await.unwrap();
-        let pulled = ni
-            .status
-            .as_ref()
-            .and_then(|s| s.image_statuses.get(&key))
-            .is_some_and(|s| {
-                s.tags
-                    .iter()
-                    .any(|t| t.tag == tag && t.phase == TagPhase::Succeeded)
-            });
-        assert_eq!(
-            pulled,
-            i >= 2,
-            "node {i} (updated: {}) pulled the new image: {pulled}",
-            i < 2
-        );
-    }
-    // Every node updated: the job goes.
-    w.patch(&ds, json!({"status": {"updatedNumberScheduled": 10}}), true)
-        .await;
-    w.wait_jobs(
-        &ds,
-        0,
-        "the DaemonSet's job to be deleted once every node is updated",
-    )
-    .await;
-}
-
-/// A StatefulSet (apps/v1) with partition 3 of 5: every pod not on the update revision is
-/// targeted, highest ordinal first, and one at a time (parallelism 1) the highest comes first.
-#[tokio::test]
-async fn statefulset_partitioned_rollout_reaches_the_highest_ordinal_first() {
-    let (sys, w, nodes) = setup(false, &[], 5).await;
-    let image = |t: &str| format!("{}/e2e/db:{t}", sys.lab.registry.host());
-    let labels = json!({"app": "db"});
-    let sts = w.create(json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db", "annotations": {"apps.kruise.io/image-predownload": "true"}},
-        "spec": {"replicas": 5, "serviceName": "db", "selector": {"matchLabels": labels},
-                 "template": template(&labels, &[("main", &image("2"))]),
-                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 3}}},
-    })).await;
-    // Pod i on node i; db-4 is updated already. The revisions come last, the update one
-    // first, so the first decision already sees every pod.
-    for (i, node) in nodes.iter().enumerate() {
-        let rev = if i == 4 { "db-2" } else { "db-1" };
-        w.pod(
-            &sts,
-            &format!("db-{i}"),
-            node,
-            json!({"app": "db", "controller-revision-hash": rev}),
-            &image("1"),
-        )
-        .await;
-    }
-    w.patch(
-        &sts,
-        json!({"status": {"observedGeneration": 1, "replicas": 5, "readyReplicas": 5,
-        "currentRevision": "db-1", "updateRevision": "db-2", "updatedReplicas": 1}}),
-        true,
-    )
-    .await;
-    w.revision(
-        &sts,
-        "db-2",
-        "2",
-        2,
-        &template(&labels, &[("main", &image("2"))]),
-    )
-    .await;
-    w.revision(
-        &sts,
-        "db-1",
-        "1",
-        1,
-        &template(&labels, &[("main", &image("1"))]),
-    )
-    .await;
-    let jobs = w
-        .wait_jobs(&sts, 1, "one pre-download job for the StatefulSet")
-        .await;
-    let order: Vec<String> = jobs[0].metadata.annotations.as_ref().unwrap()
-        ["apps.kruise.io/image-predownload-node-order"]
-        .split(',')
-        .map(String::from)
-        .collect();
-    assert_eq!(
-        order,
-        vec![
-            nodes[3].clone(),
-            nodes[2].clone(),
-            nodes[1].clone(),
-            nodes[0].clone()
-        ]
-    );
-    let first = wait_for("the first node to get the image", DEADLINE, || async {
-        let n = sys.nodes_with(&image("2")).await;
-        (!n.is_empty()).then_some(n)
-    })
-    .await;
-    assert_eq!(
-        first,
-        vec![nodes[3].clone()],
-        "db-3 is updated next: its node comes first"
-    );
-    // Updated: the job goes.
-    w.patch(
-        &sts,
-        json!({"status": {"currentRevision": "db-2", "updatedReplicas": 5}}),
-        true,
-    )
-    .await;
-    w.wait_jobs(
-        &sts,
-        0,
-        "the StatefulSet's job to be deleted once it is updated",
-    )
-    .await;
-}
-
-/// A Deployment (apps/v1): the nodes of the old ReplicaSet's pods get the new image, the new
-/// ReplicaSet's do not; the job goes when the rollout completes and when the Deployment does.
-#[tokio::test]
-async fn deployment_rollout_reaches_the_old_replicasets_nodes() {
-    let (sys, w, nodes) = setup(false, &[], 4).await;
-    let image = |t: &str| format!("{}/e2e/api:{t}", sys.lab.registry.host());
-    let annotations = json!({"apps.kruise.io/image-predownload-parallelism": "3"});
-    let (old, new) = (image("1"), image("2"));
-    let deploy = w
-        .rolling_deployment(&nodes, "api", (&old, &new), annotations, 1)
-        .await;
-    let jobs: Vec<ImagePullJob> = w
-        .wait_jobs(&deploy, 1, "one pre-download job for the Deployment")
-        .await;
-    assert_eq!(jobs[0].spec.image, image("2"));
-    let placed = wait_for(
-        "the old ReplicaSet's 3 nodes to get the new image",
-        DEADLINE,
-        || async {
-            let n = sys.nodes_with(&image("2")).await;
-            (n.len() == 3).then_some(n)
-        },
-    )
-    .await;
-    assert_eq!(placed, nodes[..3].to_vec());
-    w.delete(&deploy).await;
-    w.wait_jobs(&deploy, 0, "the deleted Deployment's job to go")
         .await;
 }
 
@@ -572,21 +398,23 @@ async fn rolling_set(
     wl
 }
 
+on_both_releases!(advanced_statefulset_rollout: advanced_statefulset_rollout_on_v1_9, advanced_statefulset_rollout_on_main);
+
 /// An Advanced StatefulSet (apps.kruise.io) rolling in place with partition 2: its job reaches
 /// the pods still on the old revision, highest ordinal first, and goes once it is updated.
-#[tokio::test]
-async fn advanced_statefulset_in_place_rollout_pre_downloads_and_cleans_up() {
-    let (sys, w, nodes) = setup(true, &[], 5).await;
+async fn advanced_statefulset_rollout(crds: Crds) {
+    let (sys, w, nodes) = setup(Some(crds), &[], 5).await;
     let image = |t: &str| format!("{}/e2e/cache:{t}", sys.lab.registry.host());
     let labels = json!({"app": "cache"});
     let asts = rolling_set(&w, &nodes, json!({
-        "apiVersion": "apps.kruise.io/v1beta1", "kind": "StatefulSet",
+        "apiVersion": crds.version("StatefulSet"), "kind": "StatefulSet",
         "metadata": {"name": "cache", "annotations": {"apps.kruise.io/image-predownload-parallelism": "2"}},
         "spec": {"replicas": 5, "serviceName": "cache", "selector": {"matchLabels": labels},
                  "template": template(&labels, &[("main", &image("2"))]),
                  "updateStrategy": {"type": "RollingUpdate", "rollingUpdate":
                      {"podUpdatePolicy": "InPlaceIfPossible", "partition": 2, "maxUnavailable": 1}}},
     }), (&image("1"), &image("2")), 0, json!({"observedGeneration": 1, "replicas": 5,
+        "readyReplicas": 5, "availableReplicas": 5, "currentReplicas": 5,
         "currentRevision": "cache-old", "updateRevision": "cache-new", "updatedReplicas": 0,
         "updatedReadyReplicas": 0})).await;
     let jobs = w
@@ -612,17 +440,18 @@ async fn advanced_statefulset_in_place_rollout_pre_downloads_and_cleans_up() {
     .await;
 }
 
+on_both_releases!(advanced_daemonset_gate: advanced_daemonset_gate_on_v1_9, advanced_daemonset_gate_on_main);
+
 /// An Advanced DaemonSet (apps.kruise.io) honours min-updated-ready (OpenKruise ignores it):
 /// no job until 2 pods are updated and ready; then the nodes not updated pull; once every node
 /// is updated the job goes.
-#[tokio::test]
-async fn advanced_daemonset_waits_for_updated_ready_pods() {
-    let (sys, w, nodes) = setup(true, &[], 5).await;
+async fn advanced_daemonset_gate(crds: Crds) {
+    let (sys, w, nodes) = setup(Some(crds), &[], 5).await;
     let image = |t: &str| format!("{}/e2e/agent:{t}", sys.lab.registry.host());
     let ads = |name: &str, annotations: Value| {
         let labels = json!({"app": name});
         json!({
-            "apiVersion": "apps.kruise.io/v1alpha1", "kind": "DaemonSet",
+            "apiVersion": crds.version("DaemonSet"), "kind": "DaemonSet",
             "metadata": {"name": name, "annotations": annotations},
             "spec": {"selector": {"matchLabels": labels}, "template": template(&labels, &[("main", &image("2"))]),
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "partition": 0}}},
@@ -632,7 +461,6 @@ async fn advanced_daemonset_waits_for_updated_ready_pods() {
         "numberMisscheduled": 0, "numberReady": 5, "updatedNumberScheduled": 1});
     let images = (image("1"), image("2"));
     let images = (images.0.as_str(), images.1.as_str());
-    // The gated one first: once the other's job exists, the gated one was decided too.
     let gated = rolling_set(
         &w,
         &nodes,
@@ -648,6 +476,7 @@ async fn advanced_daemonset_waits_for_updated_ready_pods() {
     let open = rolling_set(&w, &nodes, ads("open", json!({})), images, 1, status).await;
     w.wait_jobs(&open, 1, "the ungated Advanced DaemonSet's job")
         .await;
+    wait_gate_event(&sys, "gated", 2).await;
     assert!(
         w.jobs_of(&gated).await.is_empty(),
         "2 updated ready pods are needed first; 1 is"

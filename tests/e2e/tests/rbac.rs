@@ -110,7 +110,7 @@ fn check(agent: &str, rules: &[rbac::Rule], made: &BTreeSet<(String, String, Str
 async fn the_binaries_call_exactly_what_their_rbac_grants() {
     let mut env = System::without_manager(Cluster::local()).await;
     // OpenKruise's workload CRDs are there from the start, so the manager watches CloneSets.
-    e2e::workloads::install_openkruise_crds(&env.cluster).await;
+    e2e::workloads::install_openkruise_crds(&env.cluster, e2e::workloads::Crds::Main).await;
     env.start_manager().await;
     // A standby watches the Lease.
     let mut standby = env.manager_process("manager-standby", &[]);
@@ -256,8 +256,13 @@ async fn the_binaries_call_exactly_what_their_rbac_grants() {
     let w = e2e::workloads::Workloads::new(&env.cluster, &env.ns);
     let nodes = [a.clone(), b.clone()];
     let (old, new) = (img.reference.clone(), private.reference.clone());
-    let in_place = json!({"type": "InPlaceIfPossible", "partition": 0, "maxUnavailable": 1});
-    w.rolling_cloneset(&nodes, "cs", &old, &new, in_place, 1)
+    let in_place = e2e::workloads::CloneSetUpdate {
+        in_place: true,
+        max_unavailable: Some(json!(1)),
+        ..Default::default()
+    };
+    let version = e2e::workloads::Crds::Main.version("CloneSet");
+    w.rolling_cloneset(&nodes, ("cs", version), (&old, &new), &in_place, 1)
         .await;
     w.wait_marked("ControllerRevision", "cs-v2", CREATED).await;
     w.rolling_deployment(&nodes, "api", (&old, &new), json!({}), 1)

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub use super::fields::AdapterError;
 use super::fields::{pct, text, Obj, Result};
+use super::layout::{layout, Layout};
 use super::model::{
     Kind, Revision, Rollout, CONTROLLER_REVISION_HASH, DEPLOYMENT_REVISION_ANNOTATION,
     MIN_UPDATED_READY_ANNOTATION, OPT_IN_ANNOTATION, PARALLELISM_ANNOTATION, POD_TEMPLATE_HASH,
@@ -85,6 +86,7 @@ fn base(kind: Kind, obj: &Obj) -> Result<Rollout> {
         uid: obj.required_str("metadata.uid", FROM_SERVER)?.to_string(),
         selector: selector(obj)?,
         in_place: true,
+        status_current: true,
         max_unavailable: 1,
         template_labels: obj
             .read("spec.template.metadata.labels")?
@@ -102,44 +104,47 @@ fn base(kind: Kind, obj: &Obj) -> Result<Rollout> {
     })
 }
 
-/// Where CloneSet versions keep the pod update policy and the in-place knobs.
-const CLONESET_POLICY_FIELDS: [&str; 3] = [
-    "spec.updateStrategy.type",
-    "spec.updateStrategy.podUpdatePolicy",
-    "spec.updateStrategy.rollingUpdate.podUpdatePolicy",
-];
-const CLONESET_KNOB_FIELDS: [&str; 2] = [
-    "spec.updateStrategy.inPlaceUpdateStrategy",
-    "spec.updateStrategy.rollingUpdate.inPlaceUpdateStrategy",
-];
+/// The layout of the OpenKruise workload `r`'s own apiVersion; an unknown version is refused.
+fn kruise_layout(r: &Rollout) -> Result<Layout> {
+    let version = r.api_version.rsplit_once('/').map_or("", |(_, v)| v);
+    layout(r.kind, version).ok_or_else(|| AdapterError::Unsupported {
+        api_version: r.api_version.clone(),
+        kind: r.kind.api_kind().to_string(),
+    })
+}
 
-/// CloneSet v1alpha1 and v1beta1. The knobs are fields of `inPlaceUpdateStrategy` (v1beta1)
-/// or annotations (v1alpha1); the policy is `type` or, in some v1beta1 builds,
-/// `podUpdatePolicy`.
+/// CloneSet: v1alpha1 keeps partition, maxUnavailable and the knobs directly under
+/// `updateStrategy` (policy in `type`), v1beta1 under `updateStrategy.rollingUpdate` (policy in
+/// `podUpdatePolicy`); the knob annotations apply where the fields are unset.
 fn cloneset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    let at = kruise_layout(r)?;
     r.replicas = obj.i32_or("spec.replicas", 1)?;
-    let (field, zero) = ("spec.updateStrategy.partition", IntOrString::Int(0));
-    r.partition = obj.percent(field, zero, r.replicas, true)?;
+    r.partition = obj.percent(at.partition, IntOrString::Int(0), r.replicas, true)?;
     // OpenKruise's pre-download rounds maxUnavailable down.
-    let (field, default) = ("spec.updateStrategy.maxUnavailable", pct("20%"));
-    r.max_unavailable = obj.percent(field, default, r.replicas, false)?;
-    let policy = obj.pod_update_policy(&CLONESET_POLICY_FIELDS)?;
-    knobs(obj, r, &CLONESET_KNOB_FIELDS)?;
-    set_like(obj, r, revisions, true)?;
+    r.max_unavailable = obj.percent(at.max_unavailable, pct("20%"), r.replicas, false)?;
+    let policy = obj.pod_update_policy(at.policy.as_slice())?;
+    knobs(obj, r, at.knobs.as_slice())?;
+    set_like(obj, r, revisions, at.updated_ready)?;
     r.in_place = policy && r.in_place;
     Ok(())
 }
 
-/// Advanced StatefulSet (apps.kruise.io StatefulSet): knobs by annotation only.
+/// Advanced StatefulSet (apps.kruise.io StatefulSet): the same layout in both versions; only
+/// v1beta1's status counts updated ready pods.
 fn advanced_statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+    let at = kruise_layout(r)?;
     r.replicas = obj.i32_or("spec.replicas", 1)?;
-    let rolling = "spec.updateStrategy.rollingUpdate";
     let on_delete = obj.str("spec.updateStrategy.type")? == Some("OnDelete");
-    let has_rolling = obj.get(rolling).is_some();
-    rolling_update(obj, r, rolling, 1, false)?;
-    let policy = obj.pod_update_policy(&["spec.updateStrategy.rollingUpdate.podUpdatePolicy"])?;
-    knobs(obj, r, &[])?;
-    set_like(obj, r, revisions, true)?;
+    let has_rolling = obj.get("spec.updateStrategy.rollingUpdate").is_some();
+    r.partition = obj.percent(at.partition, IntOrString::Int(0), r.replicas, true)?;
+    // OpenKruise's pre-download rounds maxUnavailable down, default 1.
+    let one = IntOrString::Int(1);
+    r.max_unavailable = obj
+        .percent(at.max_unavailable, one, r.replicas, false)?
+        .max(1);
+    let policy = obj.pod_update_policy(at.policy.as_slice())?;
+    knobs(obj, r, at.knobs.as_slice())?;
+    set_like(obj, r, revisions, at.updated_ready)?;
     r.in_place = !on_delete && has_rolling && policy && r.in_place;
     Ok(())
 }
@@ -147,10 +152,20 @@ fn advanced_statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Resu
 /// apps/v1 StatefulSet. OnDelete still pre-downloads: its pods are updated when deleted.
 fn statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
     r.replicas = obj.i32_or("spec.replicas", 1)?;
+    let rolling = "spec.updateStrategy.rollingUpdate";
+    r.partition = obj.percent(
+        &format!("{rolling}.partition"),
+        IntOrString::Int(0),
+        r.replicas,
+        true,
+    )?;
     // Kubernetes rounds a StatefulSet's maxUnavailable up (at least 1).
-    rolling_update(obj, r, "spec.updateStrategy.rollingUpdate", 1, true)?;
+    let field = format!("{rolling}.maxUnavailable");
+    r.max_unavailable = obj
+        .percent(&field, IntOrString::Int(1), r.replicas, true)?
+        .max(1);
     knobs(obj, r, &[])?;
-    set_like(obj, r, revisions, false)?;
+    set_like(obj, r, revisions, None)?;
     r.in_place = true;
     Ok(())
 }
@@ -159,8 +174,20 @@ fn statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
 /// OpenKruise ignores the min-updated-ready annotation for Advanced DaemonSets; this reads it.
 fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
     r.replicas = obj.i32_or("status.desiredNumberScheduled", 0)?;
-    // Both DaemonSet controllers round maxUnavailable up; apps/v1 has no partition.
-    rolling_update(obj, r, "spec.updateStrategy.rollingUpdate", 1, true)?;
+    // apps/v1 has no partition and no layout of OpenKruise's.
+    let at = match r.kind {
+        Kind::AdvancedDaemonSet => Some(kruise_layout(r)?),
+        _ => None,
+    };
+    let rolling = "spec.updateStrategy.rollingUpdate";
+    // The Advanced DaemonSet controller rounds a percent partition down.
+    let field = format!("{rolling}.partition");
+    r.partition = obj.percent(&field, IntOrString::Int(0), r.replicas, false)?;
+    // Both DaemonSet controllers round maxUnavailable up.
+    let field = format!("{rolling}.maxUnavailable");
+    r.max_unavailable = obj
+        .percent(&field, IntOrString::Int(1), r.replicas, true)?
+        .max(1);
     knobs(obj, r, &[])?;
     let parsed = parse_all(obj, revisions, controller_revision)?;
     let generation_seen = observed(obj)?;
@@ -170,7 +197,10 @@ fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
         .max_by_key(|p| p.rev.number)
         .map(|p| p.rev.name.clone());
     // Advanced DaemonSet only: the hash its controller rolls out.
-    let hash = obj.str("status.daemonSetHash")?;
+    let hash = match at.and_then(|at| at.update_hash) {
+        Some(field) => obj.str(field)?,
+        None => None,
+    };
     let hash_current = hash.is_none_or(|h| update.as_ref().is_some_and(|u| u.rev.owns(h)));
     r.complete = generation_seen
         && hash_current
@@ -209,20 +239,16 @@ fn deployment(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
     Ok(())
 }
 
-/// `partition` (int or percent, rounded up) and `maxUnavailable` under `rolling`.
-fn rolling_update(obj: &Obj, r: &mut Rollout, rolling: &str, default: i32, up: bool) -> Result<()> {
-    let field = format!("{rolling}.partition");
-    r.partition = obj.percent(&field, IntOrString::Int(0), r.replicas, true)?;
-    let field = format!("{rolling}.maxUnavailable");
-    let default = IntOrString::Int(default);
-    r.max_unavailable = obj.percent(&field, default, r.replicas, up)?.max(1);
-    Ok(())
-}
-
 /// Revisions and status of the kinds with `status.updateRevision` and `currentRevision`
 /// (CloneSet, both StatefulSets). As OpenKruise does, the update revision is the newest
 /// ControllerRevision, and a status naming another one is stale: its updated-ready count is 0.
-fn set_like(obj: &Obj, r: &mut Rollout, revisions: &[Value], kruise: bool) -> Result<()> {
+/// `updated_ready` is where the status counts updated ready pods (`None`: counted from pods).
+fn set_like(
+    obj: &Obj,
+    r: &mut Rollout,
+    revisions: &[Value],
+    updated_ready: Option<&str>,
+) -> Result<()> {
     let parsed = parse_all(obj, revisions, controller_revision)?;
     let status_update = obj.str("status.updateRevision")?.map(str::to_string);
     r.current_revision = obj.str("status.currentRevision")?.map(str::to_string);
@@ -231,10 +257,11 @@ fn set_like(obj: &Obj, r: &mut Rollout, revisions: &[Value], kruise: bool) -> Re
     let fresh = update
         .as_ref()
         .is_some_and(|u| status_update.as_deref() == Some(u.rev.name.as_str()));
-    r.updated_ready = match (kruise, fresh) {
+    r.status_current = fresh;
+    r.updated_ready = match (updated_ready, fresh) {
         (_, false) => Some(0),
-        (true, true) => Some(obj.i32_or("status.updatedReadyReplicas", 0)?),
-        (false, true) => None, // apps/v1 StatefulSet status does not count them
+        (Some(field), true) => Some(obj.i32_or(field, 0)?),
+        (None, true) => None, // counted from the pods
     };
     let updated = obj.i32_or("status.updatedReplicas", 0)?;
     let all_updated = updated >= r.replicas && obj.i32_or("status.replicas", 0)? <= updated;

@@ -233,6 +233,19 @@ impl Ctx<'_> {
         let pods = store.pods_of(uid, &r.revision_key);
         let existing = store.jobs_of(uid);
         let mut d = decide(&r, &pods, &existing);
+        if let (Outcome::Waiting { threshold, .. }, true) = (&d.outcome, r.status_current) {
+            // Says why no job exists yet, once per revision (events of one reason merge into a
+            // series that keeps its first note), and only from a status of this rollout.
+            let note = format!(
+                "pre-download for the update to {} waits for {threshold} updated ready pods",
+                revision_name(&r)
+            );
+            if notes.get(uid) != Some(&note) {
+                self.event(&obj, EventType::Normal, "WaitingForUpdatedReadyPods", &note)
+                    .await;
+                notes.insert(uid.clone(), note);
+            }
+        }
         // The same patch again (the revision watch has not caught up): nothing to write. A patch
         // for another rollout (a new current revision) differs, and is written.
         let patch = d.mark.map(|m| mark_patch(&r, m));

@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 
 use super::model::{
     fnv32a, revision_label_value, Kind, PodView, Revision, Rollout, CREATED_MARK, IGNORED_MARK,
-    JOB_REVISION_LABEL, MARK_FROM_ANNOTATION, NODE_ORDER_ANNOTATION,
+    JOB_REVISION_LABEL, MARK_FROM_ANNOTATION, NODE_ORDER_ANNOTATION, POD_TEMPLATE_HASH,
+    REVISION_HASH_LABEL,
 };
 
 /// OpenKruise's pre-download job shape: a short per-node timeout and one retry, since the
@@ -84,8 +85,6 @@ pub enum Outcome {
     /// The update revision carries a valid mark: nothing more to create.
     AlreadyMarked(Mark),
     Ignored(Ignore),
-    /// The partition keeps every pod on its revision; nothing would be updated.
-    HeldByPartition,
     /// No pod is waiting for the update.
     NothingToUpdate,
     /// Waiting for enough updated pods to be ready (the min-updated-ready gate).
@@ -174,10 +173,9 @@ fn plan(r: &Rollout, update: &Revision, pods: &[PodView], ours: &[&ExistingJob])
     if let Some(why) = ignore(r) {
         return Decision::marked(Outcome::Ignored(why), Mark::Ignored);
     }
-    // A partition that keeps every pod may be lowered later: wait, do not mark.
-    if r.partition >= r.replicas {
-        return Decision::just(Outcome::HeldByPartition);
-    }
+    // A partition that holds every pod does not wait: the usual canary lowers it by one
+    // next, and the canary's node (first in the job's order) should have the image by then.
+    // OpenKruise's job covers every pod not on the update revision too.
     if !pods.iter().any(|p| waits_for(update, p)) {
         return Decision::just(Outcome::NothingToUpdate);
     }
@@ -307,7 +305,8 @@ pub fn new_images<'a>(
 
 /// The nodes of the pods still to update, in the order the workload updates them, each once.
 /// Only scheduled, live pods not on the update revision count.
-/// - StatefulSets: highest ordinal first; ordinals below the partition are never updated.
+/// - StatefulSets: highest ordinal first, those the partition holds included (lowering it
+///   updates the next highest, whose node then already has the image).
 /// - CloneSet: its default order (Kubernetes `ActivePods`): not ready first, then newest
 ///   first; priority and scatter strategies are not modelled.
 /// - DaemonSets: not ready first (both controllers replace unavailable pods first), then
@@ -446,11 +445,17 @@ fn job(r: &Rollout, update: &Revision, name: String, image: &str, order: &str) -
 }
 
 /// Template labels (so the job matches the workload's selector like everything it owns),
-/// the update revision's hash under the revision key, and our revision label.
+/// the update revision's hash, and our revision label.
 fn job_labels(r: &Rollout, update: &Revision) -> BTreeMap<String, String> {
     let mut labels = r.template_labels.clone();
+    // OpenKruise labels its jobs with the ControllerRevision's hash label; a Deployment's
+    // ReplicaSets carry theirs as pod-template-hash.
+    let hash_label = match r.kind {
+        Kind::Deployment => POD_TEMPLATE_HASH,
+        _ => REVISION_HASH_LABEL,
+    };
     if !update.hash.is_empty() {
-        labels.insert(r.revision_key.clone(), update.hash.clone());
+        labels.insert(hash_label.to_string(), update.hash.clone());
     }
     labels.insert(
         JOB_REVISION_LABEL.to_string(),

@@ -7,7 +7,7 @@
 //! - [`model`]: the one view of a rolling workload ([`Rollout`], [`Revision`], [`PodView`])
 //!   and the label and annotation names;
 //! - [`adapters`]: one adapter per kind, from the workload's and its revisions' JSON to a
-//!   [`Rollout`];
+//!   [`Rollout`], reading OpenKruise's kinds where their version keeps each field ([`layout`]);
 //! - [`decide`](mod@decide): jobs to create and delete, and the mark for the update revision.
 //!
 //! And the I/O around it: [`store`] (the watched objects, indexed by controlling uid) and
@@ -17,6 +17,7 @@ pub mod adapters;
 pub mod controller;
 pub mod decide;
 mod fields;
+pub mod layout;
 pub mod model;
 pub mod store;
 

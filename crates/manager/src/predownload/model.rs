@@ -118,6 +118,9 @@ pub struct Rollout {
     /// Updated ready pods per the status; `Some(0)` when the status is stale; `None` when the
     /// kind's status does not count them (apps/v1, Advanced DaemonSet): counted from pods.
     pub updated_ready: Option<i32>,
+    /// The status names the update revision (its counts are this rollout's); kinds without
+    /// such a status: `true`.
+    pub status_current: bool,
     /// Nodes pulling at once; `None`: the job default (1).
     pub parallelism: Option<i32>,
     /// Per-node pull timeout; `None`: OpenKruise's pre-download default (300 s).
