@@ -68,6 +68,27 @@ pub(crate) fn which(bin: &str) -> Option<PathBuf> {
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the service to take).
+/// OpenKruise's published workload CRD `file` of `release` (`v1.9.0`, `master-07169cf`), as the
+/// project's reference keeps them: `$OPENKRUISE_CRDS/<release>/<file>`, by default
+/// `shared/reference/openkruise-crds/` beside this checkout. Missing files fail the test that
+/// needs them, saying where they were looked for.
+pub fn openkruise_crd(release: &str, file: &str) -> String {
+    let dir = std::env::var_os("OPENKRUISE_CRDS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/openkruise-crds")
+        });
+    let path = dir.join(release).join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "OpenKruise's published CRD {} is missing ({e}): the tests install OpenKruise's own \
+             CRDs, kept in shared/reference/openkruise-crds beside the checkout; point \
+             OPENKRUISE_CRDS at a copy of that directory",
+            path.display()
+        )
+    })
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

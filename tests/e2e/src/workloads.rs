@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::{wait_for, Cluster, System, DEADLINE};
 
-/// A release of OpenKruise's published workload CRDs (`tests/e2e/openkruise-crds/`). Their
+/// A release of OpenKruise's published workload CRDs (`shared/reference/openkruise-crds/`). Their
 /// structural schemas prune fields written at another version's place, as a real cluster does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Crds {
@@ -32,19 +32,14 @@ impl Crds {
         }
     }
 
-    fn files(self) -> [&'static str; 3] {
-        match self {
-            Crds::V1_9 => [
-                include_str!("../openkruise-crds/v1.9.0/apps.kruise.io_clonesets.yaml"),
-                include_str!("../openkruise-crds/v1.9.0/apps.kruise.io_statefulsets.yaml"),
-                include_str!("../openkruise-crds/v1.9.0/apps.kruise.io_daemonsets.yaml"),
-            ],
-            Crds::Main => [
-                include_str!("../openkruise-crds/master-07169cf/apps.kruise.io_clonesets.yaml"),
-                include_str!("../openkruise-crds/master-07169cf/apps.kruise.io_statefulsets.yaml"),
-                include_str!("../openkruise-crds/master-07169cf/apps.kruise.io_daemonsets.yaml"),
-            ],
-        }
+    fn files(self) -> [String; 3] {
+        let release = match self {
+            Crds::V1_9 => "v1.9.0",
+            Crds::Main => "master-07169cf",
+        };
+        ["clonesets", "statefulsets", "daemonsets"].map(|kind| {
+            kruise_testlab::openkruise_crd(release, &format!("apps.kruise.io_{kind}.yaml"))
+        })
     }
 
     fn crds(self) -> Vec<CustomResourceDefinition> {

@@ -9,40 +9,19 @@ use super::super::layout::{common_fields, layout};
 use super::*;
 
 /// OpenKruise's CRDs as published (the e2e tests install the same files).
-const CRDS: &[(&str, &str)] = &[
-    (
-        "v1.9.0 clonesets",
-        include_str!("../../../../../tests/e2e/openkruise-crds/v1.9.0/apps.kruise.io_clonesets.yaml"),
-    ),
-    (
-        "v1.9.0 statefulsets",
-        include_str!(
-            "../../../../../tests/e2e/openkruise-crds/v1.9.0/apps.kruise.io_statefulsets.yaml"
-        ),
-    ),
-    (
-        "v1.9.0 daemonsets",
-        include_str!("../../../../../tests/e2e/openkruise-crds/v1.9.0/apps.kruise.io_daemonsets.yaml"),
-    ),
-    (
-        "master clonesets",
-        include_str!(
-            "../../../../../tests/e2e/openkruise-crds/master-07169cf/apps.kruise.io_clonesets.yaml"
-        ),
-    ),
-    (
-        "master statefulsets",
-        include_str!(
-            "../../../../../tests/e2e/openkruise-crds/master-07169cf/apps.kruise.io_statefulsets.yaml"
-        ),
-    ),
-    (
-        "master daemonsets",
-        include_str!(
-            "../../../../../tests/e2e/openkruise-crds/master-07169cf/apps.kruise.io_daemonsets.yaml"
-        ),
-    ),
-];
+fn crds() -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for (release, label) in [("v1.9.0", "v1.9.0"), ("master-07169cf", "master")] {
+        for kind in ["clonesets", "statefulsets", "daemonsets"] {
+            let file = format!("apps.kruise.io_{kind}.yaml");
+            all.push((
+                format!("{label} {kind}"),
+                kruise_testlab::openkruise_crd(release, &file),
+            ));
+        }
+    }
+    all
+}
 
 /// Whether the structural schema keeps `path` (dotted, from the object's root).
 fn schema_has(schema: &Value, path: &str) -> bool {
@@ -60,8 +39,8 @@ fn every_field_read_is_where_the_published_crds_keep_it() {
         "imagePreDownloadTimeoutSeconds",
         "imagePreDownloadMinUpdatedReadyPods",
     ];
-    for (name, yaml) in CRDS {
-        let crd: Value = serde_yaml::from_str(yaml).expect(name);
+    for (name, yaml) in crds() {
+        let crd: Value = serde_yaml::from_str(&yaml).expect(&name);
         let kind = match crd["spec"]["names"]["kind"].as_str().unwrap() {
             "CloneSet" => Kind::CloneSet,
             "StatefulSet" => Kind::AdvancedStatefulSet,
