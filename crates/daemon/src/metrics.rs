@@ -36,6 +36,8 @@ pub struct Metrics {
     pub waiting: Gauge,
     pub status_writes: Family<ResultLabels, Counter>,
     pub checks: Family<CheckLabels, Counter>,
+    /// CRI pull attempts by result: `succeeded` or the error kind (a round has one or more).
+    pub attempts: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -51,6 +53,7 @@ impl Metrics {
             waiting: Gauge::default(),
             status_writes: Family::default(),
             checks: Family::default(),
+            attempts: Family::default(),
         };
         registry.register(
             "pulls",
@@ -82,7 +85,20 @@ impl Metrics {
             "Periodic presence checks of pulled images by result",
             m.checks.clone(),
         );
+        registry.register(
+            "pull_attempts",
+            "CRI pull attempts by result (succeeded, or the error kind)",
+            m.attempts.clone(),
+        );
         m
+    }
+
+    pub fn count_attempt(&self, result: &str) {
+        self.attempts
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn observe_pull(&self, result: &str, reason: &str, elapsed: Duration) {
