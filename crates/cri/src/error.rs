@@ -18,6 +18,8 @@ pub enum CriErrorKind {
     Unauthorized,
     /// The registry could not be reached (refused, DNS, network, TLS, dropped connection).
     RegistryUnreachable,
+    /// The registry refused for now: `429 Too Many Requests` (see [`classify`] for the words).
+    RateLimited,
     /// The registry answered with a server error.
     RegistryError,
     /// The runtime rejected the reference.
@@ -43,6 +45,7 @@ impl CriErrorKind {
             CriErrorKind::NotFound => "not_found",
             CriErrorKind::Unauthorized => "unauthorized",
             CriErrorKind::RegistryUnreachable => "registry_unreachable",
+            CriErrorKind::RateLimited => "rate_limited",
             CriErrorKind::RegistryError => "registry_error",
             CriErrorKind::InvalidReference => "invalid_reference",
             CriErrorKind::NoSpace => "no_space",
@@ -61,6 +64,7 @@ impl CriErrorKind {
                 "the registry refused the credentials (check the job's pullSecrets)"
             }
             CriErrorKind::RegistryUnreachable => "the registry is unreachable",
+            CriErrorKind::RateLimited => "rate-limited by the registry",
             CriErrorKind::RegistryError => "the registry answered with a server error",
             CriErrorKind::InvalidReference => "the runtime rejected the image reference",
             CriErrorKind::NoSpace => "no space left on the node's image filesystem",
@@ -81,6 +85,7 @@ impl CriErrorKind {
         matches!(
             self,
             CriErrorKind::RegistryUnreachable
+                | CriErrorKind::RateLimited
                 | CriErrorKind::RegistryError
                 | CriErrorKind::Timeout
                 | CriErrorKind::RuntimeUnavailable
@@ -129,6 +134,14 @@ impl CriError {
 }
 
 /// Sorts a status into a cause. Public for the tests that pin containerd's wording.
+///
+/// A `429 Too Many Requests` reaches containerd 1.6.20, which retries it at once a few times and
+/// then answers `UNKNOWN` with the status line, never the `Retry-After` header:
+/// - on the manifest: `failed to pull and unpack image "R": failed to resolve reference "R":
+///   pulling from host H failed with status code [manifests v1]: 429 Too Many Requests`;
+/// - on a blob: `failed to pull and unpack image "R": failed to copy: httpReadSeeker: failed
+///   open: unexpected status code http://H/v2/NAME/blobs/sha256:…: 429 Too Many Requests -
+///   Server message: toomanyrequests: <the registry's message>`.
 pub fn classify(code: Code, message: &str) -> CriErrorKind {
     let m = message.to_ascii_lowercase();
     let has = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
@@ -145,6 +158,8 @@ pub fn classify(code: Code, message: &str) -> CriErrorKind {
     }
     if has(&["no space left on device", "disk quota exceeded"]) {
         CriErrorKind::NoSpace
+    } else if has(&["429 too many requests", "toomanyrequests"]) {
+        CriErrorKind::RateLimited
     } else if has(&[
         "401 unauthorized",
         "403 forbidden",
@@ -202,6 +217,9 @@ mod tests {
             (Code::Unknown, format!("failed to resolve reference \"{r}\": pulling from host 127.0.0.1:5001 failed with status code [manifests v1]: 503 Injected"), CriErrorKind::RegistryError),
             (Code::Unavailable, "Stream removed (Socket closed)".into(), CriErrorKind::RuntimeUnavailable),
             (Code::Unimplemented, "unknown service runtime.v1.ImageService".into(), CriErrorKind::Unimplemented),
+            (Code::Unknown, format!("failed to pull and unpack image \"{r}\": failed to resolve reference \"{r}\": pulling from host 127.0.0.1:5001 failed with status code [manifests v1]: 429 Too Many Requests"), CriErrorKind::RateLimited),
+            (Code::Unknown, format!("failed to pull and unpack image \"{r}\": failed to copy: httpReadSeeker: failed open: unexpected status code http://127.0.0.1:5001/v2/lab/multi/blobs/sha256:f66b: 429 Too Many Requests - Server message: toomanyrequests: injected by the lab's proxy"), CriErrorKind::RateLimited),
+            (Code::Unknown, format!("failed to pull and unpack image \"{r}\": failed to copy: httpReadSeeker: failed open: failed to do request: Get \"http://127.0.0.1:5001/v2/lab/multi/blobs/sha256:f66b\": net/http: HTTP/1.x transport connection broken: unexpected EOF"), CriErrorKind::RegistryUnreachable),
             (Code::Unknown, "failed to extract layer sha256:00: write /var/lib/containerd/x: no space left on device: unknown".into(), CriErrorKind::NoSpace),
         ];
         for (code, message, want) in cases {

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod desired;
 pub mod events;
 pub mod metrics;
+pub mod registry_gate;
 pub mod runtime;
 pub mod secrets;
 pub mod status;
@@ -149,6 +150,7 @@ async fn worker_context(
         progress_interval: (!args.progress_interval.is_zero()).then_some(args.progress_interval),
         initial_backoff: Duration::from_secs(1),
         clock: worker::Clock::new(),
+        registry_gate: Default::default(),
     })
 }
 

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub status_queue: Gauge,
     /// 1 while the container runtime answers CRI calls, 0 while it does not.
     pub runtime_up: Gauge,
+    /// CRI pull attempts by result: `succeeded` or the error kind (a round has one or more).
+    pub attempts: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -60,6 +62,7 @@ impl Metrics {
             worker_panics: Counter::default(),
             status_queue: Gauge::default(),
             runtime_up: Gauge::default(),
+            attempts: Family::default(),
         };
         registry.register(
             "worker_panics",
@@ -106,7 +109,20 @@ impl Metrics {
             "Periodic presence checks of pulled images by result",
             m.checks.clone(),
         );
+        registry.register(
+            "pull_attempts",
+            "CRI pull attempts by result (succeeded, or the error kind)",
+            m.attempts.clone(),
+        );
         m
+    }
+
+    pub fn count_attempt(&self, result: &str) {
+        self.attempts
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn observe_pull(&self, result: &str, reason: &str, elapsed: Duration) {

@@ -13,13 +13,14 @@ pub mod image;
 pub mod oci_archive;
 mod process;
 mod proxy;
+mod proxy_fault;
 mod registry;
 
 use std::path::{Path, PathBuf};
 
 pub use containerd::Containerd;
 pub use image::{ImageBuilder, Layer, PushedImage};
-pub use proxy::SlowProxy;
+pub use proxy::{Fault, Lasting, SlowProxy, Target};
 pub use registry::{http_status, Credentials, Registry};
 
 /// Binaries the lab runs, with the Debian package that provides each.

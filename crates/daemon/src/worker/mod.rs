@@ -54,6 +54,8 @@ pub struct WorkerContext<R> {
     /// First retry delay; doubles up to [`MAX_BACKOFF`].
     pub initial_backoff: Duration,
     pub clock: Clock,
+    /// Per-registry-host backoff after a rate limit, shared by every tag of the host.
+    pub registry_gate: Arc<crate::registry_gate::RegistryGate>,
 }
 
 /// Wall-clock time for deadlines (`createdAt + activeDeadlineSeconds`): the system clock, or in

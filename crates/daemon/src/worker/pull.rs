@@ -222,6 +222,8 @@ async fn round<R: ImageRuntime>(
             (keyring, notes) = ctx.credentials.keyring(&task).await;
         }
         let attempts = task.backoff_limit + 1;
+        // h16 registry gate: wait while the tag's registry host backs off after a rate limit.
+        crate::registry_gate::wait_turn(ctx, &task, &mut st, quiet).await;
         let deadline_msg = || {
             with_notes(
                 &notes,
@@ -269,6 +271,8 @@ async fn round<R: ImageRuntime>(
             }
         };
         drop(_permit);
+        // h16 registry gate: count the attempt; a rate limit holds every tag of the host.
+        crate::registry_gate::after_attempt(ctx, &task, result.as_ref().err());
         let error = match result {
             Ok(id) => {
                 let changed = previous

@@ -15,6 +15,7 @@ use super::*;
 use crate::metrics::Metrics;
 
 mod progress;
+mod rate_limit;
 mod recovery;
 
 #[derive(Clone)]
@@ -165,6 +166,7 @@ fn harness(max_pulls: usize) -> Harness {
         progress_interval: Some(Duration::from_secs(2)),
         initial_backoff: Duration::from_secs(1),
         clock: Clock::following_tokio(),
+        registry_gate: Default::default(),
     });
     Harness {
         ctx,
