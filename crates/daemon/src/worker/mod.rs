@@ -3,6 +3,7 @@
 //! success, a check about every `--image-check-interval` that the image is still there. Stopping a
 //! worker cancels its CRI call at once and reports nothing.
 
+mod attempt;
 mod pull;
 
 pub use pull::backoff;

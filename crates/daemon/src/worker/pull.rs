@@ -6,16 +6,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kruise_api::constants::{PULLING_IMAGE_BY_ANNOTATION, PULLING_IMAGE_BY_VALUE};
-use kruise_api::imageref::ImageRef;
 use kruise_api::{ImagePullPolicy, ImageTagStatus, TagPhase};
-use kruise_cri::{CriError, CriErrorKind, DockerKeyring, PullRequest};
+use kruise_cri::{CriError, CriErrorKind, DockerKeyring};
 
 use tokio::sync::watch;
 
+use super::attempt::{describe, pull_with_credentials, remaining, with_progress, GaugeGuard};
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
-use crate::runtime::{ImageRuntime, ProgressSampler};
+use crate::runtime::ImageRuntime;
 
 pub(super) async fn run<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
@@ -190,239 +189,236 @@ async fn round<R: ImageRuntime>(
     bounded: bool,
     previous: Option<Previous>,
 ) -> Option<ImageTagStatus> {
-    let mut task = latest(tasks, bounded);
-    let quiet = previous.is_some();
-    let mut st = ImageTagStatus {
-        tag: task.tag.clone(),
-        phase: TagPhase::Waiting,
-        version: task.version,
-        ..Default::default()
-    };
-    if !quiet {
-        report(ctx, task.key(), st.clone()).await;
+    let mut r = Round::start(ctx, tasks, bounded, previous).await;
+    if let Some(id) = r.already_present().await {
+        let (task, st) = (&r.task, r.st.clone());
+        return Some(succeed(ctx, task, st, &id, r.started, "already present", true).await);
     }
-    let (mut keyring, mut notes) = ctx.credentials.keyring(&task).await;
-    let started = Instant::now();
-
-    if task.policy == ImagePullPolicy::IfNotPresent && !quiet {
-        match ctx.runtime.image_id(&task.reference).await {
-            Ok(Some(id)) => {
-                return Some(succeed(ctx, &task, st, &id, started, "already present", true).await)
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "ImageStatus failed; pulling instead"),
-        }
-    }
-
-    let mut attempt = 0;
-    let mut runtime_waits = 0;
     loop {
-        if tasks.has_changed().unwrap_or(false) {
-            task = latest(tasks, bounded);
-            (keyring, notes) = ctx.credentials.keyring(&task).await;
-        }
-        let attempts = task.backoff_limit + 1;
-        // h16 registry gate: wait while the tag's registry host backs off after a rate limit.
-        crate::registry_gate::wait_turn(ctx, &task, &mut st, quiet).await;
-        let deadline_msg = || {
-            with_notes(
-                &notes,
-                "activeDeadlineSeconds passed before the image was pulled".into(),
-            )
+        let (result, timeout) = match r.attempt().await {
+            Ok(attempted) => attempted,
+            Err(ended) => return ended,
         };
+        match result {
+            Ok(id) => return r.pulled(&id).await,
+            Err(error) => {
+                if let Err(ended) = r.wait_to_retry(&error, timeout).await {
+                    return ended;
+                }
+            }
+        }
+    }
+}
+
+/// A round between its attempts.
+struct Round<'a, R> {
+    ctx: &'a WorkerContext<R>,
+    tasks: &'a mut watch::Receiver<TagTask>,
+    bounded: bool,
+    previous: Option<Previous>,
+    task: TagTask,
+    st: ImageTagStatus,
+    keyring: DockerKeyring,
+    /// Why a credential could not be used, for the tag's message.
+    notes: Vec<String>,
+    started: Instant,
+    /// Attempts that count against `backoffLimit`.
+    attempt: u32,
+    /// Attempts that found the runtime down (they do not count).
+    runtime_waits: u32,
+}
+
+/// How the round ended, when an attempt ends it early.
+type Ended = Option<ImageTagStatus>;
+
+impl<'a, R: ImageRuntime> Round<'a, R> {
+    async fn start(
+        ctx: &'a WorkerContext<R>,
+        tasks: &'a mut watch::Receiver<TagTask>,
+        bounded: bool,
+        previous: Option<Previous>,
+    ) -> Self {
+        let task = latest(tasks, bounded);
+        let st = ImageTagStatus {
+            tag: task.tag.clone(),
+            phase: TagPhase::Waiting,
+            version: task.version,
+            ..Default::default()
+        };
+        if previous.is_none() {
+            report(ctx, task.key(), st.clone()).await;
+        }
+        let (keyring, notes) = ctx.credentials.keyring(&task).await;
+        Self {
+            ctx,
+            tasks,
+            bounded,
+            previous,
+            task,
+            st,
+            keyring,
+            notes,
+            started: Instant::now(),
+            attempt: 0,
+            runtime_waits: 0,
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        self.previous.is_some()
+    }
+
+    /// The image's ID when `IfNotPresent` finds it on the node already (not in quiet rounds).
+    async fn already_present(&self) -> Option<String> {
+        if self.task.policy != ImagePullPolicy::IfNotPresent || self.quiet() {
+            return None;
+        }
+        match self.ctx.runtime.image_id(&self.task.reference).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "ImageStatus failed; pulling instead");
+                None
+            }
+        }
+    }
+
+    async fn fail(&mut self, message: String, reason: &str) -> Ended {
+        let st = std::mem::take(&mut self.st);
+        failed(self.ctx, &self.task, st, message, reason, &self.previous).await
+    }
+
+    /// One attempt under the node's pull budget: its result and the timeout it ran with, or the
+    /// round's end when the deadline passes first.
+    async fn attempt(&mut self) -> Result<(Result<String, CriError>, Duration), Ended> {
+        let ctx = self.ctx;
+        if self.tasks.has_changed().unwrap_or(false) {
+            self.task = latest(self.tasks, self.bounded);
+            (self.keyring, self.notes) = ctx.credentials.keyring(&self.task).await;
+        }
+        let quiet = self.quiet();
+        crate::registry_gate::wait_turn(ctx, &self.task, &mut self.st, quiet).await;
+        let deadline = "activeDeadlineSeconds passed before the image was pulled";
         // The wait for a pull slot counts against the deadline too.
         let permit = {
             let _waiting = GaugeGuard::new(&ctx.metrics.waiting);
             let acquire = ctx.permits.clone().acquire_owned();
-            match remaining(ctx, &task) {
-                Some(left) => match tokio::time::timeout(left, acquire).await {
-                    Ok(p) => p,
-                    Err(_) => {
-                        return failed(ctx, &task, st, deadline_msg(), "deadline", &previous).await
-                    }
-                },
-                None => acquire.await,
+            match remaining(ctx, &self.task) {
+                Some(left) => tokio::time::timeout(left, acquire).await.ok(),
+                None => Some(acquire.await),
             }
         };
-        let Ok(_permit) = permit else { return Some(st) };
-        let left = remaining(ctx, &task);
+        let Some(permit) = permit else {
+            let msg = with_notes(&self.notes, deadline.into());
+            return Err(self.fail(msg, "deadline").await);
+        };
+        let Ok(_permit) = permit else {
+            return Err(Some(self.st.clone()));
+        };
+        let left = remaining(ctx, &self.task);
         if left == Some(Duration::ZERO) {
-            return failed(ctx, &task, st, deadline_msg(), "deadline", &previous).await;
+            let msg = with_notes(&self.notes, deadline.into());
+            return Err(self.fail(msg, "deadline").await);
         }
-        if st.phase != TagPhase::Pulling {
-            st.phase = TagPhase::Pulling;
-            st.start_time = Some(now());
+        if self.st.phase != TagPhase::Pulling {
+            self.st.phase = TagPhase::Pulling;
+            self.st.start_time = Some(now());
             if !quiet {
-                report(ctx, task.key(), st.clone()).await;
+                report(ctx, self.task.key(), self.st.clone()).await;
             }
         }
-        let timeout = left.map_or(task.timeout, |r| r.min(task.timeout));
-        let result = {
-            let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
-            let pull = pull_with_credentials(ctx, &task, &keyring, timeout);
-            let sampler = ctx
-                .progress_interval
-                .zip(ctx.runtime.progress(&task.reference));
-            match sampler.filter(|_| !quiet) {
-                Some((every, sampler)) => {
-                    with_progress(ctx, &task, &mut st, pull, sampler, every).await
-                }
-                None => pull.await,
+        let timeout = left.map_or(self.task.timeout, |r| r.min(self.task.timeout));
+        let result = self.pull(timeout).await;
+        crate::registry_gate::after_attempt(ctx, &self.task, result.as_ref().err());
+        Ok((result, timeout))
+    }
+
+    /// The CRI call, with progress sampled and reported (not in quiet rounds).
+    async fn pull(&mut self, timeout: Duration) -> Result<String, CriError> {
+        let ctx = self.ctx;
+        let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
+        let pull = pull_with_credentials(ctx, &self.task, &self.keyring, timeout);
+        let sampler = (ctx.progress_interval)
+            .zip(ctx.runtime.progress(&self.task.reference))
+            .filter(|_| !self.quiet());
+        match sampler {
+            Some((every, sampler)) => {
+                with_progress(ctx, &self.task, &mut self.st, pull, sampler, every).await
             }
-        };
-        drop(_permit);
-        // h16 registry gate: count the attempt; a rate limit holds every tag of the host.
-        crate::registry_gate::after_attempt(ctx, &task, result.as_ref().err());
-        let error = match result {
-            Ok(id) => {
-                let changed = previous
-                    .as_ref()
-                    .is_none_or(|p| p.failed || p.image_id.as_deref() != Some(id.as_str()));
-                if quiet && !changed {
-                    ctx.metrics
-                        .observe_pull("succeeded", "repulled", started.elapsed());
-                    return None;
-                }
-                return Some(succeed(ctx, &task, st, &id, started, "pulled", false).await);
-            }
-            Err(e) => e,
-        };
-        let msg = describe(&error, timeout, task.timeout);
-        // A runtime that is down (restarting, upgraded) is waited for: it says nothing about the
-        // image, so it does not use up the tag's retries.
-        let (delay, message) = if error.kind == CriErrorKind::RuntimeUnavailable {
-            runtime_waits += 1;
-            tracing::warn!(error = %msg, "the container runtime is unavailable; waiting for it");
-            let message = format!("{msg}; waiting for the container runtime to come back");
-            (backoff(ctx.initial_backoff, runtime_waits), message)
-        } else {
-            attempt += 1;
-            tracing::info!(attempt, attempts, error = %msg, "pull attempt failed");
-            let permanent = matches!(
-                error.kind,
-                CriErrorKind::NotFound
-                    | CriErrorKind::Unauthorized
-                    | CriErrorKind::InvalidReference
-            );
-            if permanent || attempt >= attempts {
-                let msg = if attempt > 1 {
-                    format!("failed after {attempt} attempts: {msg}")
-                } else {
-                    msg
-                };
-                let msg = with_notes(&notes, msg);
-                return failed(ctx, &task, st, msg, error.kind.label(), &previous).await;
-            }
-            let delay = backoff(ctx.initial_backoff, attempt);
-            let message = format!(
-                "attempt {attempt} of {attempts} failed: {msg}; retrying in {}s",
-                delay.as_secs().max(1)
-            );
-            (delay, message)
-        };
-        if task.deadline.is_some_and(|d| ctx.clock.now() + delay >= d) {
-            let msg = with_notes(
-                &notes,
-                format!("{msg}; no time left for another attempt before activeDeadlineSeconds"),
-            );
-            return failed(ctx, &task, st, msg, error.kind.label(), &previous).await;
+            None => pull.await,
         }
-        st.message = Some(with_notes(&notes, message));
-        if !quiet {
-            report(ctx, task.key(), st.clone()).await;
+    }
+
+    /// Pulled: reported, unless a quiet round finds what the status already says.
+    async fn pulled(&mut self, id: &str) -> Ended {
+        let changed =
+            (self.previous.as_ref()).is_none_or(|p| p.failed || p.image_id.as_deref() != Some(id));
+        if self.quiet() && !changed {
+            let took = self.started.elapsed();
+            self.ctx.metrics.observe_pull("succeeded", "repulled", took);
+            return None;
+        }
+        let st = std::mem::take(&mut self.st);
+        Some(succeed(self.ctx, &self.task, st, id, self.started, "pulled", false).await)
+    }
+
+    /// After a failed attempt: waits its backoff (saying so in the tag's message), or ends the
+    /// round when the error is permanent, the retries are used up or the deadline is too near.
+    async fn wait_to_retry(&mut self, error: &CriError, timeout: Duration) -> Result<(), Ended> {
+        let msg = describe(error, timeout, self.task.timeout);
+        let (delay, message) = match self.next_try(error, &msg) {
+            Ok(next) => next,
+            Err(msg) => return Err(self.fail(msg, error.kind.label()).await),
+        };
+        let ctx = self.ctx;
+        if self
+            .task
+            .deadline
+            .is_some_and(|d| ctx.clock.now() + delay >= d)
+        {
+            let last =
+                format!("{msg}; no time left for another attempt before activeDeadlineSeconds");
+            let msg = with_notes(&self.notes, last);
+            return Err(self.fail(msg, error.kind.label()).await);
+        }
+        self.st.message = Some(with_notes(&self.notes, message));
+        if !self.quiet() {
+            report(ctx, self.task.key(), self.st.clone()).await;
         }
         tokio::time::sleep(delay).await;
+        Ok(())
     }
-}
 
-/// The longest one progress sample may take.
-const SAMPLE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Runs `pull`, reporting its progress every `every` when it changed (quiet rounds do not come
-/// here: a periodic re-pull writes nothing until its outcome changes).
-async fn with_progress<R, T>(
-    ctx: &WorkerContext<R>,
-    task: &TagTask,
-    st: &mut ImageTagStatus,
-    pull: impl std::future::Future<Output = T>,
-    mut sampler: Box<dyn ProgressSampler>,
-    every: Duration,
-) -> T {
-    tokio::pin!(pull);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            done = &mut pull => return done,
-            _ = tick.tick() => {
-                // Sampling pauses the pull's polling (not the download): keep it short.
-                let sample = tokio::time::timeout(every.min(SAMPLE_TIMEOUT), sampler.sample());
-                let Ok(Some(p)) = sample.await else { continue };
-                if i32::from(p) != st.progress {
-                    st.progress = i32::from(p);
-                    report(ctx, task.key(), st.clone()).await;
-                }
-            }
+    /// The delay before the next try and the message meanwhile; `Err` with the final message
+    /// when there is no next try.
+    fn next_try(&mut self, error: &CriError, msg: &str) -> Result<(Duration, String), String> {
+        let initial = self.ctx.initial_backoff;
+        // A runtime that is down (restarting, upgraded) is waited for: it says nothing about the
+        // image, so it does not use up the tag's retries.
+        if error.kind == CriErrorKind::RuntimeUnavailable {
+            self.runtime_waits += 1;
+            tracing::warn!(error = %msg, "the container runtime is unavailable; waiting for it");
+            let message = format!("{msg}; waiting for the container runtime to come back");
+            return Ok((backoff(initial, self.runtime_waits), message));
         }
-    }
-}
-
-/// Tries each matching credential in turn (as the kubelet does), anonymous when none matches.
-async fn pull_with_credentials<R: ImageRuntime>(
-    ctx: &WorkerContext<R>,
-    task: &TagTask,
-    keyring: &DockerKeyring,
-    timeout: Duration,
-) -> Result<String, CriError> {
-    let name = ImageRef::parse(&task.reference)
-        .map(|r| r.name())
-        .unwrap_or_else(|_| task.image.clone());
-    let mut candidates: Vec<Option<kruise_cri::proto::AuthConfig>> = keyring
-        .lookup(&name)
-        .into_iter()
-        .map(|(a, _)| Some(a))
-        .collect();
-    if candidates.is_empty() {
-        candidates.push(None);
-    }
-    let mut annotations: std::collections::HashMap<String, String> =
-        task.sandbox.annotations.clone().into_iter().collect();
-    annotations.insert(
-        PULLING_IMAGE_BY_ANNOTATION.into(),
-        PULLING_IMAGE_BY_VALUE.into(),
-    );
-    let labels: std::collections::HashMap<String, String> =
-        task.sandbox.labels.clone().into_iter().collect();
-    let mut last_error = None;
-    for auth in candidates {
-        let request = PullRequest {
-            image: task.reference.clone(),
-            auth,
-            labels: labels.clone(),
-            annotations: annotations.clone(),
-        };
-        match ctx.runtime.pull(request, timeout).await {
-            Ok(id) => return Ok(id),
-            Err(e) if e.kind == CriErrorKind::Unauthorized => last_error = Some(e),
-            Err(e) => return Err(e),
+        self.attempt += 1;
+        let (attempt, attempts) = (self.attempt, self.task.backoff_limit + 1);
+        tracing::info!(attempt, attempts, error = %msg, "pull attempt failed");
+        let permanent = matches!(
+            error.kind,
+            CriErrorKind::NotFound | CriErrorKind::Unauthorized | CriErrorKind::InvalidReference
+        );
+        if permanent || attempt >= attempts {
+            let msg = if attempt > 1 {
+                format!("failed after {attempt} attempts: {msg}")
+            } else {
+                msg.to_string()
+            };
+            return Err(with_notes(&self.notes, msg));
         }
-    }
-    Err(last_error.expect("at least one candidate was tried"))
-}
-
-fn describe(e: &CriError, timeout: Duration, configured: Duration) -> String {
-    match e.kind {
-        CriErrorKind::Timeout if timeout < configured => {
-            format!(
-                "timed out after {}s: the tag's activeDeadlineSeconds left no more time",
-                timeout.as_secs()
-            )
-        }
-        CriErrorKind::Timeout => format!(
-            "timed out after {}s (pullPolicy.timeoutSeconds)",
-            timeout.as_secs()
-        ),
-        _ => e.to_string(),
+        let delay = backoff(initial, attempt);
+        let secs = delay.as_secs().max(1);
+        let message = format!("attempt {attempt} of {attempts} failed: {msg}; retrying in {secs}s");
+        Ok((delay, message))
     }
 }
 
@@ -571,26 +567,4 @@ fn count_check<R>(ctx: &WorkerContext<R>, result: &str) {
             result: result.into(),
         })
         .inc();
-}
-
-/// Time left before the tag's deadline, if it has one.
-fn remaining<R>(ctx: &WorkerContext<R>, task: &TagTask) -> Option<Duration> {
-    task.deadline
-        .map(|d| d.duration_since(ctx.clock.now()).unwrap_or_default())
-}
-
-/// Counts while alive, so a cancelled worker does not leave a gauge up.
-struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
-
-impl GaugeGuard {
-    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
-        g.inc();
-        Self(g.clone())
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }

@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kruise_api::{ImagePullJobStatus, ReferenceObject};
 
 use super::jobs::{Cell, JobState};
+use super::Name;
 
 /// An Event the manager publishes on a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,26 +57,10 @@ pub fn compute(
 ) -> Computed {
     let info = &job.info;
     let old = info.job.status.clone().unwrap_or_default();
-    let t = &info.job.spec.template;
-    let mut out = Computed::default();
-    let event = |warning, reason, note: String| JobEvent {
-        job: info.key.to_string(),
-        warning,
-        reason,
-        note,
-    };
-    if let Some(done) = &old.completion_time {
-        if let Some(ttl) = t.completion_policy.ttl_seconds_after_finished {
-            let left = ttl as i64 - secs_since(now, done);
-            if left <= 0 {
-                out.delete = true;
-            } else {
-                out.wake_at = at(now, left);
-            }
-        }
-        out.status = old;
-        return out;
+    if old.completion_time.is_some() {
+        return after_completion(job, old, now);
     }
+    let mut out = Computed::default();
     let desired = job.desired() as i32;
     let mut new = ImagePullJobStatus {
         start_time: old.start_time.clone().or(Some(Time(now))),
@@ -83,125 +68,167 @@ pub fn compute(
         ..Default::default()
     };
     if old.start_time.is_none() {
-        out.events.push(event(
-            false,
-            super::status::REASON_STARTED,
-            format!("pulling {} on {} node(s)", info.job.spec.image, desired),
-        ));
+        let note = format!("pulling {} on {} node(s)", info.job.spec.image, desired);
+        out.events.push(event(job, false, REASON_STARTED, note));
     }
     if let Err(e) = &info.image {
         new.message = Some(format!("spec.image: {e}"));
         if old.message != new.message {
-            out.events.push(event(true, REASON_INVALID, e.clone()));
+            out.events.push(event(job, true, REASON_INVALID, e.clone()));
         }
         out.status = new;
         return out;
     }
-    for node in job
-        .not_responding
-        .iter()
-        .filter(|n| !old.failed_nodes.iter().any(|f| **f == ***n))
-    {
-        out.events.push(event(
-            true,
-            REASON_NOT_RESPONDING,
-            format!(
-                "node {node} has not reported pulling {} within {response_secs}s",
-                info.job.spec.image
-            ),
-        ));
+    out.events
+        .extend(nodes_newly_failed(job, &old, response_secs));
+    progress(job, &mut new, &mut out, now);
+    missing_secrets(job, synced, &old, &mut new, &mut out);
+    out.status = new;
+    out
+}
+
+fn event(job: &JobState, warning: bool, reason: &'static str, note: String) -> JobEvent {
+    JobEvent {
+        job: job.info.key.to_string(),
+        warning,
+        reason,
+        note,
     }
-    for node in job
-        .full
-        .iter()
-        .filter(|n| !old.failed_nodes.iter().any(|f| **f == ***n))
-    {
-        out.events.push(event(
-            true,
-            REASON_NODE_IMAGE_FULL,
-            format!(
-                "node {node}'s NodeImage already lists {} images, the most it may hold; {} was not added there (delete jobs that target the node, or wait for their TTL)",
-                kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE,
-                info.job.spec.image
-            ),
-        ));
+}
+
+/// A completed job keeps its status; it is deleted once its TTL has passed.
+fn after_completion(job: &JobState, old: ImagePullJobStatus, now: Timestamp) -> Computed {
+    let mut out = Computed::default();
+    let ttl = job
+        .info
+        .job
+        .spec
+        .template
+        .completion_policy
+        .ttl_seconds_after_finished;
+    if let (Some(done), Some(ttl)) = (&old.completion_time, ttl) {
+        let left = ttl as i64 - secs_since(now, done);
+        if left <= 0 {
+            out.delete = true;
+        } else {
+            out.wake_at = at(now, left);
+        }
     }
-    let succeeded = job.succeeded as i32;
-    let failed = job.failed.len() as i32;
+    out.status = old;
+    out
+}
+
+/// A Warning for each node counted failed since the last status: its daemon never answered, or
+/// its NodeImage is full.
+fn nodes_newly_failed(
+    job: &JobState,
+    old: &ImagePullJobStatus,
+    response_secs: u64,
+) -> Vec<JobEvent> {
+    let image = &job.info.job.spec.image;
+    let new = |n: &&Name| !old.failed_nodes.iter().any(|f| **f == ***n);
+    let silent = job.not_responding.iter().filter(new).map(|node| {
+        let note = format!("node {node} has not reported pulling {image} within {response_secs}s");
+        event(job, true, REASON_NOT_RESPONDING, note)
+    });
+    let full = job.full.iter().filter(new).map(|node| {
+        let note = format!(
+            "node {node}'s NodeImage already lists {} images, the most it may hold; {image} was not added there (delete jobs that target the node, or wait for their TTL)",
+            kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE,
+        );
+        event(job, true, REASON_NODE_IMAGE_FULL, note)
+    });
+    silent.chain(full).collect()
+}
+
+/// Counts, the completion and the message: past `activeDeadlineSeconds` the job gives up on the
+/// nodes not done; an `Always` job is complete once every node finished.
+fn progress(job: &JobState, new: &mut ImagePullJobStatus, out: &mut Computed, now: Timestamp) {
+    let info = &job.info;
+    let (desired, succeeded, failed) = (new.desired, job.succeeded as i32, job.failed.len() as i32);
     let finished = succeeded + failed;
     new.succeeded = succeeded;
     new.active = job.active as i32;
     let deadline_left = info.always_complete.then(|| {
-        t.completion_policy
-            .active_deadline_seconds
-            .map(|ads| ads - secs_since(now, new.start_time.as_ref().expect("set above")))
+        let started = new.start_time.as_ref().map_or(0, |t| secs_since(now, t));
+        let policy = &info.job.spec.template.completion_policy;
+        policy.active_deadline_seconds.map(|ads| ads - started)
     });
-    match deadline_left.flatten() {
-        Some(left) if left <= 0 && (finished < desired || desired == 0) => {
-            let mut nodes: Vec<String> = job
-                .cells
-                .iter()
-                .filter(|(_, c)| !matches!(c, Cell::Succeeded))
-                .map(|(n, _)| n.to_string())
-                .collect();
-            nodes.sort();
-            new.failed = desired - succeeded;
-            new.active = 0;
-            new.failed_nodes = nodes;
-            new.completion_time = Some(Time(now));
-            new.message = Some("job exceeds activeDeadlineSeconds".into());
-            out.events.push(event(
-                true,
-                REASON_DEADLINE,
-                format!(
-                    "{} of {} node(s) did not finish before activeDeadlineSeconds",
-                    new.failed, new.desired
-                ),
-            ));
-        }
-        left => {
-            new.failed = failed;
-            new.failed_nodes = job.failed.iter().map(|n| n.to_string()).collect();
-            if info.always_complete && desired > 0 && finished == desired {
-                new.completion_time = Some(Time(now));
-                new.message = Some("job has completed".into());
-                out.events.push(event(
-                    false,
-                    REASON_COMPLETED,
-                    format!("{} succeeded, {} failed", new.succeeded, new.failed),
-                ));
-            } else if desired == 0 {
-                new.message = Some("job is running, no node matches it yet".into());
-            } else {
-                new.message = Some(format!(
-                    "job is running, progress {:.1}%",
-                    100.0 * finished as f64 / desired as f64
-                ));
-            }
-            if let Some(left) = left {
-                out.wake_at = at(now, left);
-            }
-        }
+    let left = deadline_left.flatten();
+    if left.is_some_and(|l| l <= 0) && (finished < desired || desired == 0) {
+        return deadline_passed(job, new, out, now);
     }
-    let ns = info.job.metadata.namespace.clone().unwrap_or_default();
-    let missing: Vec<String> = t
-        .pull_secrets
+    new.failed = failed;
+    new.failed_nodes = job.failed.iter().map(|n| n.to_string()).collect();
+    if info.always_complete && desired > 0 && finished == desired {
+        new.completion_time = Some(Time(now));
+        new.message = Some("job has completed".into());
+        let note = format!("{} succeeded, {} failed", new.succeeded, new.failed);
+        out.events.push(event(job, false, REASON_COMPLETED, note));
+    } else if desired == 0 {
+        new.message = Some("job is running, no node matches it yet".into());
+    } else {
+        let percent = 100.0 * finished as f64 / desired as f64;
+        new.message = Some(format!("job is running, progress {percent:.1}%"));
+    }
+    if let Some(left) = left {
+        out.wake_at = at(now, left);
+    }
+}
+
+/// Past `activeDeadlineSeconds`: every node not succeeded counts as failed, and the job ends.
+fn deadline_passed(
+    job: &JobState,
+    new: &mut ImagePullJobStatus,
+    out: &mut Computed,
+    now: Timestamp,
+) {
+    let mut nodes: Vec<String> = job
+        .cells
         .iter()
-        .flatten()
+        .filter(|(_, c)| !matches!(c, Cell::Succeeded))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    nodes.sort();
+    new.failed = new.desired - new.succeeded;
+    new.active = 0;
+    new.failed_nodes = nodes;
+    new.completion_time = Some(Time(now));
+    new.message = Some("job exceeds activeDeadlineSeconds".into());
+    let note = format!(
+        "{} of {} node(s) did not finish before activeDeadlineSeconds",
+        new.failed, new.desired
+    );
+    out.events.push(event(job, true, REASON_DEADLINE, note));
+}
+
+/// Pull secrets the job names that have no copy: said in the message, and once as a Warning.
+fn missing_secrets(
+    job: &JobState,
+    synced: &BTreeMap<String, ReferenceObject>,
+    old: &ImagePullJobStatus,
+    new: &mut ImagePullJobStatus,
+    out: &mut Computed,
+) {
+    let ns = job.info.job.metadata.namespace.clone().unwrap_or_default();
+    let missing: Vec<String> = (job.info.job.spec.template.pull_secrets.iter().flatten())
         .map(|n| format!("{ns}/{n}"))
         .filter(|src| !synced.contains_key(src))
         .collect();
-    if !missing.is_empty() {
-        let note = format!("pull secret {} not found (it must exist in the job's namespace, of type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg)", missing.join(", "));
-        new.message = Some(format!("{}; {note}", new.message.unwrap_or_default()));
-        if !old
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("pull secret"))
-        {
-            out.events.push(event(true, REASON_SECRET_MISSING, note));
-        }
+    if missing.is_empty() {
+        return;
     }
-    out.status = new;
-    out
+    let note = format!("pull secret {} not found (it must exist in the job's namespace, of type kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg)", missing.join(", "));
+    new.message = Some(format!(
+        "{}; {note}",
+        new.message.take().unwrap_or_default()
+    ));
+    let said = old
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("pull secret"));
+    if !said {
+        out.events
+            .push(event(job, true, REASON_SECRET_MISSING, note));
+    }
 }

@@ -88,58 +88,7 @@ impl Engine {
     pub(super) fn done(&mut self, done: Done, now: Timestamp) {
         self.mark(now);
         match done {
-            Done::NodeImage { name, result } => {
-                let name = self.interner.name(&name);
-                let carried = self.writes.node_images.remove(&name).unwrap_or_default();
-                self.dirty_lifecycle.insert(name.clone());
-                match result {
-                    Ok(Some(ni)) => {
-                        self.writes.failures.remove(&*name);
-                        self.apply_node_image(&ni, true, now);
-                        if self.planned.contains_key(&name) {
-                            self.dirty_writes.insert(name);
-                        }
-                    }
-                    Ok(None) => {
-                        self.writes.failures.remove(&*name);
-                        self.delete_node_image(&name, now);
-                    }
-                    Err(WriteError::Conflict) => {
-                        let Some(rec) = self.images.get(&name) else {
-                            return;
-                        };
-                        let seen_newer = rec.resource_version != carried;
-                        let generation = rec.spec_generation;
-                        match self.planned.get(&name) {
-                            // Only the status moved on (the daemon wrote), and the newer version
-                            // is here: the same spec goes out again with it.
-                            Some(p) if p.base == generation && seen_newer => {
-                                self.dirty_writes.insert(name);
-                            }
-                            // ... or not yet: once it is (or in 2 s at the latest).
-                            Some(p) if p.base == generation => {
-                                self.writes.conflicted.insert(name.clone(), carried);
-                                self.timers
-                                    .at(after(now, Duration::from_secs(2)), Timer::Write(name));
-                            }
-                            // The spec it was planned from changed: plan again from the new one.
-                            _ => {
-                                let before = self.owners_of(&name);
-                                self.planned.remove(&name);
-                                self.view_changed(&name, before);
-                            }
-                        }
-                    }
-                    Err(WriteError::NotFound) => {
-                        let before = self.owners_of(&name);
-                        self.planned.remove(&name);
-                        self.view_changed(&name, before);
-                    }
-                    Err(WriteError::Failed(_)) => {
-                        self.failed(name.to_string(), Timer::Write(name), now);
-                    }
-                }
-            }
+            Done::NodeImage { name, result } => self.node_image_written(&name, result, now),
             Done::JobStatus { uid, result } => {
                 let uid = self.interner.name(&uid);
                 self.writes.jobs.remove(&uid);
@@ -178,19 +127,89 @@ impl Engine {
                 uid,
                 requeue,
                 failed,
-            } => {
-                let uid = self.interner.name(&uid);
-                self.writes.lists.remove(&uid);
-                if self.writes.lists_again.remove(&uid) {
-                    self.dirty_lists.insert(uid.clone());
-                }
-                if let Some(r) = requeue {
-                    self.timers.at(after(now, r), Timer::List(uid.clone()));
-                }
-                if failed > 0 {
-                    self.failed(format!("list/{uid}"), Timer::List(uid), now);
+            } => self.list_written(&uid, requeue, failed, now),
+        }
+    }
+
+    fn node_image_written(
+        &mut self,
+        name: &str,
+        result: Result<Option<Box<kruise_api::NodeImage>>, WriteError>,
+        now: Timestamp,
+    ) {
+        let name = self.interner.name(name);
+        let carried = self.writes.node_images.remove(&name).unwrap_or_default();
+        self.dirty_lifecycle.insert(name.clone());
+        match result {
+            Ok(Some(ni)) => {
+                self.writes.failures.remove(&*name);
+                self.apply_node_image(&ni, true, now);
+                if self.planned.contains_key(&name) {
+                    self.dirty_writes.insert(name);
                 }
             }
+            Ok(None) => {
+                self.writes.failures.remove(&*name);
+                self.delete_node_image(&name, now);
+            }
+            Err(WriteError::Conflict) => self.node_image_conflict(name, carried, now),
+            Err(WriteError::NotFound) => {
+                let before = self.owners_of(&name);
+                self.planned.remove(&name);
+                self.view_changed(&name, before);
+            }
+            Err(WriteError::Failed(_)) => {
+                self.failed(name.to_string(), Timer::Write(name), now);
+            }
+        }
+    }
+
+    /// A NodeImage patch met a newer object than the `carried` resourceVersion it was planned
+    /// from.
+    fn node_image_conflict(&mut self, name: Name, carried: String, now: Timestamp) {
+        let Some(rec) = self.images.get(&name) else {
+            return;
+        };
+        let seen_newer = rec.resource_version != carried;
+        let generation = rec.spec_generation;
+        match self.planned.get(&name) {
+            // Only the status moved on (the daemon wrote), and the newer version is here: the
+            // same spec goes out again with it.
+            Some(p) if p.base == generation && seen_newer => {
+                self.dirty_writes.insert(name);
+            }
+            // ... or not yet: once it is (or in 2 s at the latest).
+            Some(p) if p.base == generation => {
+                self.writes.conflicted.insert(name.clone(), carried);
+                self.timers
+                    .at(after(now, Duration::from_secs(2)), Timer::Write(name));
+            }
+            // The spec it was planned from changed: plan again from the new one.
+            _ => {
+                let before = self.owners_of(&name);
+                self.planned.remove(&name);
+                self.view_changed(&name, before);
+            }
+        }
+    }
+
+    fn list_written(
+        &mut self,
+        uid: &str,
+        requeue: Option<Duration>,
+        failed: usize,
+        now: Timestamp,
+    ) {
+        let uid = self.interner.name(uid);
+        self.writes.lists.remove(&uid);
+        if self.writes.lists_again.remove(&uid) {
+            self.dirty_lists.insert(uid.clone());
+        }
+        if let Some(r) = requeue {
+            self.timers.at(after(now, r), Timer::List(uid.clone()));
+        }
+        if failed > 0 {
+            self.failed(format!("list/{uid}"), Timer::List(uid), now);
         }
     }
 
