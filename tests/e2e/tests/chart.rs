@@ -94,6 +94,21 @@ const ALL_SWITCHES: &[&str] = &[
     r#"--set-json=daemon.podAnnotations={"c":"d"}"#,
     r#"--set-json=manager.imagePullSecrets=[{"name":"m"}]"#,
     r#"--set-json=imagePullSecrets=[{"name":"g"}]"#,
+    "--set=nameOverride=prewarm",
+    r#"--set-json=manager.extraArgs=["--leader-election-lease-duration=20s","--placement-window","5s"]"#,
+    r#"--set-json=daemon.extraEnv=[{"name":"B","value":"2"}]"#,
+    r#"--set-json=serviceMonitor.labels={"release":"prometheus"}"#,
+];
+
+/// The switches [`ALL_SWITCHES`] cannot flip along with its own, flipped the other way: the
+/// daemon-config namespace always created, the manager's affinity as given (podAntiAffinity then
+/// does not apply), the cluster-scoped names' prefix overridden, and pre-download on for every
+/// workload.
+const OTHER_SWITCHES: &[&str] = &[
+    "--set=daemonConfigNamespace.create=true",
+    r#"--set-json=manager.affinity={"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"pool","operator":"In","values":["system"]}]}]}}}"#,
+    "--set=fullnameOverride=prewarm-cluster",
+    "--set=manager.imagePredownload.allWorkloads=true",
 ];
 
 /// The value sets every rendering test runs over.
@@ -101,6 +116,7 @@ fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("default values", vec![]),
         ("every switch flipped", ALL_SWITCHES.to_vec()),
+        ("the other switches flipped", OTHER_SWITCHES.to_vec()),
         (
             "one manager, soft spreading off",
             vec![
@@ -222,16 +238,21 @@ fn describe(o: &Value) -> String {
 }
 
 #[test]
-fn helm_lint_strict_passes() {
-    let mut cmd = helm();
-    cmd.args(["lint", "--strict"]).arg(chart());
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "helm lint --strict failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn helm_lint_strict_passes_with_every_value_set() {
+    for (variant, args) in variants() {
+        let mut cmd = helm();
+        cmd.args(["lint", "--strict"])
+            .arg(chart())
+            .args(["--namespace", RELEASE_NAMESPACE])
+            .args(&args);
+        let out = output(cmd);
+        assert!(
+            out.status.success(),
+            "helm lint --strict with {variant} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -355,6 +376,119 @@ fn switches_reach_the_objects() {
     assert!(defaults.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
 }
 
+#[test]
+fn extra_args_env_labels_and_the_name_override_reach_the_objects() {
+    let objects = render(ALL_SWITCHES);
+    let m = container(&objects, "Deployment", "kruise-manager");
+    let args = m.args.unwrap();
+    assert!(
+        args.contains(&"--leader-election-lease-duration=20s".to_string())
+            && !args.contains(&"--leader-election-lease-duration".to_string()),
+        "manager.extraArgs' --flag=value replaces the chart's flag: {args:?}"
+    );
+    assert!(args.windows(2).any(|w| w == ["--placement-window", "5s"]));
+    let d = container(&objects, "DaemonSet", "kruise-daemon");
+    let env: Vec<_> = d
+        .env
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert!(
+        env.contains(&("B".into(), Some("2".into()))),
+        "daemon.extraEnv: {env:?}"
+    );
+    assert!(
+        env.iter().any(|(name, _)| name == "NODE_NAME"),
+        "the chart's own NODE_NAME stays: {env:?}"
+    );
+    for o in &objects {
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/name"],
+            "prewarm",
+            "nameOverride names every object's app: {}",
+            describe(o)
+        );
+    }
+    let manager = find(&objects, "Deployment", "kruise-manager");
+    assert_eq!(
+        manager["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "prewarm"
+    );
+    for o in objects.iter().filter(|o| o["kind"] == "ServiceMonitor") {
+        assert_eq!(
+            o["metadata"]["labels"]["release"],
+            "prometheus",
+            "serviceMonitor.labels: {}",
+            describe(o)
+        );
+    }
+    // Pre-download off: the manager is told so, and reads no workload.
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--image-predownload", "false"]));
+    let role = find(&objects, "ClusterRole", "kruise-prewarm-manager");
+    for resource in [
+        "deployments",
+        "replicasets",
+        "controllerrevisions",
+        "clonesets",
+    ] {
+        assert!(
+            !role["rules"].to_string().contains(resource),
+            "pre-download is off, yet the manager may read {resource}: {}",
+            role["rules"]
+        );
+    }
+}
+
+#[test]
+fn the_other_switches_reach_the_objects() {
+    let objects = render(OTHER_SWITCHES);
+    let ns = find(&objects, "Namespace", "kruise-daemon-config");
+    assert_eq!(
+        ns["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let manager = find(&objects, "Deployment", "kruise-manager");
+    let affinity = &manager["spec"]["template"]["spec"]["affinity"];
+    assert_eq!(
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["key"],
+        "pool",
+        "manager.affinity is used as given: {affinity}"
+    );
+    assert!(
+        affinity.get("podAntiAffinity").is_none(),
+        "with manager.affinity set, podAntiAffinity does not apply: {affinity}"
+    );
+    for kind in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        for o in objects.iter().filter(|o| o["kind"] == kind) {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            assert!(
+                name.starts_with("prewarm-cluster-"),
+                "fullnameOverride prefixes {kind} {name}"
+            );
+        }
+    }
+    let m = container(&objects, "Deployment", "kruise-manager");
+    let args = m.args.unwrap();
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--image-predownload-all-workloads", "true"]));
+    let role = find(&objects, "ClusterRole", "prewarm-cluster-manager");
+    assert!(
+        role["rules"].to_string().contains("deployments"),
+        "pre-download on every workload reads Deployments: {}",
+        role["rules"]
+    );
+}
+
 /// What the rendered RBAC grants each service account, as `e2e::rbac` permissions.
 fn granted(objects: &[Value]) -> BTreeMap<String, BTreeSet<(Scope, String, String, String)>> {
     let rules_of = |kind: &str, name: &str, namespace: Option<&str>| -> Vec<PolicyRule> {
@@ -414,12 +548,19 @@ fn granted(objects: &[Value]) -> BTreeMap<String, BTreeSet<(Scope, String, Strin
 
 #[test]
 fn rbac_grants_exactly_what_the_binaries_call() {
-    for (variant, args, daemon_ns) in [
-        ("default values", vec![], RELEASE_NAMESPACE),
+    for (variant, args, daemon_ns, predownload) in [
+        ("default values", vec![], RELEASE_NAMESPACE, true),
         (
-            "daemon in its own namespace",
+            "daemon in its own namespace, pre-download off",
             ALL_SWITCHES.to_vec(),
             "kruise-daemon",
+            false,
+        ),
+        (
+            "the other switches flipped",
+            OTHER_SWITCHES.to_vec(),
+            RELEASE_NAMESPACE,
+            true,
         ),
     ] {
         let objects = render(&args);
@@ -427,7 +568,7 @@ fn rbac_grants_exactly_what_the_binaries_call() {
         for (who, want) in [
             (
                 format!("{RELEASE_NAMESPACE}/kruise-manager"),
-                rbac::permissions(rbac::MANAGER),
+                rbac::permissions(&rbac::manager(predownload)),
             ),
             (
                 format!("{daemon_ns}/kruise-daemon"),
