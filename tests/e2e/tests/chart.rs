@@ -1,131 +1,29 @@
-//! The Helm chart as helm renders it: `helm lint --strict`, `helm template` with the default
-//! values and with every switch flipped, each rendered object checked against its Kubernetes API
-//! type (a field k8s-openapi does not know is lost in a round trip, and the test names it), the
-//! RBAC equal to what the binaries call (`e2e::rbac`), the flags the binaries accept, a mistyped
-//! value refused by `values.schema.json`, and the CRDs the generated ones.
+//! The Helm chart as helm renders it (`e2e::chart`): `helm lint --strict`, `helm template` with
+//! the default values and with every switch flipped, each rendered object checked against its
+//! Kubernetes API type (a field k8s-openapi does not know is lost in a round trip, and the test
+//! names it), the RBAC equal to what the binaries call (`e2e::rbac`), the flags the binaries
+//! accept, a mistyped value refused by `values.schema.json`, and the CRDs the generated ones.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
+use e2e::chart::{
+    chart, container, describe, find, helm, output, render, repo, variants, ALL_SWITCHES,
+    OTHER_SWITCHES, RELEASE_NAMESPACE,
+};
 use e2e::rbac::{self, Scope};
 use e2e::Binary;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-const RELEASE_NAMESPACE: &str = "kruise-system";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn chart() -> PathBuf {
-    repo().join("charts/kruise")
-}
-
-/// helm: `HELM`, else `helm` on the PATH; `.ci/install-deps` installs it.
-fn helm() -> Command {
-    let bin = std::env::var_os("HELM").unwrap_or_else(|| "helm".into());
-    let mut c = Command::new(&bin);
-    c.env(
-        "HELM_CACHE_HOME",
-        std::env::temp_dir().join("kruise-helm-cache"),
-    )
-    .env(
-        "HELM_CONFIG_HOME",
-        std::env::temp_dir().join("kruise-helm-config"),
-    );
-    c
-}
-
-fn output(mut cmd: Command) -> Output {
-    cmd.output().unwrap_or_else(|e| {
-        panic!("running {cmd:?}: {e}; the chart tests need helm 4 (`bash .ci/install-deps` installs it)")
-    })
-}
-
-/// `helm template` with `args` (`--set …`), as JSON objects; fails with helm's message.
-fn render(args: &[&str]) -> Vec<Value> {
-    let mut cmd = helm();
-    cmd.args(["template", "kruise"])
-        .arg(chart())
-        .args(["--namespace", RELEASE_NAMESPACE])
-        .args(args);
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "helm template {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("helm prints YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// Every switch of the chart flipped from its default at once.
-const ALL_SWITCHES: &[&str] = &[
-    "--set=serviceMonitor.enabled=true",
-    "--set=manager.podAntiAffinity=hard",
-    "--set=manager.imagePredownload.enabled=false",
-    "--set=manager.imagePredownload.allWorkloads=true",
-    "--set=manager.podDisruptionBudget.enabled=false",
-    "--set=daemon.restrictToOwnNode=false",
-    "--set=daemonConfigNamespace.create=false",
-    "--set=daemon.namespace=kruise-daemon",
-    "--set=daemon.createNamespace=true",
-    "--set=image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-    "--set=manager.priorityClassName=x",
-    "--set=daemon.priorityClassName=y",
-    "--set=daemon.runtimeEndpoint=unix:///hostvarrun/containerd/containerd.sock",
-    "--set=log.format=text",
-    r#"--set-json=manager.extraEnv=[{"name":"A","value":"1"}]"#,
-    r#"--set-json=daemon.extraArgs=["--log-level","debug"]"#,
-    r#"--set-json=manager.podLabels={"a":"b"}"#,
-    r#"--set-json=daemon.podAnnotations={"c":"d"}"#,
-    r#"--set-json=manager.imagePullSecrets=[{"name":"m"}]"#,
-    r#"--set-json=imagePullSecrets=[{"name":"g"}]"#,
-    "--set=nameOverride=prewarm",
-    r#"--set-json=manager.extraArgs=["--leader-election-lease-duration=20s","--placement-window","5s"]"#,
-    r#"--set-json=daemon.extraEnv=[{"name":"B","value":"2"}]"#,
-    r#"--set-json=serviceMonitor.labels={"release":"prometheus"}"#,
-];
-
-/// The switches [`ALL_SWITCHES`] cannot flip along with its own, flipped the other way: the
-/// daemon-config namespace always created, the manager's affinity as given (podAntiAffinity then
-/// does not apply), the cluster-scoped names' prefix overridden, and pre-download on for every
-/// workload.
-const OTHER_SWITCHES: &[&str] = &[
-    "--set=daemonConfigNamespace.create=true",
-    r#"--set-json=manager.affinity={"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"pool","operator":"In","values":["system"]}]}]}}}"#,
-    "--set=fullnameOverride=prewarm-cluster",
-    "--set=manager.imagePredownload.allWorkloads=true",
-];
-
-/// The value sets every rendering test runs over.
-fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
-        ("default values", vec![]),
-        ("every switch flipped", ALL_SWITCHES.to_vec()),
-        ("the other switches flipped", OTHER_SWITCHES.to_vec()),
-        (
-            "one manager, soft spreading off",
-            vec![
-                "--set=manager.replicas=1",
-                "--set=manager.podAntiAffinity=none",
-            ],
-        ),
-    ]
-}
 
 /// A ServiceMonitor (monitoring.coreos.com/v1) as far as the chart writes one; k8s-openapi has
 /// no type for it, so its fields are spelled out and unknown ones refused.
@@ -228,15 +126,6 @@ fn validate(object: &Value) -> Result<(), String> {
     }
 }
 
-fn describe(o: &Value) -> String {
-    format!(
-        "{} {}/{}",
-        o["kind"].as_str().unwrap_or("?"),
-        o["metadata"]["namespace"].as_str().unwrap_or("-"),
-        o["metadata"]["name"].as_str().unwrap_or("?")
-    )
-}
-
 #[test]
 fn helm_lint_strict_passes_with_every_value_set() {
     for (variant, args) in variants() {
@@ -288,18 +177,6 @@ fn every_rendered_object_is_a_valid_api_object() {
         }
         assert!(problems.is_empty(), "{variant}:\n{}", problems.join("\n"));
     }
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
-}
-
-fn container(objects: &[Value], kind: &str, name: &str) -> Container {
-    let spec = &find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0];
-    serde_json::from_value(spec.clone()).expect("a container")
 }
 
 #[test]
@@ -423,7 +300,14 @@ fn extra_args_env_labels_and_the_name_override_reach_the_objects() {
             describe(o)
         );
     }
-    // Pre-download off: the manager is told so, and reads no workload.
+}
+
+#[test]
+fn with_predownload_off_the_manager_is_told_so_and_may_read_no_workload() {
+    let objects = render(ALL_SWITCHES);
+    let args = container(&objects, "Deployment", "kruise-manager")
+        .args
+        .unwrap();
     assert!(args
         .windows(2)
         .any(|w| w == ["--image-predownload", "false"]));
