@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::fleet::measure::setting;
 use e2e::node::{key_and_tag, NodeImages};
 use e2e::{Cluster, DaemonOptions, Process};
 use futures::StreamExt;
@@ -16,13 +17,6 @@ use kruise_testlab::{Lab, Layer};
 use kube::api::WatchParams;
 use kube::core::WatchEvent;
 use serde_json::json;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -78,8 +72,8 @@ fn succeeded(ni: &NodeImage, key: &str) -> bool {
 
 #[tokio::main]
 async fn main() {
-    let rounds = env_or("BENCH_ROUNDS", 9);
-    let mib = env_or("BENCH_IMAGE_MB", 50) as usize;
+    let rounds = setting("BENCH_ROUNDS", 9);
+    let mib = setting("BENCH_IMAGE_MB", 50) as usize;
     let cluster = Cluster::start().await;
     let lab = Lab::start().expect("containerd lab");
     let logs = tempfile::tempdir().unwrap();

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use e2e::fleet::apiserver::ApiServer;
 use e2e::fleet::daemons::{self, DaemonConfig, DaemonStats};
-use e2e::fleet::measure::{self, between, buckets, memory_mib, metric, percentile, quantile, secs};
+use e2e::fleet::measure::{
+    self, between, buckets, memory_mib, metric, percentile, quantile, secs, setting,
+};
 use e2e::fleet::nodes;
 use e2e::{Cluster, Process};
 use futures::StreamExt;
@@ -25,13 +27,6 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 const NS: &str = "bench";
 
@@ -350,8 +345,8 @@ fn show(p: &Option<f64>) -> String {
 /// Fan-out: `jobs` Always jobs created together over `nodes` nodes, parallelism 10 % of the
 /// nodes, half over every node and half over a label (half the nodes).
 async fn fanout(nodes: usize, jobs: usize, quiet: bool) -> Phase {
-    let pull = Duration::from_secs(env_or("BENCH_PULL_SECONDS", 20));
-    let heartbeat = Duration::from_secs(env_or("BENCH_HEARTBEAT_SECONDS", 60));
+    let pull = Duration::from_secs(setting("BENCH_PULL_SECONDS", 20));
+    let heartbeat = Duration::from_secs(setting("BENCH_HEARTBEAT_SECONDS", 60));
     let parallelism = (nodes as u64 / 10).max(1);
     let mut b = Bench::new().await;
     b.add_nodes(&node_list("node", 0, nodes)).await;
@@ -458,7 +453,7 @@ async fn settled(nodes: usize, jobs: usize, heartbeat: Duration, pods: u32) -> B
     nodes::settled_node_images(&b.cluster.client, &list, &created).await;
     b.start_fleet(
         heartbeat,
-        Duration::from_secs(env_or("BENCH_PULL_SECONDS", 20)),
+        Duration::from_secs(setting("BENCH_PULL_SECONDS", 20)),
         pods,
     );
     b.start_manager(nodes).await;
@@ -511,7 +506,7 @@ async fn wait_quiet(b: &Bench) {
 
 /// Steady state: a settled cluster, heartbeats every 10 s and pods churning, for a minute.
 async fn steady(nodes: usize, jobs: usize) {
-    let heartbeat = Duration::from_secs(env_or("BENCH_HEARTBEAT_SECONDS", 10));
+    let heartbeat = Duration::from_secs(setting("BENCH_HEARTBEAT_SECONDS", 10));
     let b = settled(nodes, jobs, heartbeat, 5).await;
     wait_quiet(&b).await;
     b.debug_dump("before the measured minute").await;
@@ -535,7 +530,7 @@ async fn steady(nodes: usize, jobs: usize) {
 
 /// Day two: 100 finished Never jobs, then 10 new Always jobs while 50 nodes join and 50 leave.
 async fn daytwo(nodes: usize) {
-    let pull = Duration::from_secs(env_or("BENCH_PULL_SECONDS", 20));
+    let pull = Duration::from_secs(setting("BENCH_PULL_SECONDS", 20));
     let b = settled(nodes, 100, Duration::from_secs(60), 5).await;
     let completion = watch_completion(&b);
     let start = mark(&b).await;
@@ -646,8 +641,8 @@ async fn main() {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .unwrap_or_else(|| "all".into());
-    let nodes = env_or("BENCH_NODES", 5000) as usize;
-    let jobs = env_or("BENCH_JOBS", 30) as usize;
+    let nodes = setting("BENCH_NODES", 5000) as usize;
+    let jobs = setting("BENCH_JOBS", 30) as usize;
     let run = |name: &str| which == "all" || which == name;
     if run("fanout") {
         fanout(nodes, jobs, false).await;

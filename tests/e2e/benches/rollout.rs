@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::fleet::apiserver::ApiServer;
-use e2e::fleet::measure::{self, metric, percentile};
+use e2e::fleet::measure::{self, metric, percentile, setting};
 use e2e::fleet::nodes;
 use e2e::workloads::{install_openkruise_crds, template, CloneSetUpdate, Crds, Workloads};
 use e2e::Process;
@@ -23,13 +23,6 @@ use kube::Api;
 use serde_json::{json, Value};
 
 const NS: &str = "bench";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn image(w: usize, v: u32) -> String {
     format!("registry.example.com/bench/w{w:02}:{v}")
@@ -143,9 +136,9 @@ fn stats(mut v: Vec<f64>) -> String {
 
 #[tokio::main]
 async fn main() {
-    let n = env_or("BENCH_NODES", 1000);
-    let count = env_or("BENCH_WORKLOADS", 50);
-    let replicas = env_or("BENCH_REPLICAS", 20);
+    let n = setting("BENCH_NODES", 1000);
+    let count = setting("BENCH_WORKLOADS", 50);
+    let replicas = setting("BENCH_REPLICAS", 20);
     let server = ApiServer::start();
     let cluster = server.cluster(&[NS, "kruise-daemon-config"]).await;
     install_openkruise_crds(&cluster, Crds::Main).await;

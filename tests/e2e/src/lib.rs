@@ -3,6 +3,7 @@
 //! `kruise-daemon` and `kruise-manager` binaries run as processes. Every wait has a deadline; every
 //! process and object a test makes goes away when its handle drops.
 
+pub mod chart;
 pub mod cluster;
 pub mod fleet;
 pub mod node;

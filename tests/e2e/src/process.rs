@@ -238,11 +238,29 @@ impl Process {
     /// shares the test's runtime: blocking here would starve the very requests a stopping binary
     /// is finishing, and it would never exit.
     pub async fn terminate(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let _ = Command::new("kill")
+        self.send_sigterm();
+        self.wait_exit(deadline).await
+    }
+
+    /// SIGTERM, as the kubelet stops a pod, without waiting: see [`Process::wait_exit`].
+    pub fn send_sigterm(&mut self) {
+        let c = self.child.as_ref().expect("running");
+        let sent = Command::new("kill")
             .arg("-TERM")
             .arg(c.id().to_string())
             .status();
+        assert!(
+            sent.as_ref().is_ok_and(|s| s.success()),
+            "kill -TERM {} ({}): {sent:?}",
+            c.id(),
+            self.name
+        );
+    }
+
+    /// The exit status once the process has exited after a [`Process::send_sigterm`], within
+    /// `deadline` (SIGKILL and a failure after it).
+    pub async fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
         let start = Instant::now();
         loop {
             if let Ok(Some(s)) = c.try_wait() {

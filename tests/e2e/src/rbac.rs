@@ -36,7 +36,7 @@ const fn rule(
     }
 }
 
-/// kruise-manager.
+/// kruise-manager, without pre-download ([`MANAGER_PREDOWNLOAD`]).
 pub const MANAGER: &[Rule] = &[
     // Watched: node readiness and labels, the pods of podSelector jobs, the pull secrets jobs name.
     rule(Scope::Cluster, "", &["nodes", "pods"], &["list", "watch"]),
@@ -74,8 +74,26 @@ pub const MANAGER: &[Rule] = &[
         &["events"],
         &["create", "patch"],
     ),
-    // Rollout pre-download: workloads watched (OpenKruise's while their CRDs are served), their
-    // revisions watched and the update revision labelled once its jobs exist.
+    // The pull-secret copies the daemons read.
+    rule(
+        Scope::DaemonConfig,
+        "",
+        &["secrets"],
+        &["list", "watch", "create", "update", "delete"],
+    ),
+    // Leader election: a standby watches the Lease to take it over as soon as it is released.
+    rule(
+        Scope::Release,
+        "coordination.k8s.io",
+        &["leases"],
+        &["get", "list", "watch", "create", "update"],
+    ),
+];
+
+/// kruise-manager's rollout pre-download (`--image-predownload`, on by default): workloads
+/// watched (OpenKruise's while their CRDs are served), their revisions watched and the update
+/// revision labelled once its jobs exist. The chart grants these only with pre-download on.
+pub const MANAGER_PREDOWNLOAD: &[Rule] = &[
     rule(
         Scope::Cluster,
         "apps",
@@ -94,21 +112,17 @@ pub const MANAGER: &[Rule] = &[
         &["clonesets", "statefulsets", "daemonsets"],
         &["list", "watch"],
     ),
-    // The pull-secret copies the daemons read.
-    rule(
-        Scope::DaemonConfig,
-        "",
-        &["secrets"],
-        &["list", "watch", "create", "update", "delete"],
-    ),
-    // Leader election: a standby watches the Lease to take it over as soon as it is released.
-    rule(
-        Scope::Release,
-        "coordination.k8s.io",
-        &["leases"],
-        &["get", "list", "watch", "create", "update"],
-    ),
 ];
+
+/// kruise-manager's rules, with pre-download's or without.
+pub fn manager(predownload: bool) -> Vec<Rule> {
+    let extra = if predownload {
+        MANAGER_PREDOWNLOAD
+    } else {
+        &[]
+    };
+    MANAGER.iter().chain(extra).copied().collect()
+}
 
 /// kruise-daemon.
 pub const DAEMON: &[Rule] = &[
@@ -136,8 +150,11 @@ pub const DAEMON: &[Rule] = &[
     rule(Scope::DaemonConfig, "", &["secrets"], &["get"]),
 ];
 
-/// `(scope, group, resource, verb)` for every permission in `rules`.
-pub fn permissions(rules: &[Rule]) -> std::collections::BTreeSet<(Scope, String, String, String)> {
+/// One permission: `(scope, group, resource, verb)`.
+pub type Permission = (Scope, String, String, String);
+
+/// Every permission in `rules`.
+pub fn permissions(rules: &[Rule]) -> std::collections::BTreeSet<Permission> {
     rules
         .iter()
         .flat_map(|r| {

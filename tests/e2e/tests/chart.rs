@@ -1,115 +1,29 @@
-//! The Helm chart as helm renders it: `helm lint --strict`, `helm template` with the default
-//! values and with every switch flipped, each rendered object checked against its Kubernetes API
-//! type (a field k8s-openapi does not know is lost in a round trip, and the test names it), the
-//! RBAC equal to what the binaries call (`e2e::rbac`), the flags the binaries accept, a mistyped
-//! value refused by `values.schema.json`, and the CRDs the generated ones.
+//! The Helm chart as helm renders it (`e2e::chart`): `helm lint --strict`, `helm template` with
+//! the default values and with every switch flipped, each rendered object checked against its
+//! Kubernetes API type (a field k8s-openapi does not know is lost in a round trip, and the test
+//! names it), the RBAC equal to what the binaries call (`e2e::rbac`), the flags the binaries
+//! accept, a mistyped value refused by `values.schema.json`, and the CRDs the generated ones.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
+use e2e::chart::{
+    chart, container, describe, find, helm, output, render, repo, variants, ALL_SWITCHES,
+    OTHER_SWITCHES, RELEASE_NAMESPACE,
+};
 use e2e::rbac::{self, Scope};
 use e2e::Binary;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-const RELEASE_NAMESPACE: &str = "kruise-system";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn chart() -> PathBuf {
-    repo().join("charts/kruise")
-}
-
-/// helm: `HELM`, else `helm` on the PATH; `.ci/install-deps` installs it.
-fn helm() -> Command {
-    let bin = std::env::var_os("HELM").unwrap_or_else(|| "helm".into());
-    let mut c = Command::new(&bin);
-    c.env(
-        "HELM_CACHE_HOME",
-        std::env::temp_dir().join("kruise-helm-cache"),
-    )
-    .env(
-        "HELM_CONFIG_HOME",
-        std::env::temp_dir().join("kruise-helm-config"),
-    );
-    c
-}
-
-fn output(mut cmd: Command) -> Output {
-    cmd.output().unwrap_or_else(|e| {
-        panic!("running {cmd:?}: {e}; the chart tests need helm 4 (`bash .ci/install-deps` installs it)")
-    })
-}
-
-/// `helm template` with `args` (`--set …`), as JSON objects; fails with helm's message.
-fn render(args: &[&str]) -> Vec<Value> {
-    let mut cmd = helm();
-    cmd.args(["template", "kruise"])
-        .arg(chart())
-        .args(["--namespace", RELEASE_NAMESPACE])
-        .args(args);
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "helm template {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("helm prints UTF-8");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Value::deserialize(doc).expect("helm prints YAML"))
-        .filter(|v| !v.is_null())
-        .collect()
-}
-
-/// Every switch of the chart flipped from its default at once.
-const ALL_SWITCHES: &[&str] = &[
-    "--set=serviceMonitor.enabled=true",
-    "--set=manager.podAntiAffinity=hard",
-    "--set=manager.imagePredownload.enabled=false",
-    "--set=manager.imagePredownload.allWorkloads=true",
-    "--set=manager.podDisruptionBudget.enabled=false",
-    "--set=daemon.restrictToOwnNode=false",
-    "--set=daemonConfigNamespace.create=false",
-    "--set=daemon.namespace=kruise-daemon",
-    "--set=daemon.createNamespace=true",
-    "--set=image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-    "--set=manager.priorityClassName=x",
-    "--set=daemon.priorityClassName=y",
-    "--set=daemon.runtimeEndpoint=unix:///hostvarrun/containerd/containerd.sock",
-    "--set=log.format=text",
-    r#"--set-json=manager.extraEnv=[{"name":"A","value":"1"}]"#,
-    r#"--set-json=daemon.extraArgs=["--log-level","debug"]"#,
-    r#"--set-json=manager.podLabels={"a":"b"}"#,
-    r#"--set-json=daemon.podAnnotations={"c":"d"}"#,
-    r#"--set-json=manager.imagePullSecrets=[{"name":"m"}]"#,
-    r#"--set-json=imagePullSecrets=[{"name":"g"}]"#,
-];
-
-/// The value sets every rendering test runs over.
-fn variants() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
-        ("default values", vec![]),
-        ("every switch flipped", ALL_SWITCHES.to_vec()),
-        (
-            "one manager, soft spreading off",
-            vec![
-                "--set=manager.replicas=1",
-                "--set=manager.podAntiAffinity=none",
-            ],
-        ),
-    ]
-}
 
 /// A ServiceMonitor (monitoring.coreos.com/v1) as far as the chart writes one; k8s-openapi has
 /// no type for it, so its fields are spelled out and unknown ones refused.
@@ -212,26 +126,22 @@ fn validate(object: &Value) -> Result<(), String> {
     }
 }
 
-fn describe(o: &Value) -> String {
-    format!(
-        "{} {}/{}",
-        o["kind"].as_str().unwrap_or("?"),
-        o["metadata"]["namespace"].as_str().unwrap_or("-"),
-        o["metadata"]["name"].as_str().unwrap_or("?")
-    )
-}
-
 #[test]
-fn helm_lint_strict_passes() {
-    let mut cmd = helm();
-    cmd.args(["lint", "--strict"]).arg(chart());
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "helm lint --strict failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn helm_lint_strict_passes_with_every_value_set() {
+    for (variant, args) in variants() {
+        let mut cmd = helm();
+        cmd.args(["lint", "--strict"])
+            .arg(chart())
+            .args(["--namespace", RELEASE_NAMESPACE])
+            .args(&args);
+        let out = output(cmd);
+        assert!(
+            out.status.success(),
+            "helm lint --strict with {variant} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
@@ -267,18 +177,6 @@ fn every_rendered_object_is_a_valid_api_object() {
         }
         assert!(problems.is_empty(), "{variant}:\n{}", problems.join("\n"));
     }
-}
-
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
-}
-
-fn container(objects: &[Value], kind: &str, name: &str) -> Container {
-    let spec = &find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0];
-    serde_json::from_value(spec.clone()).expect("a container")
 }
 
 #[test]
@@ -355,6 +253,126 @@ fn switches_reach_the_objects() {
     assert!(defaults.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
 }
 
+#[test]
+fn extra_args_env_labels_and_the_name_override_reach_the_objects() {
+    let objects = render(ALL_SWITCHES);
+    let m = container(&objects, "Deployment", "kruise-manager");
+    let args = m.args.unwrap();
+    assert!(
+        args.contains(&"--leader-election-lease-duration=20s".to_string())
+            && !args.contains(&"--leader-election-lease-duration".to_string()),
+        "manager.extraArgs' --flag=value replaces the chart's flag: {args:?}"
+    );
+    assert!(args.windows(2).any(|w| w == ["--placement-window", "5s"]));
+    let d = container(&objects, "DaemonSet", "kruise-daemon");
+    let env: Vec<_> = d
+        .env
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert!(
+        env.contains(&("B".into(), Some("2".into()))),
+        "daemon.extraEnv: {env:?}"
+    );
+    assert!(
+        env.iter().any(|(name, _)| name == "NODE_NAME"),
+        "the chart's own NODE_NAME stays: {env:?}"
+    );
+    for o in &objects {
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/name"],
+            "prewarm",
+            "nameOverride names every object's app: {}",
+            describe(o)
+        );
+    }
+    let manager = find(&objects, "Deployment", "kruise-manager");
+    assert_eq!(
+        manager["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        "prewarm"
+    );
+    for o in objects.iter().filter(|o| o["kind"] == "ServiceMonitor") {
+        assert_eq!(
+            o["metadata"]["labels"]["release"],
+            "prometheus",
+            "serviceMonitor.labels: {}",
+            describe(o)
+        );
+    }
+}
+
+#[test]
+fn with_predownload_off_the_manager_is_told_so_and_may_read_no_workload() {
+    let objects = render(ALL_SWITCHES);
+    let args = container(&objects, "Deployment", "kruise-manager")
+        .args
+        .unwrap();
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--image-predownload", "false"]));
+    let role = find(&objects, "ClusterRole", "kruise-prewarm-manager");
+    for resource in [
+        "deployments",
+        "replicasets",
+        "controllerrevisions",
+        "clonesets",
+    ] {
+        assert!(
+            !role["rules"].to_string().contains(resource),
+            "pre-download is off, yet the manager may read {resource}: {}",
+            role["rules"]
+        );
+    }
+}
+
+#[test]
+fn the_other_switches_reach_the_objects() {
+    let objects = render(OTHER_SWITCHES);
+    let ns = find(&objects, "Namespace", "kruise-daemon-config");
+    assert_eq!(
+        ns["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+    let manager = find(&objects, "Deployment", "kruise-manager");
+    let affinity = &manager["spec"]["template"]["spec"]["affinity"];
+    assert_eq!(
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["key"],
+        "pool",
+        "manager.affinity is used as given: {affinity}"
+    );
+    assert!(
+        affinity.get("podAntiAffinity").is_none(),
+        "with manager.affinity set, podAntiAffinity does not apply: {affinity}"
+    );
+    for kind in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        for o in objects.iter().filter(|o| o["kind"] == kind) {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            assert!(
+                name.starts_with("prewarm-cluster-"),
+                "fullnameOverride prefixes {kind} {name}"
+            );
+        }
+    }
+    let m = container(&objects, "Deployment", "kruise-manager");
+    let args = m.args.unwrap();
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--image-predownload-all-workloads", "true"]));
+    let role = find(&objects, "ClusterRole", "prewarm-cluster-manager");
+    assert!(
+        role["rules"].to_string().contains("deployments"),
+        "pre-download on every workload reads Deployments: {}",
+        role["rules"]
+    );
+}
+
 /// What the rendered RBAC grants each service account, as `e2e::rbac` permissions.
 fn granted(objects: &[Value]) -> BTreeMap<String, BTreeSet<(Scope, String, String, String)>> {
     let rules_of = |kind: &str, name: &str, namespace: Option<&str>| -> Vec<PolicyRule> {
@@ -414,12 +432,19 @@ fn granted(objects: &[Value]) -> BTreeMap<String, BTreeSet<(Scope, String, Strin
 
 #[test]
 fn rbac_grants_exactly_what_the_binaries_call() {
-    for (variant, args, daemon_ns) in [
-        ("default values", vec![], RELEASE_NAMESPACE),
+    for (variant, args, daemon_ns, predownload) in [
+        ("default values", vec![], RELEASE_NAMESPACE, true),
         (
-            "daemon in its own namespace",
+            "daemon in its own namespace, pre-download off",
             ALL_SWITCHES.to_vec(),
             "kruise-daemon",
+            false,
+        ),
+        (
+            "the other switches flipped",
+            OTHER_SWITCHES.to_vec(),
+            RELEASE_NAMESPACE,
+            true,
         ),
     ] {
         let objects = render(&args);
@@ -427,7 +452,7 @@ fn rbac_grants_exactly_what_the_binaries_call() {
         for (who, want) in [
             (
                 format!("{RELEASE_NAMESPACE}/kruise-manager"),
-                rbac::permissions(rbac::MANAGER),
+                rbac::permissions(&rbac::manager(predownload)),
             ),
             (
                 format!("{daemon_ns}/kruise-daemon"),

@@ -24,7 +24,11 @@ struct Env {
 
 impl Env {
     async fn start() -> Self {
-        let cluster = Cluster::start().await;
+        Self::on(Cluster::start().await)
+    }
+
+    /// On `cluster` ([`Cluster::local`] for tests that inject faults).
+    fn on(cluster: Cluster) -> Self {
         let images = cluster.node_images();
         Self {
             cluster,
@@ -605,6 +609,56 @@ async fn sigterm_stops_a_pulling_daemon_promptly() {
     assert!(
         after.phase == TagPhase::Pulling && after.progress >= before,
         "after SIGTERM the tag stays Pulling with at least {before}%: {after:?}"
+    );
+}
+
+/// SIGTERM flushes the status: a result the daemon holds but has not written yet (its previous
+/// status write is still held up by a slow API server) is in the NodeImage once it has exited.
+#[tokio::test]
+async fn sigterm_writes_the_last_result_before_the_daemon_exits() {
+    let env = Env::on(Cluster::local());
+    let first = env.push("lab/flush-first", "v1", Layer::file("f", "first"));
+    let last = env.push("lab/flush-last", "v1", Layer::file("f", "last"));
+    let node = env.cluster.name("n");
+    let mut d = env.daemon(&node, 2).await;
+    // Status writes take 4 s from now (less than the daemon's 5 s flush allowance), so the first
+    // result's write is still on its way when the last result comes in.
+    env.cluster
+        .inject(json!({"latencyMs": 4000, "latencyPath": format!("/nodeimages/{node}/status")}))
+        .await;
+    env.images.want(&node, &first.reference, 1, json!({})).await;
+    wait_for("a status write to be held up", MINUTE, || async {
+        (env.cluster.stalled_writes().await? > 0).then_some(())
+    })
+    .await;
+    env.images.want(&node, &last.reference, 1, json!({})).await;
+    let both = "kruise_daemon_pulls_total{result=\"succeeded\",reason=\"pulled\"} 2";
+    wait_for("the daemon to have pulled both", MINUTE, || async {
+        d.metrics().await.contains(both).then_some(())
+    })
+    .await;
+    assert!(
+        env.cluster.stalled_writes().await.unwrap() > 0,
+        "the held-up write ended before the last pull did, so no result waited to be written"
+    );
+    assert!(
+        env.images
+            .tag_status(&node, &last.reference)
+            .await
+            .is_none(),
+        "the last result was written before SIGTERM"
+    );
+
+    d.send_sigterm();
+    env.cluster.inject(json!({"latencyMs": 0})).await;
+    let status = d.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}");
+    let st = env.images.tag_status(&node, &last.reference).await;
+    assert_eq!(
+        st.map(|s| s.phase),
+        Some(TagPhase::Succeeded),
+        "the result the daemon held at SIGTERM should be written before it exits:\n{}",
+        d.log_text()
     );
 }
 

@@ -1,6 +1,7 @@
 //! The container image as a node runs it. `scripts/image` builds it (`scripts/test` does so before
 //! the tests); here it is pushed to the lab's registry, pulled through CRI into the lab's
 //! containerd (the daemon's own pull path), and run with containerd's own runner (`ctr run`).
+//! The archive itself is held to the README's size budget and a non-root default user.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -226,6 +227,65 @@ fn json_lines(log: &str) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// `skopeo inspect --raw` of the archive, with `extra` flags, as JSON.
+fn inspect_archive(extra: &[&str]) -> (Vec<u8>, Value) {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw"])
+        .args(extra)
+        .arg(format!("oci-archive:{}", archive().display()));
+    let raw = run(cmd).stdout;
+    let json = serde_json::from_slice(&raw).unwrap_or_else(|e| {
+        panic!(
+            "skopeo inspect {extra:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&raw)
+        )
+    });
+    (raw, json)
+}
+
+/// The README's budget for what a node downloads: the manifest, the config and the layers.
+const SIZE_BUDGET: u64 = 10 << 20;
+
+/// What a node downloads stays within the README's 10 MiB, and the image does not run as root
+/// by default (the manager's pod runs with it; only the daemon's asks for root).
+#[test]
+fn the_image_stays_within_its_size_budget_and_runs_as_non_root() {
+    let (manifest_bytes, manifest) = inspect_archive(&[]);
+    assert!(
+        manifest["layers"].is_array(),
+        "the archive's manifest is not a single image manifest: {manifest}"
+    );
+    let blob_size = |d: &Value| {
+        d["size"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("a descriptor without a size: {d}"))
+    };
+    let layers: u64 = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(blob_size)
+        .sum();
+    let size = manifest_bytes.len() as u64 + blob_size(&manifest["config"]) + layers;
+    println!(
+        "the image is {size} bytes compressed ({:.2} MiB)",
+        size as f64 / 1048576.0
+    );
+    assert!(
+        size <= SIZE_BUDGET,
+        "the image is {size} bytes compressed ({:.2} MiB), over the README's 10 MiB budget",
+        size as f64 / 1048576.0
+    );
+
+    let (_, config) = inspect_archive(&["--config"]);
+    let user = config["config"]["User"].as_str().unwrap_or_default();
+    let name = user.split(':').next().unwrap_or_default();
+    assert!(
+        !matches!(name, "" | "0" | "root"),
+        "the image's default user is {user:?}: root (set a non-root --user in scripts/image)"
+    );
 }
 
 #[tokio::test]

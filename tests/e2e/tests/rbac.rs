@@ -70,7 +70,12 @@ fn scopes_of(namespace: &str, release_namespace: &str) -> Vec<Scope> {
 /// only when the same one repeats within minutes.
 const OCCASIONAL: &[(&str, &str, &str)] = &[("events.k8s.io", "events", "patch")];
 
-fn check(agent: &str, rules: &[rbac::Rule], made: &BTreeSet<(String, String, String, String)>) {
+/// The calls of `agent` that `rules` do not grant, and the permissions those calls used.
+fn refused_and_used(
+    agent: &str,
+    rules: &[rbac::Rule],
+    made: &BTreeSet<(String, String, String, String)>,
+) -> (Vec<String>, BTreeSet<rbac::Permission>) {
     let allowed = rbac::permissions(rules);
     let release_namespace = "default";
     let mut refused = Vec::new();
@@ -92,6 +97,13 @@ fn check(agent: &str, rules: &[rbac::Rule], made: &BTreeSet<(String, String, Str
             None => refused.push(format!("{verb} {resource} in namespace {namespace:?}")),
         }
     }
+    (refused, used)
+}
+
+/// `agent` made only calls `rules` grant, and used every permission they grant.
+fn check(agent: &str, rules: &[rbac::Rule], made: &BTreeSet<(String, String, String, String)>) {
+    let (refused, used) = refused_and_used(agent, rules, made);
+    let allowed = rbac::permissions(rules);
     assert!(
         refused.is_empty(),
         "{agent} made calls its RBAC (e2e::rbac, the chart) does not grant: {refused:?}"
@@ -270,6 +282,44 @@ async fn the_binaries_call_exactly_what_their_rbac_grants() {
     w.wait_marked("ReplicaSet", "api-bbb", CREATED).await;
 
     let made = calls(&env).await;
-    check("kruise-manager", rbac::MANAGER, &made);
+    check("kruise-manager", &rbac::manager(true), &made);
     check("kruise-daemon", rbac::DAEMON, &made);
+}
+
+/// With `manager.imagePredownload.enabled=false` the chart grants no workload reads
+/// (`rbac::manager(false)`): a manager run so, while an opted-in Deployment and a CloneSet roll,
+/// must call none of them, or it would be refused on a real cluster.
+#[tokio::test]
+async fn a_manager_without_predownload_calls_nothing_its_narrower_rbac_leaves_out() {
+    let env = System::without_manager(Cluster::local()).await;
+    e2e::workloads::install_openkruise_crds(&env.cluster).await;
+    let mut manager =
+        env.manager_process("manager-no-predownload", &["--image-predownload", "false"]);
+    manager.wait_ready(DEADLINE).await;
+    let node = env.cluster.name("a");
+    env.cluster.create_node(&node, json!({})).await;
+    let w = e2e::workloads::Workloads::new(&env.cluster, &env.ns);
+    let nodes = [node.clone()];
+    let (old, new) = ("lab/old:1", "lab/new:1");
+    let deployment = w
+        .rolling_deployment(&nodes, "api", (old, new), json!({}), 0)
+        .await;
+    let in_place = json!({"type": "InPlaceIfPossible", "partition": 0, "maxUnavailable": 1});
+    let cloneset = w
+        .rolling_cloneset(&nodes, "cs", old, new, in_place, 0)
+        .await;
+    // A job created after the rollouts began, planned: the manager leads and has taken in what
+    // it watches.
+    env.apply_job(manifest("v1beta1", "after", old, json!({})))
+        .await;
+    env.wait_job("after", "planned", |s| s.start_time.is_some())
+        .await;
+    assert!(w.jobs_of(&deployment).await.is_empty() && w.jobs_of(&cloneset).await.is_empty());
+
+    let made = calls(&env).await;
+    let (refused, _) = refused_and_used("kruise-manager", &rbac::manager(false), &made);
+    assert!(
+        refused.is_empty(),
+        "with pre-download off the manager made calls the chart then does not grant: {refused:?}"
+    );
 }

@@ -4,6 +4,22 @@
 
 use std::process::Command;
 
+/// A number the benchmark is configured with: the environment variable `name`, else `default`.
+/// A value that is not a number fails the run naming the variable; it never runs with the default.
+pub fn setting<T>(name: &str, default: T) -> T
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => default,
+        Err(e) => panic!("{name}: {e}"),
+        Ok(v) => v.trim().parse().unwrap_or_else(|e| {
+            panic!("{name}={v:?} is not a number ({e}); unset it for the default")
+        }),
+    }
+}
+
 /// CPU seconds (user + system) `pid` has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -11,8 +27,18 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // The command name may hold spaces; fields count from after its closing parenthesis.
     let rest = &stat[stat.rfind(')').expect("a /proc stat line") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / clock_ticks()
+    let field = |i: usize| -> f64 {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "/proc/{pid}/stat has no CPU ticks in field {}: {stat:?}",
+                    i + 3
+                )
+            })
+    };
+    (field(11) + field(12)) / clock_ticks()
 }
 
 fn clock_ticks() -> f64 {
@@ -22,10 +48,10 @@ fn clock_ticks() -> f64 {
             .arg("CLK_TCK")
             .output()
             .expect("getconf runs");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
             .parse()
-            .expect("CLK_TCK is a number")
+            .unwrap_or_else(|_| panic!("`getconf CLK_TCK` printed {text:?}, not a number"))
     })
 }
 
@@ -47,7 +73,7 @@ pub fn memory_mib(pid: u32) -> (f64, f64) {
 
 /// The sum of a metric's samples whose labels contain every `label="value"` in `labels`. The
 /// metric must be exported (a labelled series appears with its first count, so a family present
-/// without a matching series is 0).
+/// without a matching series is 0), and each of its samples must be a number.
 pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     let mut exported = false;
     let mut sum = 0.0;
@@ -65,7 +91,9 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         }
         exported = true;
         if labels.iter().all(|l| rest.contains(l)) {
-            sum += value.parse::<f64>().unwrap_or(0.0);
+            sum += value.parse::<f64>().unwrap_or_else(|_| {
+                panic!("the metric {name} has a sample that is not a number: {line:?}")
+            });
         }
     }
     assert!(
@@ -78,17 +106,22 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 /// A histogram's cumulative buckets `(le, count)`.
 pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let bucket = format!("{name}_bucket");
+    let parse = |l: &str| -> Option<(f64, f64)> {
+        let le = l.split("le=\"").nth(1)?.split('"').next()?;
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().ok()?
+        };
+        Some((le, l.rsplit_once(' ')?.1.parse().ok()?))
+    };
     let mut out: Vec<(f64, f64)> = text
         .lines()
-        .filter(|l| l.starts_with(&bucket))
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, l.rsplit_once(' ')?.1.parse().ok()?))
+        .filter(|l| l.starts_with(&format!("{bucket}{{")) || l.starts_with(&format!("{bucket} ")))
+        .map(|l| {
+            parse(l).unwrap_or_else(|| {
+                panic!("the histogram {name} has a bucket that is not `le` and a count: {l:?}")
+            })
         })
         .collect();
     assert!(!out.is_empty(), "the histogram {name} is not exported");
@@ -150,5 +183,62 @@ pub fn build() -> &'static str {
         "release"
     } else {
         "debug"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# TYPE writes counter\n\
+        writes_total{kind=\"a\",result=\"ok\"} 3\n\
+        writes_total{kind=\"b\",result=\"ok\"} 4\n\
+        writes_total{kind=\"b\",result=\"error\"} 1\n\
+        # TYPE took histogram\n\
+        took_bucket{le=\"0.5\"} 2\n\
+        took_bucket{le=\"+Inf\"} 5\n\
+        took_sum 3.5\n\
+        took_count 5\n";
+
+    #[test]
+    fn a_metric_sums_the_series_with_every_label() {
+        assert_eq!(metric(TEXT, "writes_total", &["result=\"ok\""]), 7.0);
+        assert_eq!(metric(TEXT, "writes_total", &["kind=\"b\""]), 5.0);
+        assert_eq!(metric(TEXT, "writes_total", &["kind=\"c\""]), 0.0);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "the metric writes_total has a sample that is not a number: \"writes_total{kind=\\\"a\\\"} NaN?\""
+    )]
+    fn an_unparsable_sample_fails_naming_the_metric_and_the_text() {
+        metric("writes_total{kind=\"a\"} NaN?\n", "writes_total", &[]);
+    }
+
+    #[test]
+    #[should_panic(expected = "the metric absent_total is not exported")]
+    fn a_missing_metric_fails() {
+        metric(TEXT, "absent_total", &[]);
+    }
+
+    #[test]
+    fn buckets_are_read_in_order() {
+        assert_eq!(buckets(TEXT, "took"), [(0.5, 2.0), (f64::INFINITY, 5.0)]);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "the histogram took has a bucket that is not `le` and a count: \"took_bucket{le=\\\"1\\\"} many\""
+    )]
+    fn an_unparsable_bucket_fails_naming_the_histogram_and_the_text() {
+        buckets("took_bucket{le=\"1\"} many\n", "took");
+    }
+
+    #[test]
+    #[should_panic(expected = "KRUISE_MEASURE_TEST_SETTING=\"ten\" is not a number")]
+    fn an_unparsable_setting_fails_naming_the_variable() {
+        // The variable is this test's own; nothing else reads it.
+        std::env::set_var("KRUISE_MEASURE_TEST_SETTING", "ten");
+        setting("KRUISE_MEASURE_TEST_SETTING", 5u64);
     }
 }
