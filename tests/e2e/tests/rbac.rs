@@ -292,7 +292,8 @@ async fn the_binaries_call_exactly_what_their_rbac_grants() {
 #[tokio::test]
 async fn a_manager_without_predownload_calls_nothing_its_narrower_rbac_leaves_out() {
     let env = System::without_manager(Cluster::local()).await;
-    e2e::workloads::install_openkruise_crds(&env.cluster).await;
+    let release = e2e::workloads::Crds::Main;
+    e2e::workloads::install_openkruise_crds(&env.cluster, release).await;
     let mut manager =
         env.manager_process("manager-no-predownload", &["--image-predownload", "false"]);
     manager.wait_ready(DEADLINE).await;
@@ -304,9 +305,14 @@ async fn a_manager_without_predownload_calls_nothing_its_narrower_rbac_leaves_ou
     let deployment = w
         .rolling_deployment(&nodes, "api", (old, new), json!({}), 0)
         .await;
-    let in_place = json!({"type": "InPlaceIfPossible", "partition": 0, "maxUnavailable": 1});
+    let in_place = e2e::workloads::CloneSetUpdate {
+        in_place: true,
+        max_unavailable: Some(json!(1)),
+        ..Default::default()
+    };
+    let version = release.version("CloneSet");
     let cloneset = w
-        .rolling_cloneset(&nodes, "cs", old, new, in_place, 0)
+        .rolling_cloneset(&nodes, ("cs", version), (old, new), &in_place, 0)
         .await;
     // A job created after the rollouts began, planned: the manager leads and has taken in what
     // it watches.
