@@ -19,11 +19,12 @@ use crate::errors::{ApiError, ApiResult};
 use crate::faults::{FaultRequest, Faults};
 use crate::fieldvalidation::{self as fv, WriteOptions};
 use crate::gc::DeleteOptions;
+use crate::list::ListOptions;
 use crate::metrics::{self, Metrics};
 use crate::patch::{self, PatchType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{present, Store, UpdateMode};
-use crate::watch::{self, Filter, ListOptions, WatchOptions};
+use crate::watch::{self, Filter, WatchOptions};
 
 #[derive(Clone)]
 pub struct App {
@@ -150,6 +151,9 @@ async fn route(
                 ApiError::internal("injected: internal error")
             });
         }
+    }
+    if verb == "watch" {
+        app.faults.hold_watch().await;
     }
     serve(app, verb, target, query, headers, body, ex).await
 }
@@ -282,10 +286,7 @@ async fn serve(
         .get("accept")
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
-    let all = ListOptions {
-        limit: None,
-        continue_token: None,
-    };
+    let all = ListOptions::all();
     match verb {
         "get" if wants_table => {
             let obj = store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?;
@@ -304,10 +305,7 @@ async fn serve(
         }
         "get" => ok(store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?),
         "list" => {
-            let opts = ListOptions {
-                limit: query.get("limit").and_then(|l| l.parse().ok()),
-                continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
-            };
+            let opts = ListOptions::from_query(query)?;
             Ok(Json(store.list(&info, &t.version, &filter(&t, query)?, &opts)?).into_response())
         }
         "watch" => {
@@ -463,10 +461,10 @@ fn test_control(app: &App, method: &Method, rest: &[&str], body: Bytes) -> ApiRe
         (&Method::POST, ["faults"]) => {
             let req: FaultRequest =
                 serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            app.faults.apply(&req);
             if req.compact == Some(true) {
                 app.store.compact();
             }
+            app.faults.apply(&req);
             Ok(Json(json!({"ok": true})).into_response())
         }
         (&Method::GET, ["requests"]) => Ok(Json(app.faults.counts_json()).into_response()),

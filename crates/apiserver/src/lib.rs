@@ -22,6 +22,7 @@ mod faults;
 mod fieldvalidation;
 mod gc;
 mod http;
+mod list;
 mod meta;
 mod metrics;
 mod patch;
@@ -62,6 +63,9 @@ impl TestApiServer {
         for dir in crd_dirs {
             install_crds(&store, dir)?;
         }
+        // As a real server's watch cache starts from what it holds at start, watches from
+        // before then (resourceVersion "1") are too old.
+        store.compact();
         let app = http::App {
             store: store.clone(),
             faults: Arc::new(faults::Faults::default()),
