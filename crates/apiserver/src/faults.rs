@@ -28,6 +28,8 @@ pub struct Faults {
     pub drop_watches: tokio::sync::watch::Sender<u64>,
     /// New watch requests wait while this is true.
     hold_watches: tokio::sync::watch::Sender<bool>,
+    /// Only watches whose path contains this are held; `None`: all.
+    hold_path: Mutex<Option<String>>,
     counts: Mutex<BTreeMap<RequestKey, u64>>,
 }
 
@@ -55,6 +57,8 @@ pub struct FaultRequest {
     /// sets it `false`. With `dropWatches`, clients' watches stay down while a test changes
     /// objects; lifting it together with `compact` makes them resume from a forgotten version.
     pub hold_watches: Option<bool>,
+    /// Hold only watches whose path contains this (for example `/nodeimages`).
+    pub hold_watches_path: Option<String>,
 }
 
 impl Default for Faults {
@@ -68,6 +72,7 @@ impl Default for Faults {
             stalled_writes: AtomicU64::new(0),
             drop_watches: tokio::sync::watch::channel(0).0,
             hold_watches: tokio::sync::watch::channel(false).0,
+            hold_path: Mutex::new(None),
             counts: Mutex::new(BTreeMap::new()),
         }
     }
@@ -77,6 +82,8 @@ impl Faults {
     pub fn apply(&self, req: &FaultRequest) {
         // Held first: a dropped watch coming back finds the hold in place.
         if let Some(hold) = req.hold_watches {
+            *self.hold_path.lock().unwrap_or_else(|p| p.into_inner()) =
+                req.hold_watches_path.clone();
             self.hold_watches.send_replace(hold);
         }
         if req.drop_watches == Some(true) {
@@ -100,7 +107,14 @@ impl Faults {
 
     /// Waits while watches are held, at most [`HOLD_LIMIT`] (a test that forgets to lift the
     /// hold sees its clients' watches come back rather than hang).
-    pub async fn hold_watch(&self) {
+    pub async fn hold_watch(&self, path: &str) {
+        let applies = match &*self.hold_path.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(only) => path.contains(only.as_str()),
+            None => true,
+        };
+        if !applies {
+            return;
+        }
         let mut held = self.hold_watches.subscribe();
         let _ = tokio::time::timeout(HOLD_LIMIT, held.wait_for(|h| !*h)).await;
     }

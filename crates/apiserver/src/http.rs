@@ -153,7 +153,7 @@ async fn route(
         }
     }
     if verb == "watch" {
-        app.faults.hold_watch().await;
+        app.faults.hold_watch(path).await;
     }
     serve(app, verb, target, query, headers, body, ex).await
 }
