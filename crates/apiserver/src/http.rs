@@ -247,7 +247,7 @@ fn object_body(
     opts: WriteOptions,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
-    let decoded = body::decode_object(headers, body)?;
+    let decoded = body::decode_object(headers, body, !t.info.is_crd())?;
     if opts.validation != fv::Directive::Ignore {
         let mut problems = fv::duplicate_fields(&decoded.duplicates);
         problems.extend(fv::unknown_fields(&t.info, &t.version, &decoded.value));
@@ -262,7 +262,8 @@ fn delete_options(
     body: &[u8],
     query: &HashMap<String, String>,
 ) -> ApiResult<DeleteOptions> {
-    let options = body::decode_object(headers, body)?.value;
+    // DeleteOptions come as JSON or YAML (kubectl sends JSON); protobuf is read for objects.
+    let options = body::decode_object(headers, body, false)?.value;
     let mut opts =
         DeleteOptions::from_body(&options, query.get("propagationPolicy").map(String::as_str));
     opts.dry_run = fv::delete_dry_run(query, &options)?;
@@ -340,7 +341,7 @@ async fn serve(
                     "POST is not allowed on a named object",
                 ));
             }
-            body::accepts_object(headers)?;
+            body::accepts_object(headers, !info.is_crd())?;
             let opts = fv::write_options(query, "CreateOptions")?;
             let obj = object_body(&t, headers, &body, opts, &mut ex.warnings)?;
             let created = store.create_with(&info, &t.version, &ns, obj, opts.dry_run)?;
@@ -355,7 +356,7 @@ async fn serve(
                 .name
                 .as_deref()
                 .ok_or_else(|| ApiError::method_not_allowed("PUT needs a name"))?;
-            body::accepts_object(headers)?;
+            body::accepts_object(headers, !info.is_crd())?;
             let opts = fv::write_options(query, "UpdateOptions")?;
             let obj = object_body(&t, headers, &body, opts, &mut ex.warnings)?;
             let mode = UpdateMode {

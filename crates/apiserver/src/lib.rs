@@ -4,8 +4,8 @@
 //! `410 Gone` for a watch from too old a version, finalizers, garbage collection by owner), and
 //! what the binaries get away with here they must get away with on a real cluster.
 //!
-//! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies
-//! (415 for others), one event store served as `events.k8s.io/v1` and core `v1`, and
+//! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies,
+//! protobuf bodies of the built-in kinds kubectl creates typed (415 for other bodies), one event store served as `events.k8s.io/v1` and core `v1`, and
 //! `apiserver_request_total` on `/metrics`.
 //!
 //! Serves plain HTTP on loopback without authentication; writes a kubeconfig that kube-rs and
@@ -26,6 +26,7 @@ mod list;
 mod meta;
 mod metrics;
 mod patch;
+mod protobuf;
 mod selector;
 mod store;
 mod table;

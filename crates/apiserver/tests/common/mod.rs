@@ -89,6 +89,21 @@ impl Env {
         Client::try_from(config).expect("client")
     }
 
+    /// The kubeconfig that reaches this test's server, for programs such as kubectl.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        match &self.server {
+            Some(server) => server.kubeconfig().to_path_buf(),
+            None => std::env::var("E2E_KUBECONFIG")
+                .expect("a shared cluster comes from E2E_KUBECONFIG")
+                .into(),
+        }
+    }
+
+    /// Whether this test runs on a test API server of its own.
+    pub fn is_local(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// The local test API server; only for tests started with [`local`](Self::local).
     pub fn server(&self) -> &TestApiServer {
         self.server
