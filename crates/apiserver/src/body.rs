@@ -1,7 +1,8 @@
-//! Request bodies as kube-apiserver reads them: JSON or YAML for objects (anything else, such as
-//! the protobuf that kubectl's typed commands send, is `415 Unsupported Media Type` naming what is
-//! accepted), the patch types for patches, and the object keys a body repeats, which a
-//! `serde_json::Value` would silently collapse to the last one.
+//! Request bodies as kube-apiserver reads them: JSON or YAML for objects, and for built-in kinds
+//! also the protobuf that kubectl's typed commands send (`protobuf`; custom resources have no
+//! protobuf form); anything else is `415 Unsupported Media Type` naming what is accepted. Also
+//! the patch types for patches, and the object keys a body repeats, which a `serde_json::Value`
+//! would silently collapse to the last one.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -14,6 +15,9 @@ use crate::errors::{ApiError, ApiResult};
 
 /// The media types object bodies may come in.
 const OBJECT_TYPES: &str = "application/json, application/yaml";
+/// The media types bodies of built-in kinds may come in.
+const BUILTIN_TYPES: &str =
+    "application/json, application/yaml, application/vnd.kubernetes.protobuf";
 
 /// A decoded body and the paths of the keys it repeats (`spec.image`, `spec.x[0].y`).
 #[derive(Debug, Default)]
@@ -44,20 +48,28 @@ pub fn unsupported(accepted: &str) -> ApiError {
     ))
 }
 
-/// Refuses, before anything else, an object body this server cannot read.
-pub fn accepts_object(headers: &HeaderMap) -> ApiResult<()> {
+/// Refuses, before anything else, an object body this server cannot read; `builtin`: the body
+/// is of a built-in kind, which may come as protobuf.
+pub fn accepts_object(headers: &HeaderMap, builtin: bool) -> ApiResult<()> {
     match media_type(headers).as_str() {
         "application/json" | "application/yaml" => Ok(()),
+        crate::protobuf::MEDIA_TYPE if builtin => Ok(()),
+        _ if builtin => Err(unsupported(BUILTIN_TYPES)),
         _ => Err(unsupported(OBJECT_TYPES)),
     }
 }
 
-/// An object body (create, update, delete options), by its content type.
-pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Decoded> {
+/// An object body (create, update, delete options), by its content type; `builtin` as for
+/// [`accepts_object`].
+pub fn decode_object(headers: &HeaderMap, body: &[u8], builtin: bool) -> ApiResult<Decoded> {
+    accepts_object(headers, builtin)?;
     match media_type(headers).as_str() {
-        "application/json" => decode_json(body),
         "application/yaml" => decode_yaml(body),
-        _ => Err(unsupported(OBJECT_TYPES)),
+        crate::protobuf::MEDIA_TYPE => Ok(Decoded {
+            value: crate::protobuf::decode(body)?,
+            duplicates: Vec::new(),
+        }),
+        _ => decode_json(body),
     }
 }
 
@@ -225,18 +237,25 @@ mod tests {
         assert_eq!(d.duplicates, ["spec.image", "spec.x[0].y", "spec"]);
         assert_eq!(d.value["spec"], json!({}), "the last one wins, as in Go");
         let yaml = b"spec:\n  image: a\n  image: b\n";
-        let d = decode_object(&headers("application/yaml"), yaml).unwrap();
+        let d = decode_object(&headers("application/yaml"), yaml, false).unwrap();
         assert_eq!(d.duplicates, ["spec.image"]);
         assert_eq!(d.value["spec"]["image"], "b");
     }
 
     #[test]
     fn other_media_types_are_refused() {
-        let e =
-            decode_object(&headers("application/vnd.kubernetes.protobuf"), b"k8s\0").unwrap_err();
-        assert_eq!(e.code, 415);
+        let protobuf = headers("application/vnd.kubernetes.protobuf");
+        let e = decode_object(&protobuf, b"k8s\0", false).unwrap_err();
+        assert_eq!(e.code, 415, "custom resources have no protobuf form");
         assert_eq!(e.message, "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml");
-        let d = decode_object(&headers("application/json; charset=utf-8"), b"{\"a\": 1}").unwrap();
+        let e = decode_object(&headers("application/cbor"), b"", true).unwrap_err();
+        assert_eq!(e.message, "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf");
+        let d = decode_object(
+            &headers("application/json; charset=utf-8"),
+            b"{\"a\": 1}",
+            true,
+        )
+        .unwrap();
         assert_eq!(d.value, json!({"a": 1}));
         assert_eq!(decode_json(b"{").unwrap_err().code, 400);
     }

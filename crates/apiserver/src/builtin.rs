@@ -36,7 +36,14 @@ pub fn decode(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
         ("", "Namespace") => roundtrip::<core::Namespace>(obj, k, v),
         ("", "Node") => roundtrip::<core::Node>(obj, k, v),
         ("", "Pod") => roundtrip::<core::Pod>(obj, k, v),
-        ("", "Secret") => roundtrip::<core::Secret>(obj, k, v),
+        ("", "Secret") => {
+            let mut secret = roundtrip::<core::Secret>(obj, k, v)?;
+            // The real server's default (`kubectl create secret generic` sends no type).
+            if secret["type"].as_str().is_none_or(str::is_empty) {
+                secret["type"] = serde_json::json!("Opaque");
+            }
+            Ok(secret)
+        }
         ("", "ConfigMap") => roundtrip::<core::ConfigMap>(obj, k, v),
         ("", "Event") => roundtrip::<core::Event>(obj, k, v),
         ("events.k8s.io", "Event") => roundtrip::<events::Event>(obj, k, v),

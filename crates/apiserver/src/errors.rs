@@ -73,6 +73,10 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }
+    /// 504, as a watch cache answers a read of a resourceVersion it has not reached.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(504, "Timeout", message)
+    }
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         Self::new(429, "TooManyRequests", message)
     }
@@ -126,9 +130,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, axum::Json(self.to_status())).into_response();
-        if self.code == 429 {
-            resp.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        // kube-apiserver sends `Retry-After` for 429, and for any error saying when to retry.
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d["retryAfterSeconds"].as_u64());
+        if self.code == 429 || retry_after.is_some() {
+            let seconds = retry_after.unwrap_or(1).to_string();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&seconds) {
+                resp.headers_mut().insert("retry-after", v);
+            }
         }
         resp
     }

@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 /// client's User-Agent (up to its `/`), and the namespace of a namespaced request.
 pub type RequestKey = (String, String, String, String, String);
 
+/// The longest a watch request is held by `holdWatches`.
+pub const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[derive(Debug)]
 pub struct Faults {
     fail_writes: AtomicU32,
@@ -23,6 +26,10 @@ pub struct Faults {
     /// Writes held by `latencyMs` right now: lets a test act while a client waits on the server.
     stalled_writes: AtomicU64,
     pub drop_watches: tokio::sync::watch::Sender<u64>,
+    /// New watch requests wait while this is true.
+    hold_watches: tokio::sync::watch::Sender<bool>,
+    /// Only watches whose path contains this are held; `None`: all.
+    hold_path: Mutex<Option<String>>,
     counts: Mutex<BTreeMap<RequestKey, u64>>,
 }
 
@@ -42,8 +49,16 @@ pub struct FaultRequest {
     pub latency_ms: Option<u64>,
     /// Delay only requests whose path contains this (for example `/nodeimages`).
     pub latency_path: Option<String>,
-    /// Forget watch history: watches from older resourceVersions get 410 Gone.
+    /// Forget watch history: watches from older resourceVersions get 410 Gone. Done before
+    /// the other faults of the same request, so `{"compact": true, "dropWatches": true}` makes
+    /// every watch resume from a version the server no longer has.
     pub compact: Option<bool>,
+    /// `true`: new watch requests are held unanswered (up to [`HOLD_LIMIT`]) until a request
+    /// sets it `false`. With `dropWatches`, clients' watches stay down while a test changes
+    /// objects; lifting it together with `compact` makes them resume from a forgotten version.
+    pub hold_watches: Option<bool>,
+    /// Hold only watches whose path contains this (for example `/nodeimages`).
+    pub hold_watches_path: Option<String>,
 }
 
 impl Default for Faults {
@@ -56,6 +71,8 @@ impl Default for Faults {
             latency_path: Mutex::new(None),
             stalled_writes: AtomicU64::new(0),
             drop_watches: tokio::sync::watch::channel(0).0,
+            hold_watches: tokio::sync::watch::channel(false).0,
+            hold_path: Mutex::new(None),
             counts: Mutex::new(BTreeMap::new()),
         }
     }
@@ -63,6 +80,12 @@ impl Default for Faults {
 
 impl Faults {
     pub fn apply(&self, req: &FaultRequest) {
+        // Held first: a dropped watch coming back finds the hold in place.
+        if let Some(hold) = req.hold_watches {
+            *self.hold_path.lock().unwrap_or_else(|p| p.into_inner()) =
+                req.hold_watches_path.clone();
+            self.hold_watches.send_replace(hold);
+        }
         if req.drop_watches == Some(true) {
             self.drop_watches.send_modify(|g| *g += 1);
         }
@@ -80,6 +103,20 @@ impl Faults {
             self.latency_ms.store(ms, Ordering::SeqCst);
             *self.latency_path.lock().unwrap_or_else(|p| p.into_inner()) = req.latency_path.clone();
         }
+    }
+
+    /// Waits while watches are held, at most [`HOLD_LIMIT`] (a test that forgets to lift the
+    /// hold sees its clients' watches come back rather than hang).
+    pub async fn hold_watch(&self, path: &str) {
+        let applies = match &*self.hold_path.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(only) => path.contains(only.as_str()),
+            None => true,
+        };
+        if !applies {
+            return;
+        }
+        let mut held = self.hold_watches.subscribe();
+        let _ = tokio::time::timeout(HOLD_LIMIT, held.wait_for(|h| !*h)).await;
     }
 
     /// The status code to fail this write (`verb` on `resource`) with, if a failure is pending.

@@ -19,11 +19,12 @@ use crate::errors::{ApiError, ApiResult};
 use crate::faults::{FaultRequest, Faults};
 use crate::fieldvalidation::{self as fv, WriteOptions};
 use crate::gc::DeleteOptions;
+use crate::list::ListOptions;
 use crate::metrics::{self, Metrics};
 use crate::patch::{self, PatchType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{present, Store, UpdateMode};
-use crate::watch::{self, Filter, ListOptions, WatchOptions};
+use crate::watch::{self, Filter, WatchOptions};
 
 #[derive(Clone)]
 pub struct App {
@@ -151,6 +152,9 @@ async fn route(
             });
         }
     }
+    if verb == "watch" {
+        app.faults.hold_watch(path).await;
+    }
     serve(app, verb, target, query, headers, body, ex).await
 }
 
@@ -243,7 +247,7 @@ fn object_body(
     opts: WriteOptions,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
-    let decoded = body::decode_object(headers, body)?;
+    let decoded = body::decode_object(headers, body, !t.info.is_crd())?;
     if opts.validation != fv::Directive::Ignore {
         let mut problems = fv::duplicate_fields(&decoded.duplicates);
         problems.extend(fv::unknown_fields(&t.info, &t.version, &decoded.value));
@@ -258,7 +262,8 @@ fn delete_options(
     body: &[u8],
     query: &HashMap<String, String>,
 ) -> ApiResult<DeleteOptions> {
-    let options = body::decode_object(headers, body)?.value;
+    // DeleteOptions come as JSON or YAML (kubectl sends JSON); protobuf is read for objects.
+    let options = body::decode_object(headers, body, false)?.value;
     let mut opts =
         DeleteOptions::from_body(&options, query.get("propagationPolicy").map(String::as_str));
     opts.dry_run = fv::delete_dry_run(query, &options)?;
@@ -282,10 +287,7 @@ async fn serve(
         .get("accept")
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
-    let all = ListOptions {
-        limit: None,
-        continue_token: None,
-    };
+    let all = ListOptions::all();
     match verb {
         "get" if wants_table => {
             let obj = store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?;
@@ -304,10 +306,7 @@ async fn serve(
         }
         "get" => ok(store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?),
         "list" => {
-            let opts = ListOptions {
-                limit: query.get("limit").and_then(|l| l.parse().ok()),
-                continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
-            };
+            let opts = ListOptions::from_query(query)?;
             Ok(Json(store.list(&info, &t.version, &filter(&t, query)?, &opts)?).into_response())
         }
         "watch" => {
@@ -342,7 +341,7 @@ async fn serve(
                     "POST is not allowed on a named object",
                 ));
             }
-            body::accepts_object(headers)?;
+            body::accepts_object(headers, !info.is_crd())?;
             let opts = fv::write_options(query, "CreateOptions")?;
             let obj = object_body(&t, headers, &body, opts, &mut ex.warnings)?;
             let created = store.create_with(&info, &t.version, &ns, obj, opts.dry_run)?;
@@ -357,7 +356,7 @@ async fn serve(
                 .name
                 .as_deref()
                 .ok_or_else(|| ApiError::method_not_allowed("PUT needs a name"))?;
-            body::accepts_object(headers)?;
+            body::accepts_object(headers, !info.is_crd())?;
             let opts = fv::write_options(query, "UpdateOptions")?;
             let obj = object_body(&t, headers, &body, opts, &mut ex.warnings)?;
             let mode = UpdateMode {
@@ -463,10 +462,10 @@ fn test_control(app: &App, method: &Method, rest: &[&str], body: Bytes) -> ApiRe
         (&Method::POST, ["faults"]) => {
             let req: FaultRequest =
                 serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            app.faults.apply(&req);
             if req.compact == Some(true) {
                 app.store.compact();
             }
+            app.faults.apply(&req);
             Ok(Json(json!({"ok": true})).into_response())
         }
         (&Method::GET, ["requests"]) => Ok(Json(app.faults.counts_json()).into_response()),

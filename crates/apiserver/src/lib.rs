@@ -4,8 +4,8 @@
 //! `410 Gone` for a watch from too old a version, finalizers, garbage collection by owner), and
 //! what the binaries get away with here they must get away with on a real cluster.
 //!
-//! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies
-//! (415 for others), one event store served as `events.k8s.io/v1` and core `v1`, and
+//! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies,
+//! protobuf bodies of the built-in kinds kubectl creates typed (415 for other bodies), one event store served as `events.k8s.io/v1` and core `v1`, and
 //! `apiserver_request_total` on `/metrics`.
 //!
 //! Serves plain HTTP on loopback without authentication; writes a kubeconfig that kube-rs and
@@ -22,9 +22,11 @@ mod faults;
 mod fieldvalidation;
 mod gc;
 mod http;
+mod list;
 mod meta;
 mod metrics;
 mod patch;
+mod protobuf;
 mod selector;
 mod store;
 mod table;
@@ -62,6 +64,9 @@ impl TestApiServer {
         for dir in crd_dirs {
             install_crds(&store, dir)?;
         }
+        // As a real server's watch cache starts from what it holds at start, watches from
+        // before then (resourceVersion "1") are too old.
+        store.compact();
         let app = http::App {
             store: store.clone(),
             faults: Arc::new(faults::Faults::default()),

@@ -47,7 +47,8 @@ pub struct Change {
     pub gr: GroupResource,
     pub type_: EventType,
     pub object: Value,
-    /// The object before a modification, so selector watches can turn it into ADDED/DELETED.
+    /// The object before a modification or deletion: selector watches turn a modification into
+    /// ADDED/DELETED with it, and lists at an older resourceVersion restore it.
     pub old: Option<Value>,
 }
 
@@ -157,11 +158,13 @@ impl Store {
             str_at(&obj, "/metadata/name").to_string(),
         );
         let objects = st.objects.entry(gr.clone()).or_default();
-        if type_ == EventType::Deleted {
-            objects.remove(&key);
+        let replaced = if type_ == EventType::Deleted {
+            objects.remove(&key)
         } else {
-            objects.insert(key.clone(), obj.clone());
-        }
+            objects.insert(key.clone(), obj.clone())
+        };
+        // What the object was, so that a list at an older resourceVersion can be rebuilt.
+        let old = old.or(replaced);
         let change = Arc::new(Change {
             rv,
             gr,

@@ -1,12 +1,12 @@
-//! List with `limit`/`continue`, and watch from a `resourceVersion`: history replayed, then live
-//! changes, selector-aware (an object that stops matching arrives as DELETED), bookmarks on
-//! request, `410 Gone` for a resourceVersion older than the history, and an end when the fault
-//! switch drops all watches.
+//! Watch from a `resourceVersion`: history replayed, then live changes, selector-aware (an object
+//! that stops matching arrives as DELETED), bookmarks on request, and an end when the fault
+//! switch drops all watches. A resourceVersion older than the history gets what kube-apiserver's
+//! watch cache sends: an open stream with one `ERROR` event, a Status `410 Expired` "too old
+//! resource version: <asked> (<oldest it can serve from>)". Lists are in `list`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use futures::Stream;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
@@ -30,74 +30,6 @@ impl Filter {
             .is_none_or(|ns| obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns))
             && self.labels.matches(obj.pointer("/metadata/labels"))
             && self.fields.matches(obj)
-    }
-}
-
-pub struct ListOptions {
-    pub limit: Option<usize>,
-    pub continue_token: Option<String>,
-}
-
-impl Store {
-    pub fn list(
-        &self,
-        info: &ResourceInfo,
-        version: &str,
-        filter: &Filter,
-        opts: &ListOptions,
-    ) -> ApiResult<Value> {
-        let st = self.lock();
-        let (list_rv, after) = match &opts.continue_token {
-            None => (st.rv, None),
-            Some(token) => {
-                let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(token)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
-                let rv = decoded["rv"].as_u64().unwrap_or(0);
-                if rv < st.compacted {
-                    return Err(ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."));
-                }
-                let start = (
-                    decoded["ns"].as_str().unwrap_or_default().to_string(),
-                    decoded["name"].as_str().unwrap_or_default().to_string(),
-                );
-                (rv, Some(start))
-            }
-        };
-        let mut items = Vec::new();
-        let mut next = None;
-        let mut last_key = None;
-        if let Some(objects) = st.objects.get(&info.storage_key()) {
-            let iter = objects
-                .iter()
-                .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a));
-            for (key, obj) in iter {
-                if !filter.matches(obj) {
-                    continue;
-                }
-                if let (Some(_), Some((ns, name))) = (
-                    opts.limit.filter(|l| *l > 0 && items.len() == *l),
-                    &last_key,
-                ) {
-                    let token = json!({"rv": list_rv, "ns": ns, "name": name});
-                    next = Some(
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string()),
-                    );
-                    break;
-                }
-                items.push(present(info, version, obj.clone()));
-                last_key = Some(key.clone());
-            }
-        }
-        let mut metadata = json!({"resourceVersion": list_rv.to_string()});
-        if let Some(n) = next {
-            metadata["continue"] = json!(n);
-        }
-        Ok(
-            json!({"kind": info.list_kind, "apiVersion": info.api_version(version), "metadata": metadata, "items": items}),
-        )
     }
 }
 
@@ -171,15 +103,14 @@ pub fn watch(
                 .collect(),
             _ => Vec::new(),
         };
-        (initial, backlog, rx, st.rv, too_old)
+        (initial, backlog, rx, st.rv, too_old.then_some(st.compacted))
     };
     let _ = dropped.borrow_and_update();
     Ok(async_stream_like(move |tx| async move {
-        if too_old {
+        if let Some(oldest) = too_old {
             let status = ApiError::gone(format!(
-                "too old resource version: {} ({})",
+                "too old resource version: {} ({oldest})",
                 opts.resource_version.unwrap_or_default(),
-                start_rv
             ))
             .to_status();
             let _ = tx.send(line("ERROR", status)).await;

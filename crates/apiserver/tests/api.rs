@@ -10,6 +10,8 @@ mod dry_run;
 mod events;
 #[path = "api/field_validation.rs"]
 mod field_validation;
+#[path = "api/kubectl.rs"]
+mod kubectl;
 #[path = "api/metrics.rs"]
 mod metrics;
 #[path = "api/watches.rs"]

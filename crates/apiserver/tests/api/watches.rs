@@ -1,18 +1,21 @@
 //! Watches as controllers use them: resumed from a resourceVersion, bookmarks (periodic, and the
-//! one that ends a streaming list's initial events), `410 Gone` from a compacted version, and a
-//! kube-rs watcher riding out dropped watches.
+//! one that ends a streaming list's initial events), `410 Expired` from a version older than the
+//! server's window (forced by compaction, or "1", older than any server's), a kube-rs watcher
+//! riding out dropped watches, and lists at a given resourceVersion.
 
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kruise_api::{ImagePullJob, NodeImage};
-use kube::api::{DeleteParams, ListParams, PostParams, WatchParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, VersionMatch, WatchParams,
+};
 use kube::core::WatchEvent;
 use kube::Api;
 use serde_json::json;
 
-use crate::common::Env;
+use crate::common::{api_error, Env};
 use crate::{job, node_image};
 
 #[tokio::test]
@@ -48,6 +51,41 @@ async fn watches_resume_from_a_resource_version() {
     env.finish().await;
 }
 
+/// What a watch from a version the server no longer has gets: kube-apiserver's watch cache opens
+/// the stream and sends one ERROR event with a `410 Expired` Status; a server may also refuse the
+/// request itself with that Status. Either way the client must relist.
+async fn assert_expired<K>(api: &Api<K>, resource_version: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + 'static,
+{
+    let status = match api
+        .watch(&WatchParams::default().timeout(10), resource_version)
+        .await
+    {
+        Err(e) => *api_error(e),
+        Ok(stream) => {
+            let mut stream = stream.boxed();
+            let first = tokio::time::timeout(Duration::from_secs(15), stream.try_next())
+                .await
+                .expect("an event within 15s")
+                .unwrap();
+            match first {
+                Some(WatchEvent::Error(e)) => kube::core::Status {
+                    code: e.code,
+                    reason: e.reason,
+                    message: e.message,
+                    ..Default::default()
+                },
+                other => panic!("expected a 410 ERROR event, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+    // kube-apiserver: "too old resource version: 1 (4242)" from its watch cache, "The
+    // resourceVersion for the provided watch is too old." from etcd.
+    assert!(status.message.contains("too old"), "{}", status.message);
+}
+
 #[tokio::test]
 async fn a_watch_from_a_compacted_resource_version_gets_410() {
     // Compaction on demand is a test server control: always a local server.
@@ -58,29 +96,131 @@ async fn a_watch_from_a_compacted_resource_version_gets_410() {
         .await
         .unwrap();
     let rv = a.metadata.resource_version.clone().unwrap();
-    images
+    let b = images
         .create(&PostParams::default(), &node_image(&env, "b"))
         .await
         .unwrap();
     // Forgets the history up to now: `rv` is older than what is left.
     env.test_control("POST", "/_test/faults", Some(json!({"compact": true})))
         .await;
+    assert_expired(&images, &rv).await;
+    // The newest version is not too old: a watch from it gets what comes next.
+    let newest = b.metadata.resource_version.unwrap();
     let mut stream = images
-        .watch(&WatchParams::default().timeout(5), &rv)
+        .watch(&WatchParams::default().timeout(10), &newest)
         .await
         .unwrap()
         .boxed();
-    match stream.try_next().await.unwrap().expect("event") {
-        WatchEvent::Error(e) => {
-            assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
-            assert!(
-                e.message.starts_with("too old resource version: "),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("expected 410, got {other:?}"),
+    images.delete("a", &DeleteParams::default()).await.unwrap();
+    match stream.try_next().await.unwrap().expect("an event") {
+        WatchEvent::Deleted(o) => assert_eq!(o.metadata.name.as_deref(), Some("a")),
+        other => panic!("expected the deletion, got {other:?}"),
     }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_watch_from_resource_version_1_is_too_old() {
+    // Older than any server's window: kube-apiserver's watch cache starts at the version it
+    // listed when it started (and etcd compacts every 5 minutes); the test server's history
+    // starts after the objects it starts with.
+    let env = Env::connect().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    assert_expired(&cms, "1").await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn lists_read_the_resource_version_they_ask_for() {
+    let env = Env::connect().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": env.labels()}, "data": {"v": "1"}}),
+        )
+        .unwrap()
+    };
+    let a = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
+    let at_a = a.metadata.resource_version.unwrap();
+    cms.create(&PostParams::default(), &cm("b")).await.unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    let mine = ListParams::default().labels(&env.selector());
+    let shown = |list: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        list.items
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c.metadata.name.as_deref().unwrap(),
+                    c.data.as_ref().unwrap()["v"]
+                )
+            })
+            .collect()
+    };
+    // Exactly as it was when `a` was created: no `b`, `a` unpatched.
+    let exact = cms
+        .list(&mine.clone().at(&at_a).matching(VersionMatch::Exact))
+        .await
+        .unwrap();
+    assert_eq!(
+        exact.metadata.resource_version.as_deref(),
+        Some(at_a.as_str())
+    );
+    assert_eq!(shown(exact), ["a=1"]);
+    // At least as new: the latest.
+    let newer = cms
+        .list(&mine.clone().at(&at_a).matching(VersionMatch::NotOlderThan))
+        .await
+        .unwrap();
+    assert_eq!(shown(newer), ["a=2", "b=1"]);
+    // A version the server has not reached: kube-apiserver waits 3s for it, then gives up (and
+    // kube-rs would retry that 504 for minutes).
+    let future = (at_a.parse::<u64>().unwrap() + 1_000_000_000).to_string();
+    let once: Api<ConfigMap> = Api::namespaced(env.client_without_retries(), &env.namespace);
+    let too_large = api_error(
+        once.list(
+            &mine
+                .clone()
+                .at(&future)
+                .matching(VersionMatch::NotOlderThan),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(
+        (too_large.code, too_large.reason.as_str()),
+        (504, "Timeout")
+    );
+    assert!(
+        too_large.message.starts_with("Too large resource version"),
+        "{}",
+        too_large.message
+    );
+    // resourceVersionMatch needs a resourceVersion.
+    let reply = env
+        .send(
+            "GET",
+            &format!(
+                "/api/v1/namespaces/{}/configmaps?resourceVersionMatch=NotOlderThan",
+                env.namespace
+            ),
+            "",
+            b"",
+        )
+        .await;
+    assert_eq!(reply.status, 422, "{:?}", reply.body);
+    assert_eq!(
+        reply.message(),
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+    );
     env.finish().await;
 }
 

@@ -20,6 +20,8 @@ pub const TEST_LABEL: &str = "e2e.kruise.io/test";
 
 pub struct Env {
     pub client: Client,
+    /// What `client` was made from.
+    config: kube::Config,
     /// Random hex: the label value and the suffix of this test's names.
     pub id: String,
     /// This test's namespace, created labelled.
@@ -38,7 +40,7 @@ impl Env {
                 let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
                     .await
                     .expect("E2E_KUBECONFIG is valid");
-                Self::with(Client::try_from(config).expect("client"), None).await
+                Self::with(config, None).await
             }
             Err(_) => Self::local().await,
         }
@@ -51,15 +53,20 @@ impl Env {
         let server = TestApiServer::start("127.0.0.1:0".parse().unwrap(), &[&crds], None)
             .await
             .expect("test API server starts");
-        let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-        Self::with(client, Some(server)).await
+        Self::with(
+            kube::Config::new(server.url().parse().unwrap()),
+            Some(server),
+        )
+        .await
     }
 
-    async fn with(client: Client, server: Option<TestApiServer>) -> Self {
+    async fn with(config: kube::Config, server: Option<TestApiServer>) -> Self {
+        let client = Client::try_from(config.clone()).expect("client");
         let id = format!("{:08x}", uuid::Uuid::new_v4().as_u128() as u32);
         let namespace = format!("apitest-{id}");
         let env = Self {
             client,
+            config,
             id,
             namespace,
             server,
@@ -73,6 +80,28 @@ impl Env {
             .await
             .expect("the test's namespace is created");
         env
+    }
+
+    /// A client that answers a 429, 503 or 504 at once, where kube-rs would retry it for minutes.
+    pub fn client_without_retries(&self) -> Client {
+        let mut config = self.config.clone();
+        config.default_retry = false;
+        Client::try_from(config).expect("client")
+    }
+
+    /// The kubeconfig that reaches this test's server, for programs such as kubectl.
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        match &self.server {
+            Some(server) => server.kubeconfig().to_path_buf(),
+            None => std::env::var("E2E_KUBECONFIG")
+                .expect("a shared cluster comes from E2E_KUBECONFIG")
+                .into(),
+        }
+    }
+
+    /// Whether this test runs on a test API server of its own.
+    pub fn is_local(&self) -> bool {
+        self.server.is_some()
     }
 
     /// The local test API server; only for tests started with [`local`](Self::local).
