@@ -283,10 +283,9 @@ async fn serve(
     let ns = t.namespace.clone().unwrap_or_default();
     let info = t.info.clone();
     let ok = |v: Value| Ok(Json(present(&info, &t.version, v)).into_response());
-    let wants_table = headers
-        .get("accept")
-        .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
+    let accept = headers.get("accept").and_then(|a| a.to_str().ok());
+    let wants_table = accept.is_some_and(|a| a.contains("as=Table"));
+    let wants_metadata = accept.is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let all = ListOptions::all();
     match verb {
         "get" if wants_table => {
@@ -304,10 +303,21 @@ async fn serve(
                 .unwrap_or_default();
             Ok(Json(crate::table::table(&info, &t.version, &items, rv)).into_response())
         }
+        "get" if wants_metadata => {
+            let obj = store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?;
+            let obj = present(&info, &t.version, obj);
+            Ok(Json(crate::store::metadata_only(obj)).into_response())
+        }
         "get" => ok(store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?),
         "list" => {
             let opts = ListOptions::from_query(query)?;
-            Ok(Json(store.list(&info, &t.version, &filter(&t, query)?, &opts)?).into_response())
+            let list = store.list(&info, &t.version, &filter(&t, query)?, &opts)?;
+            let list = if wants_metadata {
+                crate::store::metadata_list(list)
+            } else {
+                list
+            };
+            Ok(Json(list).into_response())
         }
         "watch" => {
             let opts = WatchOptions {
@@ -320,6 +330,7 @@ async fn serve(
                     .get("timeoutSeconds")
                     .and_then(|s| s.parse().ok())
                     .map(std::time::Duration::from_secs),
+                metadata_only: wants_metadata,
             };
             let stream = watch::watch(
                 store.clone(),

@@ -541,6 +541,27 @@ fn to_storage(info: &ResourceInfo, mut obj: Value) -> Value {
 }
 
 /// The (stored) object as `version` presents it.
+/// An object as `PartialObjectMetadata` (what a client asking `as=PartialObjectMetadata` gets:
+/// its metadata only, so a metadata watch of large objects transfers little).
+pub fn metadata_only(obj: Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": obj["metadata"]})
+}
+
+/// A list as `PartialObjectMetadataList`.
+pub fn metadata_list(mut list: Value) -> Value {
+    let items: Vec<Value> = list["items"]
+        .as_array_mut()
+        .map(std::mem::take)
+        .unwrap_or_default()
+        .into_iter()
+        .map(metadata_only)
+        .collect();
+    json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+        "metadata": list["metadata"], "items": items,
+    })
+}
+
 pub fn present(info: &ResourceInfo, version: &str, obj: Value) -> Value {
     let mut obj = if info.is_view() {
         crate::events_view::to_core(obj)

@@ -38,6 +38,8 @@ pub struct WatchOptions {
     pub send_initial_events: bool,
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
+    /// `as=PartialObjectMetadata`: objects as their metadata only.
+    pub metadata_only: bool,
 }
 
 /// Interval of bookmarks on watches that ask for them.
@@ -125,6 +127,15 @@ pub fn watch(
                 "BOOKMARK",
                 json!({"kind": info.kind, "apiVersion": info.api_version(&version), "metadata": meta}),
             )
+        };
+        let metadata_only = opts.metadata_only;
+        let present = |info: &ResourceInfo, version: &str, obj: Value| {
+            let shown = present(info, version, obj);
+            if metadata_only {
+                crate::store::metadata_only(shown)
+            } else {
+                shown
+            }
         };
         for obj in initial {
             if tx

@@ -2,6 +2,8 @@
 //! `kruise-daemon-config` (the only namespace daemons may read), shared by every job naming it,
 //! refreshed when the source changes, and deleted when no live job names it any more. Copies are
 //! named after their source deterministically, so a restarted manager finds its own copies.
+//! Sources are known by their metadata (the watch carries no data); a source's data is read
+//! only when its copy is written, and the copy records the source's resourceVersion.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +11,7 @@ use crate::writer::timed;
 use k8s_openapi::api::core::v1::Secret;
 use kruise_api::constants::{
     DAEMON_CONFIG_NAMESPACE, SECRET_MODE_ANNOTATION, SECRET_MODE_BATCH,
-    SECRET_REFERENCES_ANNOTATION, SECRET_SOURCE_KEY_ANNOTATION,
+    SECRET_REFERENCES_ANNOTATION, SECRET_SOURCE_KEY_ANNOTATION, SECRET_SOURCE_VERSION_ANNOTATION,
 };
 use kruise_api::{ImagePullJob, ReferenceObject};
 use kube::api::{DeleteParams, PostParams};
@@ -67,6 +69,10 @@ pub fn desired(
                 SECRET_MODE_ANNOTATION.to_string(),
                 SECRET_MODE_BATCH.to_string(),
             ),
+            (
+                SECRET_SOURCE_VERSION_ANNOTATION.to_string(),
+                src.metadata.resource_version.clone().unwrap_or_default(),
+            ),
         ]);
         annotations.extend(
             src.metadata
@@ -111,8 +117,24 @@ pub fn references(synced: &[Secret]) -> BTreeMap<String, ReferenceObject> {
         .collect()
 }
 
-fn same(a: &Secret, b: &Secret) -> bool {
-    a.type_ == b.type_ && a.data == b.data && a.metadata.annotations == b.metadata.annotations
+/// Whether copy `have` is what `want` asks for: the same source version (so the same data), type
+/// and annotations.
+fn same(have: &Secret, want: &Secret) -> bool {
+    have.type_ == want.type_ && have.metadata.annotations == want.metadata.annotations
+}
+
+/// `copy` with its source's data, read now; the copy records the version it read.
+async fn with_source_data(client: &Client, mut copy: Secret) -> Result<Secret, kube::Error> {
+    let source = copy.annotations().get(SECRET_SOURCE_KEY_ANNOTATION).cloned();
+    let (ns, name) = source.as_deref().and_then(|s| s.split_once('/')).unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let src = timed(api.get(name)).await?;
+    copy.data = src.data;
+    copy.type_ = src.type_;
+    let version = src.metadata.resource_version.unwrap_or_default();
+    copy.annotations_mut()
+        .insert(SECRET_SOURCE_VERSION_ANNOTATION.into(), version);
+    Ok(copy)
 }
 
 /// Creates, refreshes and deletes this installation's copies; returns how many of those writes
@@ -141,6 +163,30 @@ pub fn differs(job_namespace: &str, want: &BTreeMap<String, Secret>, have: &[Sec
         || have.keys().any(|n| !want.contains_key(n))
 }
 
+/// Creates or replaces one copy (a changed type cannot be replaced: deleted and made again).
+async fn write_copy(
+    api: &Api<Secret>,
+    current: Option<&Secret>,
+    secret: &Secret,
+) -> Result<(), kube::Error> {
+    let name = secret.name_any();
+    match current {
+        Some(current) if current.type_ != secret.type_ => {
+            let _ = timed(api.delete(&name, &DeleteParams::default())).await;
+            timed(api.create(&PostParams::default(), secret)).await?;
+        }
+        Some(current) => {
+            let mut updated = secret.clone();
+            updated.metadata.resource_version = current.resource_version();
+            timed(api.replace(&name, &PostParams::default(), &updated)).await?;
+        }
+        None => {
+            timed(api.create(&PostParams::default(), secret)).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Brings the copies in line with `want`, each request under the writer's timeout; the number
 /// of copies that could not be written.
 pub async fn apply(
@@ -153,25 +199,18 @@ pub async fn apply(
     let have = ours(job_namespace, have);
     let mut failed = 0;
     for (name, secret) in want {
-        let result = match have.get(name) {
-            Some(current) if same(current, secret) => continue,
-            Some(current) if current.type_ != secret.type_ => {
-                let _ = timed(api.delete(name, &DeleteParams::default())).await;
-                timed(api.create(&PostParams::default(), secret))
-                    .await
-                    .map(|_| ())
+        if have.get(name).is_some_and(|current| same(current, secret)) {
+            continue;
+        }
+        let secret = &match with_source_data(client, secret.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(secret = %name, error = %e, "reading the source of a pull secret failed");
+                continue;
             }
-            Some(current) => {
-                let mut updated = secret.clone();
-                updated.metadata.resource_version = current.resource_version();
-                timed(api.replace(name, &PostParams::default(), &updated))
-                    .await
-                    .map(|_| ())
-            }
-            None => timed(api.create(&PostParams::default(), secret))
-                .await
-                .map(|_| ()),
         };
+        let result = write_copy(&api, have.get(name).copied(), secret).await;
         match result {
             Ok(()) => tracing::info!(secret = %name, "synced pull secret"),
             Err(kube::Error::Api(s)) if s.code == 404 => {

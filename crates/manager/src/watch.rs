@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kruise_api::constants::DAEMON_CONFIG_NAMESPACE;
 use kruise_api::{ImageListPullJob, ImagePullJob, NodeImage};
 use kube::runtime::{watcher, WatchStreamExt};
+use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 
 use crate::engine::{Event, Input};
@@ -91,6 +92,28 @@ fn spawn<K>(
     });
 }
 
+/// Source pull secrets as the engine holds them: which exist, their type and resourceVersion,
+/// without their data. A cluster's pull secrets are watched as metadata only (no data crosses
+/// the wire or stays in memory); the writer reads the few that jobs name when it copies them.
+fn source_secrets(e: Event<PartialObjectMeta<Secret>>, type_: &str) -> Event<Secret> {
+    let lean = |m: PartialObjectMeta<Secret>| {
+        let mut metadata = m.metadata;
+        metadata.managed_fields = None;
+        Secret {
+            metadata,
+            type_: Some(type_.to_string()),
+            ..Default::default()
+        }
+    };
+    match e {
+        Event::Apply(m) => Event::Apply(lean(m)),
+        Event::Delete(m) => Event::Delete(lean(m)),
+        Event::Init => Event::Init,
+        Event::InitApply(m) => Event::InitApply(lean(m)),
+        Event::InitDone => Event::InitDone,
+    }
+}
+
 /// Starts every watch the engine needs.
 pub fn start(
     client: &Client,
@@ -147,20 +170,20 @@ pub fn start(
         s(),
         supervisor,
     );
-    spawn::<Secret>(
+    spawn::<PartialObjectMeta<Secret>>(
         "pull secrets (dockerconfigjson)",
         scope.jobs_api(c),
         cfg().fields("type=kubernetes.io/dockerconfigjson"),
-        Input::DockerConfigJson,
+        |e| Input::DockerConfigJson(source_secrets(e, "kubernetes.io/dockerconfigjson")),
         tx.clone(),
         s(),
         supervisor,
     );
-    spawn::<Secret>(
+    spawn::<PartialObjectMeta<Secret>>(
         "pull secrets (dockercfg)",
         scope.jobs_api(c),
         cfg().fields("type=kubernetes.io/dockercfg"),
-        Input::DockerCfg,
+        |e| Input::DockerCfg(source_secrets(e, "kubernetes.io/dockercfg")),
         tx.clone(),
         s(),
         supervisor,

@@ -40,7 +40,7 @@ const fn rule(
 pub const MANAGER: &[Rule] = &[
     // Watched: node readiness and labels, the pods of podSelector jobs, the pull secrets jobs name.
     rule(Scope::Cluster, "", &["nodes", "pods"], &["list", "watch"]),
-    rule(Scope::Cluster, "", &["secrets"], &["list", "watch"]),
+    rule(Scope::Cluster, "", &["secrets"], &["get", "list", "watch"]),
     // One NodeImage per node: created, its spec and labels patched, deleted with its node.
     rule(
         Scope::Cluster,

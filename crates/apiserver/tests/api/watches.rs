@@ -327,3 +327,75 @@ async fn watches_that_ask_for_bookmarks_get_them() {
     assert!(bookmark.metadata.resource_version.parse::<u64>().is_ok());
     env.finish().await;
 }
+
+/// `as=PartialObjectMetadata`: Secrets listed and watched as their metadata only, so a client
+/// that needs to know which Secrets exist does not transfer their data.
+#[tokio::test]
+async fn secrets_listed_and_watched_as_metadata_carry_no_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    let env = Env::connect().await;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.namespace);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "big", "labels": env.labels()},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": "eyJhdXRocyI6e319"},
+    }))
+    .unwrap();
+    let created = secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let rv = created.metadata.resource_version.clone().unwrap();
+    let selected = ListParams::default().fields("type=kubernetes.io/dockerconfigjson");
+    let list = secrets.list_metadata(&selected).await.unwrap();
+    let item = list
+        .items
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("big"));
+    assert_eq!(
+        item.and_then(|s| s.metadata.resource_version.clone()),
+        Some(rv.clone())
+    );
+    let raw = env
+        .client
+        .request_text(
+            http::Request::get(format!(
+                "/api/v1/namespaces/{}/secrets?fieldSelector=type%3Dkubernetes.io%2Fdockerconfigjson",
+                env.namespace
+            ))
+            .header("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")
+            .body(Vec::new())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(raw["kind"], "PartialObjectMetadataList", "{raw}");
+    assert!(raw["items"][0].get("data").is_none(), "{raw}");
+    assert_eq!(raw["items"][0]["kind"], "PartialObjectMetadata", "{raw}");
+
+    let mut watch = secrets
+        .watch_metadata(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    secrets
+        .patch(
+            "big",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {".dockerconfigjson": "e30="}})),
+        )
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.try_next())
+        .await
+        .expect("an event in time")
+        .unwrap();
+    match event {
+        Some(WatchEvent::Modified(m)) => {
+            assert_eq!(m.metadata.name.as_deref(), Some("big"));
+            assert_ne!(m.metadata.resource_version, Some(rv));
+        }
+        other => panic!("expected the modification, got {other:?}"),
+    }
+}

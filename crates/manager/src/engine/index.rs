@@ -408,11 +408,14 @@ impl Engine {
         let key = if copy { s.name_any() } else { secret_key(s) };
         let mut s = s.clone();
         s.metadata.managed_fields = None;
+        // Sources come without their data (watched as metadata): a changed resourceVersion is
+        // what says their data may have changed.
         let same = map.get(&key).is_some_and(|o| {
             o.type_ == s.type_
                 && o.data == s.data
                 && o.metadata.annotations == s.metadata.annotations
                 && o.metadata.labels == s.metadata.labels
+                && (copy || o.metadata.resource_version == s.metadata.resource_version)
         });
         map.insert(key, s);
         if !same {
