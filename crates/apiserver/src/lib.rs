@@ -5,7 +5,8 @@
 //! what the binaries get away with here they must get away with on a real cluster.
 //!
 //! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies,
-//! protobuf bodies of the built-in kinds kubectl creates typed (415 for other bodies), one event store served as `events.k8s.io/v1` and core `v1`, and
+//! protobuf bodies of every built-in kind it serves (415 for other kinds), one event store
+//! served as `events.k8s.io/v1` and core `v1`, and
 //! `apiserver_request_total` on `/metrics`.
 //!
 //! Serves plain HTTP on loopback without authentication; writes a kubeconfig that kube-rs and

@@ -1,8 +1,10 @@
 //! A real kubectl's typed commands, which send protobuf for built-in kinds
 //! (`application/vnd.kubernetes.protobuf`): create, get, label and delete work as on a cluster.
-//! kubectl is `$KUBECTL`, or the one on the PATH (`.ci/install-deps` installs a pinned one).
+//! Workloads too: `create deployment` and `run` send a Deployment and a Pod typed, `create -f`
+//! sends JSON. kubectl is `$KUBECTL`, or the one on the PATH (`.ci/install-deps` installs a pinned one).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::Api;
 
 use crate::common::Env;
@@ -91,19 +93,6 @@ async fn kubectl_creates_labels_and_deletes_built_in_objects() {
         .await
         .unwrap();
     assert_eq!(cm.data.unwrap()["mode"], "fast");
-    if env.is_local() {
-        // Kinds whose protobuf the test server does not read say what to send instead.
-        let refused = kubectl(
-            &env,
-            &["create", "deployment", "d", "-n", &ns, "--image=nginx"],
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            refused.contains("not Deployment (apps/v1); send this object as application/json"),
-            "{refused}"
-        );
-    }
     // Waits until the namespace is gone, as kubectl does by default.
     assert_eq!(
         ok(&env, &["delete", "namespace", &ns, "--timeout=60s"]).await,
@@ -111,5 +100,117 @@ async fn kubectl_creates_labels_and_deletes_built_in_objects() {
     );
     let gone = kubectl(&env, &["get", "namespace", &ns]).await.unwrap_err();
     assert!(gone.contains("NotFound"), "{gone}");
+    env.finish().await;
+}
+
+/// `kubectl create deployment` and `kubectl run` send their object as protobuf; what kubectl
+/// asked for (zero replicas, the image, the port, the labels) is what the server keeps.
+#[tokio::test]
+async fn kubectl_creates_a_deployment_and_runs_a_pod_typed() {
+    let env = Env::connect().await;
+    let ns = env.name("kubectl-apps");
+    ok(&env, &["create", "namespace", &ns]).await;
+    ok(&env, &["label", "namespace", &ns, &env.selector()]).await;
+    let image = "registry.k8s.io/pause:3.10";
+    let created = ok(
+        &env,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            &ns,
+            "--image",
+            image,
+            "--replicas=0",
+            "--port=8080",
+        ],
+    )
+    .await;
+    assert_eq!(created, "deployment.apps/web created");
+    let deployment = Api::<Deployment>::namespaced(env.client.clone(), &ns)
+        .get("web")
+        .await
+        .unwrap();
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(0), "zero replicas must stay zero");
+    let container = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(container.image.as_deref(), Some(image));
+    assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 8080);
+    let created = ok(
+        &env,
+        &[
+            "run",
+            "p",
+            "-n",
+            &ns,
+            "--image",
+            image,
+            "--labels",
+            &env.selector(),
+        ],
+    )
+    .await;
+    assert_eq!(created, "pod/p created");
+    let pod = Api::<Pod>::namespaced(env.client.clone(), &ns)
+        .get("p")
+        .await
+        .unwrap();
+    assert_eq!(
+        pod.spec.unwrap().containers[0].image.as_deref(),
+        Some(image)
+    );
+    let yaml = ok(&env, &["get", "pod", "p", "-n", &ns, "-o", "yaml"]).await;
+    assert!(yaml.contains(&format!("image: {image}")), "{yaml}");
+    let deleted = ok(&env, &["delete", "deployment", "web", "-n", &ns]).await;
+    assert!(
+        deleted.starts_with("deployment.apps \"web\" deleted"),
+        "{deleted}"
+    );
+    let gone = kubectl(&env, &["get", "deployment", "web", "-n", &ns])
+        .await
+        .unwrap_err();
+    assert!(gone.contains("NotFound"), "{gone}");
+    ok(&env, &["delete", "namespace", &ns, "--timeout=60s"]).await;
+    env.finish().await;
+}
+
+/// `kubectl create -f` of a Node and a Lease, then `get -o yaml` and `delete` of each.
+#[tokio::test]
+async fn kubectl_creates_a_node_and_a_lease_from_files() {
+    let env = Env::connect().await;
+    let ns = env.name("kubectl-lease");
+    let node = env.name("kubectl-node");
+    let label = env.selector();
+    let (key, value) = label.split_once('=').unwrap();
+    ok(&env, &["create", "namespace", &ns]).await;
+    ok(&env, &["label", "namespace", &ns, &label]).await;
+    let dir = std::env::temp_dir().join(env.name("kubectl-files"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("objects.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  labels: {{{key}: \"{value}\"}}\n\
+             spec:\n  unschedulable: true\n---\n\
+             apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: leader\n  namespace: {ns}\n\
+             spec:\n  holderIdentity: manager-0\n  leaseDurationSeconds: 15\n"
+        ),
+    )
+    .unwrap();
+    let created = ok(&env, &["create", "-f", manifest.to_str().unwrap()]).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        created,
+        format!("node/{node} created\nlease.coordination.k8s.io/leader created")
+    );
+    let yaml = ok(&env, &["get", "node", &node, "-o", "yaml"]).await;
+    assert!(yaml.contains("unschedulable: true"), "{yaml}");
+    let yaml = ok(&env, &["get", "lease", "leader", "-n", &ns, "-o", "yaml"]).await;
+    assert!(yaml.contains("holderIdentity: manager-0"), "{yaml}");
+    assert!(yaml.contains("leaseDurationSeconds: 15"), "{yaml}");
+    let deleted = ok(&env, &["delete", "node", &node]).await;
+    assert_eq!(deleted, format!("node \"{node}\" deleted"));
+    ok(&env, &["delete", "namespace", &ns, "--timeout=60s"]).await;
     env.finish().await;
 }
