@@ -30,7 +30,8 @@ pub const VIRTUAL_KUBELET_LABEL: (&str, &str) = ("type", "virtual-kubelet");
 pub const SECRET_SOURCE_KEY_ANNOTATION: &str = "imagepulljobs.kruise.io/source-key";
 /// On a copy: the resourceVersion of the source it was copied from (the manager reads sources'
 /// data only when it copies them, so this is how it knows a copy is current).
-pub const SECRET_SOURCE_VERSION_ANNOTATION: &str = "imagepulljobs.kruise.io/source-resource-version";
+pub const SECRET_SOURCE_VERSION_ANNOTATION: &str =
+    "imagepulljobs.kruise.io/source-resource-version";
 pub const SECRET_REFERENCES_ANNOTATION: &str = "imagepulljobs.kruise.io/references";
 pub const SECRET_MODE_ANNOTATION: &str = "imagepulljobs.kruise.io/mode";
 /// `ReferenceObject.mode` of a secret synced once per source secret.

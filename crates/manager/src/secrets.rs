@@ -125,8 +125,14 @@ fn same(have: &Secret, want: &Secret) -> bool {
 
 /// `copy` with its source's data, read now; the copy records the version it read.
 async fn with_source_data(client: &Client, mut copy: Secret) -> Result<Secret, kube::Error> {
-    let source = copy.annotations().get(SECRET_SOURCE_KEY_ANNOTATION).cloned();
-    let (ns, name) = source.as_deref().and_then(|s| s.split_once('/')).unwrap_or_default();
+    let source = copy
+        .annotations()
+        .get(SECRET_SOURCE_KEY_ANNOTATION)
+        .cloned();
+    let (ns, name) = source
+        .as_deref()
+        .and_then(|s| s.split_once('/'))
+        .unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let src = timed(api.get(name)).await?;
     copy.data = src.data;

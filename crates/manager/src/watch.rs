@@ -7,8 +7,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kruise_api::constants::DAEMON_CONFIG_NAMESPACE;
 use kruise_api::{ImageListPullJob, ImagePullJob, NodeImage};
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::core::PartialObjectMeta;
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 
 use crate::engine::{Event, Input};
