@@ -100,6 +100,27 @@ async fn settled_rss(manager: &Process) -> f64 {
     }
 }
 
+/// Waits until `manager` holds `count` Deployments.
+async fn wait_held(manager: &Process, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let m = manager.metrics().await;
+        let held = metric(
+            &m,
+            "kruise_manager_predownload_workloads",
+            &["kind=\"deployment\""],
+        );
+        if held as usize >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the manager holds {held} of {count} Deployments"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Starts a manager, waits until it holds `count` Deployments (none when pre-download is off)
 /// and its RSS settles; returns (RSS, peak) in MiB and stops it.
 async fn measure_manager(
@@ -116,22 +137,8 @@ async fn measure_manager(
         &["--log-level", "warn", "--image-predownload", on],
     );
     manager.wait_ready(Duration::from_secs(120)).await;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while predownload {
-        let m = manager.metrics().await;
-        let held = metric(
-            &m,
-            "kruise_manager_predownload_workloads",
-            &["kind=\"deployment\""],
-        );
-        if held as usize >= count {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the manager holds {held} of {count} Deployments"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    if predownload {
+        wait_held(&manager, count).await;
     }
     let rss = settled_rss(&manager).await;
     let peak = measure::memory_mib(manager.pid().expect("the manager runs")).1;
