@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::actions::{self, Actions, Done, Note, Plan, Writes};
 use super::store::{Store, Uid};
 use super::watches::{Change, Watches};
-use super::{adapt_decoded, decide, mark_patch, Outcome};
+use super::{adapt_decoded, decide, mark_patch, Decision, Outcome, Rollout};
 use crate::metrics::Metrics;
 
 /// How the controller runs.
@@ -240,32 +240,8 @@ impl Controller {
         let pods = self.store.pods_of(uid, &r.revision_key);
         let existing = self.store.jobs_of(uid);
         let mut d = decide(&r, &pods, &existing);
-        if let (Outcome::Waiting { threshold, .. }, true) = (&d.outcome, r.status_current) {
-            // Says why no job exists yet, once per revision (events of one reason merge into a
-            // series that keeps its first note), and only from a status of this rollout.
-            let text = format!(
-                "pre-download for the update to {} waits for {threshold} updated ready pods",
-                actions::revision_name(&r)
-            );
-            if self.notes.get(uid) != Some(&text) {
-                self.note(
-                    &mut plan,
-                    EventType::Normal,
-                    "WaitingForUpdatedReadyPods",
-                    text,
-                );
-            }
-        }
-        // The same patch again (the revision watch has not caught up): nothing to write. A patch
-        // for another rollout (a new current revision) differs, and is written.
-        let patch = d.mark.map(|m| mark_patch(&r, m));
-        match &patch {
-            Some(p) if self.marked.get(uid) == Some(p) => d.mark = None,
-            Some(_) => {}
-            None => {
-                self.marked.remove(uid);
-            }
-        }
+        self.note_waiting(&mut plan, &r, &d);
+        let patch = self.unwritten_mark(uid, &r, &mut d);
         if d.create.is_empty() && d.delete.is_empty() && d.mark.is_none() {
             self.retries.remove(uid);
             return (!plan.notes.is_empty()).then_some(plan);
@@ -276,6 +252,35 @@ impl Controller {
             patch,
         });
         Some(plan)
+    }
+
+    /// Says why no job exists yet, once per revision (events of one reason merge into a
+    /// series that keeps its first note), and only from a status of this rollout.
+    fn note_waiting(&mut self, plan: &mut Plan, r: &Rollout, d: &Decision) {
+        if let (Outcome::Waiting { threshold, .. }, true) = (&d.outcome, r.status_current) {
+            let text = format!(
+                "pre-download for the update to {} waits for {threshold} updated ready pods",
+                actions::revision_name(r)
+            );
+            if self.notes.get(&plan.uid) != Some(&text) {
+                self.note(plan, EventType::Normal, "WaitingForUpdatedReadyPods", text);
+            }
+        }
+    }
+
+    /// The mark's patch. The same patch again (the revision watch has not caught up) is not
+    /// written: `d.mark` is cleared. A patch for another rollout (a new current revision)
+    /// differs, and is written.
+    fn unwritten_mark(&mut self, uid: &Uid, r: &Rollout, d: &mut Decision) -> Option<Value> {
+        let patch = d.mark.map(|m| mark_patch(r, m));
+        match &patch {
+            Some(p) if self.marked.get(uid) == Some(p) => d.mark = None,
+            Some(_) => {}
+            None => {
+                self.marked.remove(uid);
+            }
+        }
+        patch
     }
 
     fn note(&mut self, plan: &mut Plan, type_: EventType, reason: &'static str, text: String) {
