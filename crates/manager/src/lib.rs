@@ -237,6 +237,7 @@ impl Planning {
                 recorder(),
                 started.metrics.clone(),
                 cfg,
+                started.supervisor.clone(),
                 started.shutdown.child_token(),
             );
             started

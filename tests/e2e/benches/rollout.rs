@@ -1,10 +1,17 @@
-//! Rollout pre-download reaction time: `BENCH_NODES` nodes (1000) and `BENCH_WORKLOADS`
-//! CloneSets (50) of `BENCH_REPLICAS` pods (20) spread over them, all rolled to a new image at
-//! once the way the CloneSet controller writes it (spec, new ControllerRevision, status). Prints
-//! the time from each template change to its ImagePullJob existing and to the first NodeImage
-//! listing the new image, with the conditions. Nothing is asserted on timings.
+//! The rollout pre-download controller, two scenarios (`all` runs both):
+//! - `reaction`: `BENCH_NODES` nodes (1000) and `BENCH_WORKLOADS` CloneSets (50) of
+//!   `BENCH_REPLICAS` pods (20) spread over them, all rolled to a new image at once the way the
+//!   CloneSet controller writes it (spec, new ControllerRevision, status). Prints the time from
+//!   each template change to its ImagePullJob existing and to the first NodeImage listing the new
+//!   image, with the conditions.
+//! - `revisions`: `BENCH_DEPLOYMENTS` Deployments (2000) opted in to pre-download, with
+//!   `BENCH_REVISIONS` ReplicaSets each (10), written before the manager starts. Prints the
+//!   manager's RSS once it has listed them and its RSS has settled, next to a manager with
+//!   pre-download off on the same cluster.
 //!
-//!   cargo bench -p e2e --bench rollout        (`bash scripts/bench rollout`)
+//! Nothing is asserted on timings or sizes.
+//!
+//!   cargo bench -p e2e --bench rollout [-- all|reaction|revisions]   (`bash scripts/bench rollout`)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +28,9 @@ use kube::api::ListParams;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::{json, Value};
+
+#[path = "rollout/revisions.rs"]
+mod revisions;
 
 const NS: &str = "bench";
 
@@ -136,6 +146,28 @@ fn stats(mut v: Vec<f64>) -> String {
 
 #[tokio::main]
 async fn main() {
+    let which = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "all".into());
+    let run = |name: &str| which == "all" || which == name;
+    assert!(
+        run("reaction") || run("revisions"),
+        "unknown scenario {which:?}: all, reaction or revisions"
+    );
+    if run("reaction") {
+        reaction().await;
+    }
+    if run("revisions") {
+        revisions::run(
+            setting("BENCH_DEPLOYMENTS", 2000),
+            setting("BENCH_REVISIONS", 10),
+        )
+        .await;
+    }
+}
+
+async fn reaction() {
     let n = setting("BENCH_NODES", 1000);
     let count = setting("BENCH_WORKLOADS", 50);
     let replicas = setting("BENCH_REPLICAS", 20);

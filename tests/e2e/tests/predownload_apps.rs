@@ -353,3 +353,60 @@ async fn a_canary_finds_its_image_pulled_before_the_partition_drops() {
     );
     eprintln!("the canary's node had the image {pulled_after:?} after the job appeared");
 }
+
+/// One slow workload does not hold up the others (#16): the API server holds the first
+/// Deployment's job creation (an injected latency, lifted once the request is held, so that
+/// only that request waits), and a second Deployment rolled meanwhile still gets its job while
+/// the first request is held. The first gets its job too, once its request times out and is
+/// retried.
+#[tokio::test]
+async fn a_stalled_job_creation_does_not_hold_up_another_workload() {
+    let (sys, w, nodes) = setup(None, &[], 4).await;
+    let image = |app: &str, t: &str| format!("{}/e2e/{app}:{t}", sys.lab.registry.host());
+    let jobs_path = format!("/namespaces/{}/imagepulljobs", sys.ns);
+    sys.cluster
+        .inject(json!({"latencyMs": 120_000, "latencyPath": jobs_path}))
+        .await;
+    let slow = w
+        .rolling_deployment(
+            &nodes,
+            "slow",
+            (&image("slow", "1"), &image("slow", "2")),
+            json!({}),
+            1,
+        )
+        .await;
+    let stalled = || async { sys.cluster.stalled_writes().await.unwrap_or(0) };
+    wait_for(
+        "the slow Deployment's job creation to be held",
+        DEADLINE,
+        || async { (stalled().await >= 1).then_some(()) },
+    )
+    .await;
+    sys.cluster.inject(json!({"latencyMs": 0})).await;
+    let fast = w
+        .rolling_deployment(
+            &nodes,
+            "fast",
+            (&image("fast", "1"), &image("fast", "2")),
+            json!({}),
+            1,
+        )
+        .await;
+    let jobs = w.wait_jobs(&fast, 1, "the second Deployment's job").await;
+    assert_eq!(jobs[0].spec.image, image("fast", "2"));
+    assert!(
+        stalled().await >= 1,
+        "the slow Deployment's creation is still held when the other's job exists"
+    );
+    assert!(
+        w.jobs_of(&slow).await.is_empty(),
+        "the held creation did not land yet"
+    );
+    w.wait_jobs(
+        &slow,
+        1,
+        "the slow Deployment's job, on the retry after the timeout",
+    )
+    .await;
+}

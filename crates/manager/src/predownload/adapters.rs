@@ -1,5 +1,5 @@
-//! One adapter per workload kind, from the workload's JSON and its revisions' JSON
-//! (ControllerRevisions; ReplicaSets for a Deployment) to a [`Rollout`]. Every field that
+//! One adapter per workload kind, from the workload's JSON and its revisions (ControllerRevisions;
+//! ReplicaSets for a Deployment), decoded by [`super::revisions`], to a [`Rollout`]. Every field that
 //! cannot be read becomes an [`AdapterError`] naming the object, the field and the fix; no
 //! value is guessed. Defaults and roundings are those of the kind's own controller, except
 //! where OpenKruise's pre-download code decides otherwise (noted where it happens).
@@ -14,10 +14,10 @@ pub use super::fields::AdapterError;
 use super::fields::{pct, text, Obj, Result};
 use super::layout::{layout, Layout};
 use super::model::{
-    Kind, Revision, Rollout, CONTROLLER_REVISION_HASH, DEPLOYMENT_REVISION_ANNOTATION,
-    MIN_UPDATED_READY_ANNOTATION, OPT_IN_ANNOTATION, PARALLELISM_ANNOTATION, POD_TEMPLATE_HASH,
-    REVISION_HASH_LABEL, TIMEOUT_ANNOTATION,
+    Kind, Rollout, CONTROLLER_REVISION_HASH, MIN_UPDATED_READY_ANNOTATION, OPT_IN_ANNOTATION,
+    PARALLELISM_ANNOTATION, POD_TEMPLATE_HASH, TIMEOUT_ANNOTATION,
 };
+use super::revisions::{ParsedRevision, RevisionRecord};
 
 /// The kind of a workload object from its `apiVersion` and `kind`, if pre-download knows it.
 pub fn kind_of(workload: &Value) -> Option<Kind> {
@@ -39,6 +39,21 @@ pub fn kind_of(workload: &Value) -> Option<Kind> {
 /// another object are skipped. `cluster_wide_opt_in` opts apps/v1 workloads in unless they
 /// say `apps.kruise.io/image-predownload: "false"`.
 pub fn adapt(workload: &Value, revisions: &[Value], cluster_wide_opt_in: bool) -> Result<Rollout> {
+    let decode = match kind_of(workload) {
+        Some(Kind::Deployment) => RevisionRecord::replica_set,
+        _ => RevisionRecord::controller_revision,
+    };
+    let records: Vec<RevisionRecord> = revisions.iter().map(decode).collect();
+    let records: Vec<&RevisionRecord> = records.iter().collect();
+    adapt_decoded(workload, &records, cluster_wide_opt_in)
+}
+
+/// [`adapt`] with the revisions already decoded (as the controller keeps them).
+pub fn adapt_decoded(
+    workload: &Value,
+    revisions: &[&RevisionRecord],
+    cluster_wide_opt_in: bool,
+) -> Result<Rollout> {
     let kind = kind_of(workload).ok_or_else(|| AdapterError::Unsupported {
         api_version: text(workload.get("apiVersion")),
         kind: text(workload.get("kind")),
@@ -116,7 +131,7 @@ fn kruise_layout(r: &Rollout) -> Result<Layout> {
 /// CloneSet: v1alpha1 keeps partition, maxUnavailable and the knobs directly under
 /// `updateStrategy` (policy in `type`), v1beta1 under `updateStrategy.rollingUpdate` (policy in
 /// `podUpdatePolicy`); the knob annotations apply where the fields are unset.
-fn cloneset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+fn cloneset(obj: &Obj, r: &mut Rollout, revisions: &[&RevisionRecord]) -> Result<()> {
     let at = kruise_layout(r)?;
     r.replicas = obj.i32_or("spec.replicas", 1)?;
     r.partition = obj.percent(at.partition, IntOrString::Int(0), r.replicas, true)?;
@@ -131,7 +146,7 @@ fn cloneset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
 
 /// Advanced StatefulSet (apps.kruise.io StatefulSet): the same layout in both versions; only
 /// v1beta1's status counts updated ready pods.
-fn advanced_statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+fn advanced_statefulset(obj: &Obj, r: &mut Rollout, revisions: &[&RevisionRecord]) -> Result<()> {
     let at = kruise_layout(r)?;
     r.replicas = obj.i32_or("spec.replicas", 1)?;
     let on_delete = obj.str("spec.updateStrategy.type")? == Some("OnDelete");
@@ -150,7 +165,7 @@ fn advanced_statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Resu
 }
 
 /// apps/v1 StatefulSet. OnDelete still pre-downloads: its pods are updated when deleted.
-fn statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+fn statefulset(obj: &Obj, r: &mut Rollout, revisions: &[&RevisionRecord]) -> Result<()> {
     r.replicas = obj.i32_or("spec.replicas", 1)?;
     let rolling = "spec.updateStrategy.rollingUpdate";
     r.partition = obj.percent(
@@ -172,7 +187,7 @@ fn statefulset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
 
 /// Advanced DaemonSet and apps/v1 DaemonSet: one pod per node, `desiredNumberScheduled` of them.
 /// OpenKruise ignores the min-updated-ready annotation for Advanced DaemonSets; this reads it.
-fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[&RevisionRecord]) -> Result<()> {
     r.replicas = obj.i32_or("status.desiredNumberScheduled", 0)?;
     // apps/v1 has no partition and no layout of OpenKruise's.
     let at = match r.kind {
@@ -189,7 +204,7 @@ fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
         .percent(&field, IntOrString::Int(1), r.replicas, true)?
         .max(1);
     knobs(obj, r, &[])?;
-    let parsed = parse_all(obj, revisions, controller_revision)?;
+    let parsed = parse_all(obj, revisions)?;
     let generation_seen = observed(obj)?;
     let (update, olds) = split_newest(parsed);
     r.current_revision = olds
@@ -211,7 +226,7 @@ fn daemonset(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
 }
 
 /// apps/v1 Deployment: the newest ReplicaSet is the update revision, the others are old.
-fn deployment(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
+fn deployment(obj: &Obj, r: &mut Rollout, revisions: &[&RevisionRecord]) -> Result<()> {
     r.replicas = obj.i32_or("spec.replicas", 1)?;
     r.max_unavailable = if obj.str("spec.strategy.type")? == Some("Recreate") {
         r.replicas // every pod goes at once
@@ -225,7 +240,7 @@ fn deployment(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
         unavailable.max(i32::from(surge == 0))
     };
     knobs(obj, r, &[])?;
-    let parsed = parse_all(obj, revisions, replica_set)?;
+    let parsed = parse_all(obj, revisions)?;
     let generation_seen = observed(obj)?;
     let (update, olds) = split_newest(parsed);
     let scaled_up = olds.iter().filter(|p| p.replicas > 0);
@@ -246,10 +261,10 @@ fn deployment(obj: &Obj, r: &mut Rollout, revisions: &[Value]) -> Result<()> {
 fn set_like(
     obj: &Obj,
     r: &mut Rollout,
-    revisions: &[Value],
+    revisions: &[&RevisionRecord],
     updated_ready: Option<&str>,
 ) -> Result<()> {
-    let parsed = parse_all(obj, revisions, controller_revision)?;
+    let parsed = parse_all(obj, revisions)?;
     let status_update = obj.str("status.updateRevision")?.map(str::to_string);
     r.current_revision = obj.str("status.currentRevision")?.map(str::to_string);
     let generation_seen = observed(obj)?;
@@ -282,33 +297,15 @@ fn install(r: &mut Rollout, update: Option<Parsed>, olds: Vec<Parsed>) {
 /// from every other revision) only in container images, labels and annotations: what an
 /// in-place update can change.
 fn only_images_differ(current: Option<&str>, update: &Parsed, olds: &[Parsed]) -> bool {
-    let new = in_place_shape(&update.template);
+    let new = update.shape;
     let mut against = olds
         .iter()
         .filter(|p| Some(p.rev.name.as_str()) == current)
         .peekable();
     if against.peek().is_some() {
-        return against.all(|p| in_place_shape(&p.template) == new);
+        return against.all(|p| p.shape == new);
     }
-    olds.iter().all(|p| in_place_shape(&p.template) == new)
-}
-
-/// A template with everything an in-place update may change removed.
-fn in_place_shape(template: &Value) -> Value {
-    let mut t = template.clone();
-    if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("labels");
-        meta.remove("annotations");
-    }
-    let containers = t
-        .pointer_mut("/spec/containers")
-        .and_then(Value::as_array_mut);
-    for c in containers.into_iter().flatten() {
-        if let Some(c) = c.as_object_mut() {
-            c.remove("image");
-        }
-    }
-    t
+    olds.iter().all(|p| p.shape == new)
 }
 
 /// The three pre-download knobs: a field under one of `field_prefixes` if set, otherwise
@@ -351,36 +348,20 @@ fn observed(obj: &Obj) -> Result<bool> {
     Ok(obj.read::<i64>("status.observedGeneration")?.unwrap_or(0) >= generation)
 }
 
-/// A revision with its pod template and (ReplicaSets) replica count.
-struct Parsed {
-    rev: Revision,
-    template: Value,
-    replicas: i64,
-}
+type Parsed = ParsedRevision;
 
-fn parse_all(
-    owner: &Obj,
-    revisions: &[Value],
-    parse: fn(&Obj) -> Result<Parsed>,
-) -> Result<Vec<Parsed>> {
+/// The owner's revisions that could be read; the first that could not is the error.
+fn parse_all(owner: &Obj, revisions: &[&RevisionRecord]) -> Result<Vec<Parsed>> {
     let owner_uid = owner.str("metadata.uid")?;
     let mut out = Vec::new();
-    for v in revisions {
-        let controller = v
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .and_then(|refs| {
-                refs.iter()
-                    .find(|r| r.get("controller") == Some(&Value::Bool(true)))
-            });
-        if controller.is_some_and(|c| c.get("uid").and_then(Value::as_str) != owner_uid) {
+    for r in revisions {
+        if r.controller
+            .as_deref()
+            .is_some_and(|c| Some(c) != owner_uid)
+        {
             continue; // another workload's revision
         }
-        let kind = text(v.get("kind"));
-        out.push(parse(&Obj::new(
-            if kind.is_empty() { "revision" } else { &kind },
-            v,
-        ))?);
+        out.push(r.parsed.clone()?);
     }
     Ok(out)
 }
@@ -391,96 +372,6 @@ fn split_newest(mut parsed: Vec<Parsed>) -> (Option<Parsed>, Vec<Parsed>) {
         (0..parsed.len()).max_by_key(|&i| (parsed[i].rev.number, parsed[i].rev.name.clone()));
     let update = newest.map(|i| parsed.remove(i));
     (update, parsed)
-}
-
-/// A ControllerRevision: the template is `data.spec.template` (a `$patch: replace` patch).
-fn controller_revision(obj: &Obj) -> Result<Parsed> {
-    let name = obj.required_str(
-        "metadata.name",
-        "pass revisions as read from the API server",
-    )?;
-    let labels: BTreeMap<String, String> = obj.read("metadata.labels")?.unwrap_or_default();
-    // Older revisions lack the hash label; their name ends in the hash.
-    let hash = labels.get(REVISION_HASH_LABEL).cloned();
-    let hash = hash.unwrap_or_else(|| name.rsplit_once('-').map_or("", |(_, h)| h).to_string());
-    let fix = "pass the revisions written by the workload's controller";
-    let at = "data.spec.template";
-    let mut template = obj.get(at).cloned().ok_or_else(|| obj.missing(at, fix))?;
-    if let Some(t) = template.as_object_mut() {
-        t.remove("$patch");
-    }
-    let rev = Revision {
-        name: name.to_string(),
-        hash,
-        number: obj.read("revision")?.unwrap_or(0),
-        containers: containers(obj, &template, at)?,
-        labels,
-        annotations: obj.read("metadata.annotations")?.unwrap_or_default(),
-    };
-    Ok(Parsed {
-        rev,
-        template,
-        replicas: 0,
-    })
-}
-
-/// A Deployment's ReplicaSet: hash from `pod-template-hash`, number from its annotation.
-fn replica_set(obj: &Obj) -> Result<Parsed> {
-    let name = obj.required_str(
-        "metadata.name",
-        "pass ReplicaSets as read from the API server",
-    )?;
-    let labels: BTreeMap<String, String> = obj.read("metadata.labels")?.unwrap_or_default();
-    let hash = labels.get(POD_TEMPLATE_HASH).cloned().ok_or_else(|| {
-        let fix = "pass only ReplicaSets created by the Deployment controller";
-        obj.missing(&format!("metadata.labels[{POD_TEMPLATE_HASH}]"), fix)
-    })?;
-    let annotations = obj.annotations()?;
-    let number = match annotations.get(DEPLOYMENT_REVISION_ANNOTATION) {
-        None => 0,
-        Some(s) => s.parse().map_err(|_| {
-            let field = format!("metadata.annotations[{DEPLOYMENT_REVISION_ANNOTATION}]");
-            obj.invalid(&field, s, "an integer")
-        })?,
-    };
-    let at = "spec.template";
-    let template = obj
-        .get(at)
-        .cloned()
-        .ok_or_else(|| obj.missing(at, "a ReplicaSet has one"))?;
-    let spec: i64 = obj.read("spec.replicas")?.unwrap_or(0);
-    let status: i64 = obj.read("status.replicas")?.unwrap_or(0);
-    let containers = containers(obj, &template, at)?;
-    let rev = Revision {
-        name: name.to_string(),
-        hash,
-        number,
-        containers,
-        labels,
-        annotations,
-    };
-    Ok(Parsed {
-        rev,
-        template,
-        replicas: spec.max(status),
-    })
-}
-
-/// `(name, image)` of a template's `spec.containers`.
-fn containers(obj: &Obj, template: &Value, at: &str) -> Result<Vec<(String, String)>> {
-    let list = template
-        .pointer("/spec/containers")
-        .and_then(Value::as_array);
-    let mut out = Vec::new();
-    for (i, c) in list.into_iter().flatten().enumerate() {
-        let field = |f: &str| format!("{at}.spec.containers[{i}].{f}");
-        let get = |f: &str| c.get(f).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let fix = "every container of a revision has a name and an image";
-        let name = get("name").ok_or_else(|| obj.missing(&field("name"), fix))?;
-        let image = get("image").ok_or_else(|| obj.missing(&field("image"), fix))?;
-        out.push((name.to_string(), image.to_string()));
-    }
-    Ok(out)
 }
 
 /// `spec.selector` as the job's pod selector; an empty one would match the whole namespace.

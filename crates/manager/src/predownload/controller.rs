@@ -1,31 +1,27 @@
-//! The rollout pre-download controller: its watches (apps/v1 workloads always; OpenKruise's
-//! CloneSet, Advanced StatefulSet and Advanced DaemonSet while their CRDs are served, found by
-//! probing every `--predownload-discovery-interval`), the [`Store`] they feed, and the loop that
-//! reconciles the workloads an event touched: [`adapt`], [`decide`], then create and delete
-//! ImagePullJobs and mark the update revision. A failed write is retried with backoff and shown
-//! as a Warning event; the revision is marked only once every job exists.
+//! The rollout pre-download controller: its loop takes in what the [`watches`](super::watches)
+//! decode into the [`Store`], and reconciles each workload an event touched: [`adapt`],
+//! [`decide`], then a [`Plan`] of writes that a task carries out ([`super::actions`]). A
+//! workload has at most one plan in flight; a change meanwhile reconciles it again once that
+//! plan is done. A failed write is retried with backoff and shown as a Warning event; the
+//! revision is marked only once every job exists.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{
-    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
-};
-use k8s_openapi::api::core::v1::ObjectReference;
-use kruise_api::ImagePullJob;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kruise_observe::Supervisor;
+use kube::runtime::events::{EventType, Recorder};
+use kube::Client;
 use serde_json::Value;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{channel, Receiver};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::store::{Event, RolloutPod, Store, Uid};
-use super::{adapt, decide, mark_patch, Kind, Mark, Outcome};
+use super::actions::{self, Actions, Done, Note, Plan, Writes};
+use super::store::{Store, Uid};
+use super::watches::{Change, Watches};
+use super::{adapt_decoded, decide, mark_patch, Decision, Outcome, Rollout};
 use crate::metrics::Metrics;
 
 /// How the controller runs.
@@ -39,137 +35,56 @@ pub struct Config {
     pub discovery_interval: Duration,
 }
 
-// Pod and job events are larger than the others; each is moved once through the channel, so
-// boxing would cost an allocation per event for nothing.
-#[allow(clippy::large_enum_variant)]
-enum Change {
-    Workload(Kind, Event<Value>),
-    Revision(Event<Value>),
-    ReplicaSet(Event<Value>),
-    Pod(Event<RolloutPod>),
-    Job(Event<ImagePullJob>),
-    KindGone(Kind),
-}
+/// Watch events waiting for the loop; a full queue holds the watches back.
+const CHANGES: usize = 1024;
+/// The queue depth metric's name.
+const QUEUE: &str = "predownload";
 
-/// OpenKruise's kinds, with the versions to try, preferred first.
-const KRUISE_KINDS: &[(Kind, &str, &[&str])] = &[
-    (Kind::CloneSet, "clonesets", &["v1beta1", "v1alpha1"]),
-    (
-        Kind::AdvancedStatefulSet,
-        "statefulsets",
-        &["v1beta1", "v1alpha1"],
-    ),
-    (
-        Kind::AdvancedDaemonSet,
-        "daemonsets",
-        &["v1beta1", "v1alpha1"],
-    ),
-];
-
-/// Runs until `shutdown`.
+/// Runs until `shutdown`, or until dropped (aborted): its tasks stop with it.
 pub async fn run(
     client: Client,
     recorder: Recorder,
     metrics: Arc<Metrics>,
     cfg: Config,
+    supervisor: Supervisor,
     shutdown: CancellationToken,
 ) {
-    let (tx, mut rx) = unbounded_channel();
-    let ns = cfg.namespace.as_str();
-    for (kind, ar) in [
-        (Kind::Deployment, ApiResource::erase::<Deployment>(&())),
-        (Kind::StatefulSet, ApiResource::erase::<StatefulSet>(&())),
-        (Kind::DaemonSet, ApiResource::erase::<DaemonSet>(&())),
-    ] {
-        spawn_dynamic(
-            &client,
-            ns,
-            ar,
-            move |e| Change::Workload(kind, e),
-            &tx,
-            &shutdown,
-        );
-    }
-    spawn_dynamic(
-        &client,
-        ns,
-        ApiResource::erase::<ControllerRevision>(&()),
-        Change::Revision,
-        &tx,
-        &shutdown,
-    );
-    spawn_dynamic(
-        &client,
-        ns,
-        ApiResource::erase::<ReplicaSet>(&()),
-        Change::ReplicaSet,
-        &tx,
-        &shutdown,
-    );
-    spawn_typed::<RolloutPod>(&client, ns, "pods", Change::Pod, &tx, &shutdown);
-    spawn_typed::<ImagePullJob>(&client, ns, "imagepulljobs", Change::Job, &tx, &shutdown);
-    tokio::spawn(discover(
-        client.clone(),
-        cfg.clone(),
-        tx.clone(),
-        shutdown.clone(),
-    ));
-
-    let mut store = Store::default();
-    let mut retries: HashMap<Uid, (Instant, Duration)> = HashMap::new();
-    let mut last_note: HashMap<Uid, String> = HashMap::new();
-    // Marks patched and not yet seen by the revision watch: other changes of the workload in
-    // the meantime must not patch them again.
-    let mut marked: HashMap<Uid, Value> = HashMap::new();
+    let stop = shutdown.child_token();
+    let _stop_tasks = stop.clone().drop_guard();
+    let (tx, mut changes) = channel(CHANGES);
+    let watches = Watches {
+        client: client.clone(),
+        namespace: cfg.namespace.clone(),
+        tx,
+        stop: stop.clone(),
+        supervisor: supervisor.clone(),
+    };
+    watches.start(&cfg);
+    let (done_tx, mut done) = channel(actions::CONCURRENT * 4);
+    let actions = Arc::new(Actions {
+        client,
+        recorder,
+        metrics: metrics.clone(),
+        supervisor,
+        permits: Arc::new(Semaphore::new(actions::CONCURRENT)),
+        done: done_tx,
+        stop: stop.clone(),
+    });
+    let mut c = Controller::new(cfg, metrics, actions);
     loop {
-        let next_retry = retries.values().map(|(at, _)| *at).min();
+        let next_retry = c.retries.values().filter_map(|(at, _)| *at).min();
         let mut dirty: HashSet<Uid> = HashSet::new();
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            c = rx.recv() => match c {
-                Some(c) => dirty.extend(apply(&mut store, c)),
+            _ = stop.cancelled() => return,
+            change = changes.recv() => match change {
+                Some(change) => dirty.extend(apply(&mut c.store, change)),
                 None => return,
             },
+            Some(d) = done.recv() => dirty.extend(c.finished(d)),
             _ = sleep_until(next_retry) => {}
         }
-        // Take in what else is queued: one reconcile per workload however many events.
-        while let Ok(c) = rx.try_recv() {
-            dirty.extend(apply(&mut store, c));
-        }
-        let now = Instant::now();
-        dirty.extend(
-            retries
-                .iter()
-                .filter(|(_, (at, _))| *at <= now)
-                .map(|(uid, _)| uid.clone()),
-        );
-        for (kind, n) in store.counts() {
-            metrics
-                .predownload_workloads
-                .get_or_create(&crate::metrics::KindLabels {
-                    kind: kind.label().into(),
-                })
-                .set(n as i64);
-        }
-        let ctx = Ctx {
-            client: &client,
-            recorder: &recorder,
-            metrics: &metrics,
-            cfg: &cfg,
-        };
-        for uid in dirty {
-            let ok = ctx
-                .reconcile(&store, &uid, &mut last_note, &mut marked)
-                .await;
-            if ok {
-                retries.remove(&uid);
-            } else {
-                let delay = retries.get(&uid).map_or(Duration::from_secs(1), |(_, d)| {
-                    kruise_observe::api::backoff(*d, Duration::from_secs(60))
-                });
-                retries.insert(uid, (Instant::now() + delay, delay));
-            }
-        }
+        c.take_queued(&mut changes, &mut dirty);
+        c.reconcile_all(dirty);
     }
 }
 
@@ -180,6 +95,7 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Applies a watch's change; returns the workloads it touched.
 fn apply(store: &mut Store, c: Change) -> Vec<Uid> {
     match c {
         Change::Workload(kind, e) => store.workload(kind, e),
@@ -194,159 +110,186 @@ fn apply(store: &mut Store, c: Change) -> Vec<Uid> {
     }
 }
 
-struct Ctx<'a> {
-    client: &'a Client,
-    recorder: &'a Recorder,
-    metrics: &'a Metrics,
-    cfg: &'a Config,
+/// The loop's state.
+struct Controller {
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    actions: Arc<Actions>,
+    store: Store,
+    /// Workloads whose last plan failed: when to try again (`None`: being tried), and the
+    /// delay that was.
+    retries: HashMap<Uid, (Option<Instant>, Duration)>,
+    /// The last note published per workload (invalid, or waiting), so each is published once.
+    notes: HashMap<Uid, String>,
+    /// Marks patched and not yet seen by the revision watch: other changes of the workload in
+    /// the meantime must not patch them again.
+    marked: HashMap<Uid, Value>,
+    /// Workloads with a plan being carried out.
+    in_flight: HashSet<Uid>,
+    /// Workloads touched while their plan was in flight: reconciled again once it is done.
+    again: HashSet<Uid>,
 }
 
-impl Ctx<'_> {
-    /// One workload: decide, then write. `false` when a write failed (retried with backoff).
-    async fn reconcile(
-        &self,
-        store: &Store,
-        uid: &Uid,
-        notes: &mut HashMap<Uid, String>,
-        marked: &mut HashMap<Uid, Value>,
-    ) -> bool {
-        let Some(obj) = store.workload_object(uid) else {
-            notes.remove(uid);
-            marked.remove(uid);
-            return true; // deleted: its jobs go with it (they are its dependents)
+impl Controller {
+    fn new(cfg: Config, metrics: Arc<Metrics>, actions: Arc<Actions>) -> Self {
+        Self {
+            cfg,
+            metrics,
+            actions,
+            store: Store::default(),
+            retries: HashMap::new(),
+            notes: HashMap::new(),
+            marked: HashMap::new(),
+            in_flight: HashSet::new(),
+            again: HashSet::new(),
+        }
+    }
+
+    /// Takes in what else is queued (one reconcile per workload however many events), and the
+    /// workloads due for a retry.
+    fn take_queued(&mut self, changes: &mut Receiver<Change>, dirty: &mut HashSet<Uid>) {
+        while let Ok(change) = changes.try_recv() {
+            dirty.extend(apply(&mut self.store, change));
+        }
+        self.metrics.queued(QUEUE, changes.len());
+        let now = Instant::now();
+        for (uid, (at, _)) in &mut self.retries {
+            // Tried again now: a new failure backs off from the delay kept here.
+            if at.is_some_and(|at| at <= now) {
+                *at = None;
+                dirty.insert(uid.clone());
+            }
+        }
+    }
+
+    /// A plan was carried out: its workload is retried with backoff if a write failed, and
+    /// reconciled again if it changed meanwhile.
+    fn finished(&mut self, d: Done) -> Option<Uid> {
+        self.in_flight.remove(&d.uid);
+        if let Some(p) = d.marked {
+            self.marked.insert(d.uid.clone(), p);
+        }
+        if d.ok {
+            self.retries.remove(&d.uid);
+        } else {
+            let delay = self
+                .retries
+                .get(&d.uid)
+                .map_or(Duration::from_secs(1), |(_, d)| {
+                    kruise_observe::api::backoff(*d, Duration::from_secs(60))
+                });
+            self.retries
+                .insert(d.uid.clone(), (Some(Instant::now() + delay), delay));
+        }
+        self.again.remove(&d.uid).then_some(d.uid)
+    }
+
+    fn reconcile_all(&mut self, dirty: HashSet<Uid>) {
+        for (kind, n) in self.store.counts() {
+            let kind = crate::metrics::KindLabels {
+                kind: kind.label().into(),
+            };
+            let gauge = self.metrics.predownload_workloads.get_or_create(&kind);
+            gauge.set(n as i64);
+        }
+        for uid in dirty {
+            if self.in_flight.contains(&uid) {
+                self.again.insert(uid);
+                continue;
+            }
+            if let Some(plan) = self.plan(&uid) {
+                self.in_flight.insert(uid);
+                self.actions.spawn(plan);
+            }
+        }
+    }
+
+    /// One workload: decide; `None` when there is nothing to write.
+    fn plan(&mut self, uid: &Uid) -> Option<Plan> {
+        let Some(obj) = self.store.workload_object(uid) else {
+            self.notes.remove(uid);
+            self.marked.remove(uid);
+            self.retries.remove(uid);
+            return None; // deleted: its jobs go with it (they are its dependents)
         };
-        let revisions = store.revisions_of(uid);
-        let r = match adapt(&obj, &revisions, self.cfg.all_workloads) {
+        let mut plan = Plan {
+            uid: uid.clone(),
+            workload: actions::reference(&obj),
+            notes: Vec::new(),
+            writes: None,
+        };
+        let revisions = self.store.revisions_of(uid);
+        let r = match adapt_decoded(&obj, &revisions, self.cfg.all_workloads) {
             Ok(r) => r,
             Err(e) => {
                 self.count("invalid");
-                let note = e.to_string();
-                if notes.get(uid) != Some(&note) {
-                    tracing::warn!(workload = %describe(&obj), error = %note, "cannot pre-download for this workload");
-                    self.event(&obj, EventType::Warning, "InvalidImagePreDownload", &note)
-                        .await;
-                    notes.insert(uid.clone(), note);
+                let text = e.to_string();
+                if self.notes.get(uid) != Some(&text) {
+                    tracing::warn!(workload = %actions::describe(&plan.workload), error = %text, "cannot pre-download for this workload");
+                    self.note(
+                        &mut plan,
+                        EventType::Warning,
+                        "InvalidImagePreDownload",
+                        text,
+                    );
                 }
-                return true; // nothing to retry until the object changes
+                self.retries.remove(uid); // nothing to retry until the object changes
+                return (!plan.notes.is_empty()).then_some(plan);
             }
         };
-        let pods = store.pods_of(uid, &r.revision_key);
-        let existing = store.jobs_of(uid);
+        let pods = self.store.pods_of(uid, &r.revision_key);
+        let existing = self.store.jobs_of(uid);
         let mut d = decide(&r, &pods, &existing);
-        if let (Outcome::Waiting { threshold, .. }, true) = (&d.outcome, r.status_current) {
-            // Says why no job exists yet, once per revision (events of one reason merge into a
-            // series that keeps its first note), and only from a status of this rollout.
-            let note = format!(
-                "pre-download for the update to {} waits for {threshold} updated ready pods",
-                revision_name(&r)
-            );
-            if notes.get(uid) != Some(&note) {
-                self.event(&obj, EventType::Normal, "WaitingForUpdatedReadyPods", &note)
-                    .await;
-                notes.insert(uid.clone(), note);
-            }
-        }
-        // The same patch again (the revision watch has not caught up): nothing to write. A patch
-        // for another rollout (a new current revision) differs, and is written.
-        let patch = d.mark.map(|m| mark_patch(&r, m));
-        match &patch {
-            Some(p) if marked.get(uid) == Some(p) => d.mark = None,
-            Some(_) => {}
-            None => {
-                marked.remove(uid);
-            }
-        }
+        self.note_waiting(&mut plan, &r, &d);
+        let patch = self.unwritten_mark(uid, &r, &mut d);
         if d.create.is_empty() && d.delete.is_empty() && d.mark.is_none() {
-            return true;
+            self.retries.remove(uid);
+            return (!plan.notes.is_empty()).then_some(plan);
         }
-        tracing::debug!(workload = %describe(&obj), outcome = ?d.outcome, create = d.create.len(), delete = d.delete.len(), mark = ?d.mark, "pre-download");
-        let jobs: Api<ImagePullJob> = Api::namespaced(self.client.clone(), &r.namespace);
-        let mut ok = true;
-        for job in &d.create {
-            let name = job.metadata.name.clone().unwrap_or_default();
-            match jobs.create(&PostParams::default(), job).await {
-                Ok(_) => {
-                    self.count("created");
-                    tracing::info!(workload = %describe(&obj), job = %name, image = %job.spec.image, "created a pre-download ImagePullJob");
-                    let note = format!(
-                        "created ImagePullJob {name} to pre-download {} for the update to {}",
-                        job.spec.image,
-                        revision_name(&r)
-                    );
-                    self.event(&obj, EventType::Normal, "CreatedImagePullJob", &note)
-                        .await;
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => {
-                    ok = false;
-                    self.count("create_failed");
-                    let note = format!(
-                        "creating ImagePullJob {name} for {} failed (retried with backoff): {}",
-                        job.spec.image,
-                        kruise_observe::api::error_chain(&e)
-                    );
-                    tracing::warn!(workload = %describe(&obj), job = %name, error = %note, "pre-download");
-                    self.event(&obj, EventType::Warning, "FailedCreateImagePullJob", &note)
-                        .await;
-                }
-            }
-        }
-        for name in &d.delete {
-            match jobs.delete(name, &DeleteParams::background()).await {
-                Ok(_) => {
-                    self.count("deleted");
-                    tracing::info!(workload = %describe(&obj), job = %name, outcome = ?d.outcome, "deleted a pre-download ImagePullJob");
-                }
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    ok = false;
-                    self.count("delete_failed");
-                    tracing::warn!(workload = %describe(&obj), job = %name, error = %kruise_observe::api::error_chain(&e), "deleting a pre-download job failed; retrying");
-                }
-            }
-        }
-        if let (Some(mark), true) = (d.mark, ok) {
-            ok = self.mark(&r, mark).await;
-            if let (true, Some(p)) = (ok, patch) {
-                marked.insert(uid.clone(), p);
-            }
-        }
-        if matches!(d.outcome, Outcome::Ignored(_)) && d.mark.is_some() {
-            tracing::info!(workload = %describe(&obj), outcome = ?d.outcome, "not pre-downloading for this update");
-        }
-        ok
+        plan.writes = Some(Writes {
+            rollout: r,
+            decision: d,
+            patch,
+        });
+        Some(plan)
     }
 
-    /// Labels the update revision (a ControllerRevision, or a Deployment's ReplicaSet).
-    async fn mark(&self, r: &super::Rollout, mark: Mark) -> bool {
-        let Some(rev) = &r.update_revision else {
-            return true;
-        };
-        let ar = if r.kind == Kind::Deployment {
-            ApiResource::erase::<ReplicaSet>(&())
-        } else {
-            ApiResource::erase::<ControllerRevision>(&())
-        };
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &r.namespace, &ar);
-        match api
-            .patch(
-                &rev.name,
-                &PatchParams::default(),
-                &Patch::Merge(mark_patch(r, mark)),
-            )
-            .await
-        {
-            Ok(_) => {
-                self.count("marked");
-                true
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => true, // the revision is gone
-            Err(e) => {
-                self.count("mark_failed");
-                tracing::warn!(revision = %rev.name, namespace = %r.namespace, error = %kruise_observe::api::error_chain(&e), "marking the update revision failed; retrying");
-                false
+    /// Says why no job exists yet, once per revision (events of one reason merge into a
+    /// series that keeps its first note), and only from a status of this rollout.
+    fn note_waiting(&mut self, plan: &mut Plan, r: &Rollout, d: &Decision) {
+        if let (Outcome::Waiting { threshold, .. }, true) = (&d.outcome, r.status_current) {
+            let text = format!(
+                "pre-download for the update to {} waits for {threshold} updated ready pods",
+                actions::revision_name(r)
+            );
+            if self.notes.get(&plan.uid) != Some(&text) {
+                self.note(plan, EventType::Normal, "WaitingForUpdatedReadyPods", text);
             }
         }
+    }
+
+    /// The mark's patch. The same patch again (the revision watch has not caught up) is not
+    /// written: `d.mark` is cleared. A patch for another rollout (a new current revision)
+    /// differs, and is written.
+    fn unwritten_mark(&mut self, uid: &Uid, r: &Rollout, d: &mut Decision) -> Option<Value> {
+        let patch = d.mark.map(|m| mark_patch(r, m));
+        match &patch {
+            Some(p) if self.marked.get(uid) == Some(p) => d.mark = None,
+            Some(_) => {}
+            None => {
+                self.marked.remove(uid);
+            }
+        }
+        patch
+    }
+
+    fn note(&mut self, plan: &mut Plan, type_: EventType, reason: &'static str, text: String) {
+        self.notes.insert(plan.uid.clone(), text.clone());
+        plan.notes.push(Note {
+            type_,
+            reason,
+            text,
+        });
     }
 
     fn count(&self, result: &str) {
@@ -357,241 +300,4 @@ impl Ctx<'_> {
             })
             .inc();
     }
-
-    async fn event(&self, obj: &Value, type_: EventType, reason: &str, note: &str) {
-        let text = |p: &str| obj.pointer(p).and_then(Value::as_str).map(String::from);
-        let reference = ObjectReference {
-            api_version: text("/apiVersion"),
-            kind: text("/kind"),
-            name: text("/metadata/name"),
-            namespace: text("/metadata/namespace"),
-            uid: text("/metadata/uid"),
-            ..Default::default()
-        };
-        let ev = KubeEvent {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "PreDownload".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(reason, error = %e, "publishing an event failed");
-        }
-    }
-}
-
-fn revision_name(r: &super::Rollout) -> String {
-    r.update_revision
-        .as_ref()
-        .map_or_else(String::new, |v| v.name.clone())
-}
-
-fn describe(obj: &Value) -> String {
-    let text = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    format!(
-        "{} {}/{}",
-        text("/kind"),
-        text("/metadata/namespace"),
-        text("/metadata/name")
-    )
-}
-
-fn event_of<K, T>(e: watcher::Event<K>, f: impl Fn(K) -> T) -> Event<T> {
-    match e {
-        watcher::Event::Init => Event::Init,
-        watcher::Event::InitApply(o) | watcher::Event::Apply(o) => Event::Apply(f(o)),
-        watcher::Event::Delete(o) => Event::Delete(f(o)),
-        watcher::Event::InitDone => Event::InitDone,
-    }
-}
-
-/// Watches a kind as JSON, with its apiVersion and kind set (list items may lack them).
-fn spawn_dynamic(
-    client: &Client,
-    ns: &str,
-    ar: ApiResource,
-    wrap: impl Fn(Event<Value>) -> Change + Send + Sync + 'static,
-    tx: &UnboundedSender<Change>,
-    stop: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    let api: Api<DynamicObject> = if ns.is_empty() {
-        Api::all_with(client.clone(), &ar)
-    } else {
-        Api::namespaced_with(client.clone(), ns, &ar)
-    };
-    let (tx, stop) = (tx.clone(), stop.clone());
-    let what = ar.plural.clone();
-    tokio::spawn(async move {
-        let to_value = |o: DynamicObject| {
-            let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-            if let Some(m) = v.as_object_mut() {
-                m.insert("apiVersion".into(), ar.api_version.clone().into());
-                m.insert("kind".into(), ar.kind.clone().into());
-            }
-            v
-        };
-        forward(
-            watcher(api, watcher::Config::default()),
-            &what,
-            |e| wrap(event_of(e, to_value)),
-            &tx,
-            &stop,
-        )
-        .await;
-    })
-}
-
-fn spawn_typed<K>(
-    client: &Client,
-    ns: &str,
-    what: &'static str,
-    wrap: fn(Event<K>) -> Change,
-    tx: &UnboundedSender<Change>,
-    stop: &CancellationToken,
-) where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = if ns.is_empty() {
-        Api::all(client.clone())
-    } else {
-        Api::namespaced(client.clone(), ns)
-    };
-    let (tx, stop) = (tx.clone(), stop.clone());
-    tokio::spawn(async move {
-        forward(
-            watcher(api, watcher::Config::default()),
-            what,
-            |e| wrap(event_of(e, |o| o)),
-            &tx,
-            &stop,
-        )
-        .await;
-    });
-}
-
-async fn forward<K, S>(
-    stream: S,
-    what: &str,
-    wrap: impl Fn(watcher::Event<K>) -> Change,
-    tx: &UnboundedSender<Change>,
-    stop: &CancellationToken,
-) where
-    S: futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
-{
-    let mut events = std::pin::pin!(stream.default_backoff());
-    let mut failures = kruise_observe::api::RetryLog::default();
-    let activity = format!("watching {what} for rollout pre-download");
-    loop {
-        let e = tokio::select! {
-            _ = stop.cancelled() => return,
-            e = events.next() => match e { Some(e) => e, None => return },
-        };
-        match e {
-            Ok(e) => {
-                failures.recovered(&activity);
-                if tx.send(wrap(e)).is_err() {
-                    return;
-                }
-            }
-            Err(e) => failures.failed(&activity, "", &e, None),
-        }
-    }
-}
-
-/// Starts and stops the watches of OpenKruise's workload kinds as their CRDs come and go.
-async fn discover(
-    client: Client,
-    cfg: Config,
-    tx: UnboundedSender<Change>,
-    stop: CancellationToken,
-) {
-    let mut running: BTreeMap<&'static str, (String, tokio::task::JoinHandle<()>)> =
-        BTreeMap::new();
-    loop {
-        for (kind, plural, versions) in KRUISE_KINDS {
-            let served = served_version(&client, plural, versions).await;
-            let current = running.get(plural).map(|(v, _)| v.clone());
-            match (served, current) {
-                (Ok(Some(v)), Some(c)) if v == c => {}
-                (Ok(Some(v)), _) => {
-                    if let Some((_, h)) = running.remove(plural) {
-                        h.abort();
-                    }
-                    tracing::info!(kind = kind.label(), version = %v, "an OpenKruise workload CRD is served; pre-downloading for its rollouts");
-                    let ar = ApiResource {
-                        group: "apps.kruise.io".into(),
-                        version: v.clone(),
-                        api_version: format!("apps.kruise.io/{v}"),
-                        kind: kind.api_kind().into(),
-                        plural: (*plural).into(),
-                    };
-                    let k = *kind;
-                    let h = spawn_dynamic(
-                        &client,
-                        &cfg.namespace,
-                        ar,
-                        move |e| Change::Workload(k, e),
-                        &tx,
-                        &stop,
-                    );
-                    running.insert(plural, (v, h));
-                }
-                (Ok(None), Some(_)) => {
-                    if let Some((_, h)) = running.remove(plural) {
-                        h.abort();
-                    }
-                    tracing::info!(
-                        kind = kind.label(),
-                        "an OpenKruise workload CRD is gone; no longer watching it"
-                    );
-                    let _ = tx.send(Change::KindGone(*kind));
-                }
-                (Ok(None), None) | (Err(_), _) => {}
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => {
-                for (_, (_, h)) in running {
-                    h.abort();
-                }
-                return;
-            }
-            _ = tokio::time::sleep(cfg.discovery_interval) => {}
-        }
-    }
-}
-
-/// The first of `versions` the API server serves `plural` at (a one-item list), `None` when it
-/// serves none (404), an error when it cannot tell (it is asked again next time).
-async fn served_version(
-    client: &Client,
-    plural: &str,
-    versions: &[&str],
-) -> Result<Option<String>, ()> {
-    for v in versions {
-        let ar = ApiResource {
-            group: "apps.kruise.io".into(),
-            version: (*v).into(),
-            api_version: format!("apps.kruise.io/{v}"),
-            kind: String::new(),
-            plural: plural.into(),
-        };
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        match api.list(&kube::api::ListParams::default().limit(1)).await {
-            Ok(_) => return Ok(Some((*v).into())),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                tracing::debug!(plural, version = v, error = %e, "probing for an OpenKruise workload CRD");
-                return Err(());
-            }
-        }
-    }
-    Ok(None)
 }

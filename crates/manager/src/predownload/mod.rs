@@ -6,22 +6,27 @@
 //! This module is the pure decision layer, no I/O:
 //! - [`model`]: the one view of a rolling workload ([`Rollout`], [`Revision`], [`PodView`])
 //!   and the label and annotation names;
-//! - [`adapters`]: one adapter per kind, from the workload's and its revisions' JSON to a
-//!   [`Rollout`], reading OpenKruise's kinds where their version keeps each field ([`layout`]);
+//! - [`adapters`]: one adapter per kind, from the workload's JSON and its revisions (decoded
+//!   by [`revisions`]) to a [`Rollout`], reading OpenKruise's kinds where their version keeps
+//!   each field ([`layout`]);
 //! - [`decide`](mod@decide): jobs to create and delete, and the mark for the update revision.
 //!
-//! And the I/O around it: [`store`] (the watched objects, indexed by controlling uid) and
-//! [`controller`] (watches, CRD discovery, reconciling what an event touched, writes).
+//! And the I/O around it: [`store`] (what the watches decoded, indexed by controlling uid),
+//! `watches` (the watches and CRD discovery), [`controller`] (reconciling what an event
+//! touched) and `actions` (carrying out a workload's writes in a task of its own).
 
+mod actions;
 pub mod adapters;
 pub mod controller;
 pub mod decide;
 mod fields;
 pub mod layout;
 pub mod model;
+pub mod revisions;
 pub mod store;
+mod watches;
 
-pub use adapters::{adapt, kind_of, AdapterError};
+pub use adapters::{adapt, adapt_decoded, kind_of, AdapterError};
 pub use decide::{
     decide, job_name, mark_patch, new_images, update_order, Decision, ExistingJob, Ignore, Mark,
     Outcome,

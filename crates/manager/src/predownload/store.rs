@@ -1,7 +1,9 @@
 //! The controller's in-memory view, fed by watch events: workloads by uid, and their
 //! revisions, pods and pre-download jobs indexed by the uid of the object that controls them.
 //! Applying an event returns the workloads it may change the decision of; nothing else is
-//! reconciled. Objects are kept as lean as the decisions allow (a pod is a few strings).
+//! reconciled. Objects are kept as lean as the decisions allow: a pod is a few strings, a
+//! revision its images and marks ([`RevisionRecord`]), a workload its JSON without the pod
+//! template's spec ([`lean_workload`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::model::{ordinal, Kind, PodView};
+use super::revisions::RevisionRecord;
 use super::ExistingJob;
 
 pub type Uid = String;
@@ -23,6 +26,17 @@ pub enum Event<T> {
     Apply(T),
     Delete(T),
     InitDone,
+}
+
+impl<A> Event<A> {
+    pub fn map<B>(self, f: impl FnOnce(A) -> B) -> Event<B> {
+        match self {
+            Event::Init => Event::Init,
+            Event::Apply(a) => Event::Apply(f(a)),
+            Event::Delete(a) => Event::Delete(f(a)),
+            Event::InitDone => Event::InitDone,
+        }
+    }
 }
 
 /// A Pod, as pre-download reads it.
@@ -110,6 +124,35 @@ pub fn controller_of(refs: &[OwnerReference], kinds: &[&str]) -> Option<Uid> {
     refs.iter()
         .find(|o| o.controller == Some(true) && kinds.contains(&o.kind.as_str()))
         .map(|o| o.uid.clone())
+}
+
+/// A ControllerRevision or ReplicaSet as its watch decodes it: its uid, the workload it
+/// belongs to, and what the adapters read of it.
+#[derive(Debug)]
+pub struct WatchedRevision {
+    pub uid: Uid,
+    pub owner: Option<Uid>,
+    pub record: RevisionRecord,
+}
+
+impl WatchedRevision {
+    /// A ControllerRevision (as JSON) of a CloneSet, StatefulSet or DaemonSet.
+    pub fn controller_revision(v: &Value) -> Self {
+        Self {
+            uid: uid_of(v),
+            owner: controller_of(&owner_refs(v), REVISION_OWNERS),
+            record: RevisionRecord::controller_revision(v),
+        }
+    }
+
+    /// A ReplicaSet (as JSON) of a Deployment.
+    pub fn replica_set(v: &Value) -> Self {
+        Self {
+            uid: uid_of(v),
+            owner: controller_of(&owner_refs(v), &["Deployment"]),
+            record: RevisionRecord::replica_set(v),
+        }
+    }
 }
 
 fn owner_refs(v: &Value) -> Vec<OwnerReference> {
@@ -217,15 +260,6 @@ impl<T: PartialEq> Table<T> {
     }
 }
 
-fn map<A, B>(e: Event<A>, f: impl FnOnce(A) -> B) -> Event<B> {
-    match e {
-        Event::Init => Event::Init,
-        Event::Apply(a) => Event::Apply(f(a)),
-        Event::Delete(a) => Event::Delete(f(a)),
-        Event::InitDone => Event::InitDone,
-    }
-}
-
 /// Owner kinds whose ControllerRevisions are kept.
 const REVISION_OWNERS: &[&str] = &["CloneSet", "StatefulSet", "DaemonSet"];
 /// Owner kinds whose pods are kept (a Deployment's pods belong to its ReplicaSets).
@@ -236,8 +270,8 @@ const JOB_OWNERS: &[&str] = &["CloneSet", "StatefulSet", "DaemonSet", "Deploymen
 #[derive(Default)]
 pub struct Store {
     workloads: HashMap<Kind, Table<Arc<Value>>>,
-    revisions: Table<Arc<Value>>,
-    replicasets: Table<Arc<Value>>,
+    revisions: Table<RevisionRecord>,
+    replicasets: Table<RevisionRecord>,
     pods: Table<RolloutPod>,
     jobs: Table<ExistingJob>,
     /// Workload uid → kind (which table holds it).
@@ -249,9 +283,9 @@ impl Store {
     /// to reconcile. A workload is indexed under its own uid, so the table reports it (and,
     /// after a relist, the ones gone) as touched.
     pub fn workload(&mut self, kind: Kind, e: Event<Value>) -> Vec<Uid> {
-        let e = map(e, |v| {
+        let e = e.map(|v| {
             let uid = uid_of(&v);
-            (uid.clone(), Some(uid), Arc::new(strip(v)))
+            (uid.clone(), Some(uid), Arc::new(lean_workload(v)))
         });
         if let Event::Apply((uid, _, _)) = &e {
             self.kinds.insert(uid.clone(), kind);
@@ -275,24 +309,17 @@ impl Store {
         }
     }
 
-    pub fn revision(&mut self, e: Event<Value>) -> Vec<Uid> {
-        let e = map(e, |v| {
-            let owner = controller_of(&owner_refs(&v), REVISION_OWNERS);
-            (uid_of(&v), owner, Arc::new(strip(v)))
-        });
-        self.revisions.apply(e)
+    pub fn revision(&mut self, e: Event<WatchedRevision>) -> Vec<Uid> {
+        self.revisions.apply(e.map(|r| (r.uid, r.owner, r.record)))
     }
 
-    pub fn replicaset(&mut self, e: Event<Value>) -> Vec<Uid> {
-        let e = map(e, |v| {
-            let owner = controller_of(&owner_refs(&v), &["Deployment"]);
-            (uid_of(&v), owner, Arc::new(strip(v)))
-        });
-        self.replicasets.apply(e)
+    pub fn replicaset(&mut self, e: Event<WatchedRevision>) -> Vec<Uid> {
+        self.replicasets
+            .apply(e.map(|r| (r.uid, r.owner, r.record)))
     }
 
     pub fn pod(&mut self, e: Event<RolloutPod>) -> Vec<Uid> {
-        let e = map(e, |p| {
+        let e = e.map(|p| {
             let owner = controller_of(
                 p.metadata.owner_references.as_deref().unwrap_or_default(),
                 POD_OWNERS,
@@ -312,7 +339,7 @@ impl Store {
     }
 
     pub fn job(&mut self, e: Event<ImagePullJob>) -> Vec<Uid> {
-        let e = map(e, |j| {
+        let e = e.map(|j| {
             let owner = j
                 .metadata
                 .owner_references
@@ -346,13 +373,13 @@ impl Store {
     }
 
     /// The workload's revisions: its ControllerRevisions, or a Deployment's ReplicaSets.
-    pub fn revisions_of(&self, uid: &Uid) -> Vec<Value> {
+    pub fn revisions_of(&self, uid: &Uid) -> Vec<&RevisionRecord> {
         let table = if self.kinds.get(uid) == Some(&Kind::Deployment) {
             &self.replicasets
         } else {
             &self.revisions
         };
-        table.owned(uid).map(|v| (**v).clone()).collect()
+        table.owned(uid).collect()
     }
 
     /// The workload's pods (a Deployment's through its ReplicaSets) as the rollout sees them.
@@ -390,14 +417,21 @@ impl Store {
     }
 }
 
-/// Drops what no decision reads and what makes objects large: managed fields and the
-/// last-applied annotation.
-pub fn strip(mut v: Value) -> Value {
+/// A workload's JSON without what no decision reads and what makes it large: managed fields,
+/// the last-applied annotation, and its pod template's spec but for `imagePullSecrets` (the
+/// images are read from its revisions).
+pub fn lean_workload(mut v: Value) -> Value {
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
         if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
             a.remove("kubectl.kubernetes.io/last-applied-configuration");
         }
+    }
+    if let Some(spec) = v
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        spec.retain(|k, _| k == "imagePullSecrets");
     }
     v
 }

@@ -3,11 +3,12 @@
 //! JSON) are here; the tests are grouped by topic: [`cloneset`] (OpenKruise's CloneSet rules),
 //! [`versions`] (each field where each OpenKruise version keeps it, checked against the
 //! published CRDs), [`kinds`] (the other kinds), [`decisions`] (images, marks, cleanup, order,
-//! errors).
+//! errors), [`lean`] (what the controller keeps of the watched objects).
 
 mod cloneset;
 mod decisions;
 mod kinds;
+mod lean;
 mod versions;
 
 use serde_json::{json, Value};
