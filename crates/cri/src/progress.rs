@@ -181,6 +181,10 @@ pub struct PullProgress {
     needed: Option<Vec<(String, i64)>>,
     /// Blobs seen stored: they stay stored for the rest of the pull.
     stored: BTreeSet<String>,
+    /// The highest percent reported: a blob whose ingest containerd has just committed can be
+    /// missing from both the ingests and the blobs for a moment, and bytes once stored do not
+    /// go away, so progress never goes back.
+    highest: u8,
 }
 
 impl PullProgress {
@@ -192,6 +196,7 @@ impl PullProgress {
             since: SystemTime::now(),
             needed: None,
             stored: BTreeSet::new(),
+            highest: 0,
         }
     }
 
@@ -217,7 +222,8 @@ impl PullProgress {
                 have += size;
             }
         }
-        Ok(Some(percent(have, total)))
+        self.highest = self.highest.max(percent(have, total));
+        Ok(Some(self.highest))
     }
 
     /// The image manifest this pull fetched: the reference's digest if it names an image
