@@ -398,4 +398,5 @@ async fn secrets_listed_and_watched_as_metadata_carry_no_data() {
         }
         other => panic!("expected the modification, got {other:?}"),
     }
+    env.finish().await;
 }
