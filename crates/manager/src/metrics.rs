@@ -143,6 +143,15 @@ impl Metrics {
     }
 
     /// Counts one input by kind.
+    /// Counts one thing rollout pre-download did (`created`, `marked`, `create_failed`, …).
+    pub fn predownload_action(&self, result: &str) {
+        self.predownload_actions
+            .get_or_create(&KindLabels {
+                kind: result.into(),
+            })
+            .inc();
+    }
+
     /// `depth` items wait in `queue`.
     pub fn queued(&self, queue: &'static str, depth: usize) {
         self.queue_depth

@@ -131,7 +131,7 @@ impl Actions {
             let (type_, reason, text) = match timed(jobs.create(&PostParams::default(), job)).await
             {
                 Ok(_) => {
-                    self.count("created");
+                    self.metrics.predownload_action("created");
                     tracing::info!(workload = %describe(workload), job = %name, image = %job.spec.image, "created a pre-download ImagePullJob");
                     let text = format!(
                         "created ImagePullJob {name} to pre-download {} for the update to {}",
@@ -143,7 +143,7 @@ impl Actions {
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 Err(e) => {
                     ok = false;
-                    self.count("create_failed");
+                    self.metrics.predownload_action("create_failed");
                     let text = format!(
                         "creating ImagePullJob {name} for {} failed (retried with backoff): {}",
                         job.spec.image,
@@ -170,13 +170,13 @@ impl Actions {
         for name in &d.delete {
             match timed(jobs.delete(name, &DeleteParams::background())).await {
                 Ok(_) => {
-                    self.count("deleted");
+                    self.metrics.predownload_action("deleted");
                     tracing::info!(workload = %describe(workload), job = %name, outcome = ?d.outcome, "deleted a pre-download ImagePullJob");
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
                     ok = false;
-                    self.count("delete_failed");
+                    self.metrics.predownload_action("delete_failed");
                     tracing::warn!(workload = %describe(workload), job = %name, error = %kruise_observe::api::error_chain(&e), "deleting a pre-download job failed; retrying");
                 }
             }
@@ -198,25 +198,16 @@ impl Actions {
         let patch = Patch::Merge(super::mark_patch(r, mark));
         match timed(api.patch(&rev.name, &PatchParams::default(), &patch)).await {
             Ok(_) => {
-                self.count("marked");
+                self.metrics.predownload_action("marked");
                 true
             }
             Err(kube::Error::Api(s)) if s.code == 404 => true, // the revision is gone
             Err(e) => {
-                self.count("mark_failed");
+                self.metrics.predownload_action("mark_failed");
                 tracing::warn!(revision = %rev.name, namespace = %r.namespace, error = %kruise_observe::api::error_chain(&e), "marking the update revision failed; retrying");
                 false
             }
         }
-    }
-
-    fn count(&self, result: &str) {
-        self.metrics
-            .predownload_actions
-            .get_or_create(&crate::metrics::KindLabels {
-                kind: result.into(),
-            })
-            .inc();
     }
 
     async fn event(&self, workload: &ObjectReference, note: &Note) {

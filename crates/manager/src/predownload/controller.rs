@@ -222,7 +222,7 @@ impl Controller {
         let r = match adapt_decoded(&obj, &revisions, self.cfg.all_workloads) {
             Ok(r) => r,
             Err(e) => {
-                self.count("invalid");
+                self.metrics.predownload_action("invalid");
                 let text = e.to_string();
                 if self.notes.get(uid) != Some(&text) {
                     tracing::warn!(workload = %actions::describe(&plan.workload), error = %text, "cannot pre-download for this workload");
@@ -290,14 +290,5 @@ impl Controller {
             reason,
             text,
         });
-    }
-
-    fn count(&self, result: &str) {
-        self.metrics
-            .predownload_actions
-            .get_or_create(&crate::metrics::KindLabels {
-                kind: result.into(),
-            })
-            .inc();
     }
 }
