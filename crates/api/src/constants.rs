@@ -73,3 +73,17 @@ pub const MIN_UPDATED_READY_ANNOTATION: &str =
     "apps.kruise.io/image-predownload-min-updated-ready-pods";
 pub const PARALLELISM_ANNOTATION: &str = "apps.kruise.io/image-predownload-parallelism";
 pub const TIMEOUT_ANNOTATION: &str = "apps.kruise.io/image-predownload-timeout-seconds";
+
+/// Node guarantees (pinning, disk space, one digest per job).
+/// On an ImagePullJob: `"false"` keeps a `Never` job's image unpinned, `"true"` pins an `Always`
+/// job's image until its TTL removes the tag.
+pub const PIN_ANNOTATION: &str = "imagepulljobs.kruise.io/pin";
+/// The containerd image label its CRI plugin reads as "pinned" (kubelet GC skips the image).
+pub const CONTAINERD_PINNED_LABEL: &str = "io.cri-containerd.pinned";
+pub const CONTAINERD_PINNED_VALUE: &str = "pinned";
+/// Next to the pinned label, on images kruise-daemon pinned: a restarted daemon unpins only these.
+pub const PINNED_BY_LABEL: &str = "imagepulljobs.kruise.io/pinned-by";
+/// Event reasons of the node guarantees.
+pub const REASON_IMAGE_FS_FULL: &str = "ImageFsSpaceInsufficient";
+pub const REASON_DIGEST_MOVED: &str = "DigestMoved";
+pub const REASON_DIGEST_RESOLVED: &str = "DigestResolved";

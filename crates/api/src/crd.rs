@@ -32,6 +32,12 @@ pub fn image_pull_job() -> CustomResourceDefinition {
             ".status.failed",
             "Nodes where the pull failed",
         ),
+        column(
+            "DIGEST",
+            "string",
+            ".status.shortDigest",
+            "The digest every node pulls (the tag resolved once for the job)",
+        ),
         age(),
     ];
     let mut legacy = columns.to_vec();

@@ -17,7 +17,7 @@ pub use types::common::{
 pub use types::imagelistpulljob::{
     FailedImageStatus, ImageListPullJob, ImageListPullJobSpec, ImageListPullJobStatus,
 };
-pub use types::imagepulljob::{ImagePullJob, ImagePullJobSpec, ImagePullJobStatus};
+pub use types::imagepulljob::{short_digest, ImagePullJob, ImagePullJobSpec, ImagePullJobStatus};
 pub use types::nodeimage::{
     ImageSpec, ImageStatus, ImageTagPullPolicy, ImageTagSpec, ImageTagStatus, NodeImage,
     NodeImageSpec, NodeImageStatus, ReferenceObject, TagPhase,

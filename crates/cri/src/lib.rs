@@ -9,6 +9,7 @@ pub mod client;
 pub mod connect;
 pub mod detect;
 pub mod error;
+pub mod images;
 pub mod progress;
 
 /// Generated CRI v1 messages and clients (`runtime.v1`).
@@ -23,8 +24,15 @@ pub mod content_proto {
     tonic::include_proto!("containerd.services.content.v1");
 }
 
+/// Generated client of containerd's images service (labels and names: pins, digest pulls named).
+pub mod images_proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("containerd.services.images.v1");
+}
+
 pub use auth::{AuthError, DockerKeyring};
 pub use client::{CriClient, PullRequest, RuntimeVersion};
 pub use detect::{detect, DetectError, DetectedRuntime, RuntimeKind};
 pub use error::{CriError, CriErrorKind};
+pub use images::{ImageStore, StoredImage};
 pub use progress::{ContentStore, PullProgress};

@@ -34,7 +34,7 @@ pub struct ContentStore {
     client: ContentClient<Channel>,
 }
 
-fn request<T>(message: T) -> tonic::Request<T> {
+pub(crate) fn request<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.metadata_mut().insert(
         "containerd-namespace",
@@ -44,7 +44,7 @@ fn request<T>(message: T) -> tonic::Request<T> {
     r
 }
 
-fn err(call: &'static str) -> impl Fn(tonic::Status) -> CriError {
+pub(crate) fn err(call: &'static str) -> impl Fn(tonic::Status) -> CriError {
     move |s| CriError::from_status(call, &s)
 }
 
@@ -78,6 +78,17 @@ impl ContentStore {
             Ok(_) => true,
             Err(s) => s.code() != tonic::Code::Unimplemented,
         }
+    }
+
+    /// Of `blobs` (digest, size), the bytes not stored yet: what a pull of them would add.
+    pub async fn missing_bytes(&self, blobs: &[(String, u64)]) -> Result<u64, CriError> {
+        let mut missing = 0;
+        for (digest, size) in blobs {
+            if self.info(digest).await?.is_none() {
+                missing += size;
+            }
+        }
+        Ok(missing)
     }
 
     async fn info(&self, digest: &str) -> Result<Option<Info>, CriError> {

@@ -41,6 +41,31 @@ pub struct Args {
     #[arg(long, env = "KRUISE_STALL_TIMEOUT", default_value = "2m", value_parser = kruise_observe::parse_duration)]
     pub stall_timeout: std::time::Duration,
 
+    /// Pin the images that tags ask to pin (a `Never` job's, or a job annotated
+    /// `imagepulljobs.kruise.io/pin: "true"`) so that the kubelet's image GC keeps them;
+    /// `false` turns pinning off on this node (pins this daemon made are withdrawn).
+    #[arg(long, env = "KRUISE_PIN_IMAGES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pin_images: bool,
+
+    /// Start no pull that would take the image filesystem above this percentage of its capacity
+    /// (the kubelet's image GC starts at 85% by default); 100 turns the check off.
+    #[arg(long, env = "KRUISE_IMAGE_FS_MAX_PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_fs_max_percent: u8,
+
+    /// The image filesystem to watch for disk-space admission; by default the mountpoint the
+    /// runtime's ImageFsInfo names (mounted read-only into the daemon's pod at the same path).
+    #[arg(long, env = "KRUISE_IMAGE_FS_PATH")]
+    pub image_fs_path: Option<PathBuf>,
+
+    /// How often a pull waiting for disk space looks again.
+    #[arg(long, env = "KRUISE_IMAGE_FS_RECHECK_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub image_fs_recheck_interval: std::time::Duration,
+
+    /// Registries (`host[:port]`) spoken to over plain HTTP when reading manifests, besides
+    /// loopback ones; comma-separated.
+    #[arg(long, env = "KRUISE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:10221")]
     pub metrics_addr: SocketAddr,

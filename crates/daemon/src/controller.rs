@@ -59,6 +59,7 @@ impl<R: ImageRuntime> Controller<R> {
                     .await;
             }
             let _ = self.status.send(StatusUpdate::Observed(None)).await;
+            self.want_pins(std::iter::empty());
             return;
         };
         let desired = desired_tags(ni);
@@ -94,10 +95,26 @@ impl<R: ImageRuntime> Controller<R> {
                 }
             }
         }
+        self.want_pins(desired.values());
         let _ = self
             .status
             .send(StatusUpdate::Desired(desired.len() as i32))
             .await;
+    }
+
+    /// Tells the pin keeper which images the tags want pinned now.
+    fn want_pins<'a>(&self, tasks: impl Iterator<Item = &'a TagTask>) {
+        let on = self.ctx.guarantees.pin;
+        let wanted: std::collections::BTreeSet<String> = tasks
+            .filter(|t| t.pin && on)
+            .filter_map(|t| kruise_api::imageref::ImageRef::parse(t.pod_reference()).ok())
+            .map(|r| r.to_string())
+            .collect();
+        self.ctx.guarantees.wanted_pins.send_if_modified(|w| {
+            let changed = w.as_ref() != Some(&wanted);
+            *w = Some(wanted);
+            changed
+        });
     }
 
     /// Cancels every worker at once and waits for them.

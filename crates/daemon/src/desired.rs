@@ -19,8 +19,14 @@ pub struct TagTask {
     pub image: String,
     pub tag: String,
     pub version: i64,
-    /// The reference to pull: `key:tag`, `key@sha256:…` or `key:tag@sha256:…`.
+    /// The reference to pull: `key:tag`, `key@sha256:…` or `key:tag@sha256:…`; with a digest
+    /// the manager resolved, `key@sha256:…` of that digest.
     pub reference: String,
+    /// With a resolved digest: `key:tag`, the name the digest pull is given afterwards (the name
+    /// pods use). A runtime that cannot name images pulls this instead.
+    pub name_as: Option<String>,
+    /// Pin the image against the kubelet's image GC while the tag is in the spec.
+    pub pin: bool,
     pub policy: ImagePullPolicy,
     pub timeout: Duration,
     pub backoff_limit: u32,
@@ -50,11 +56,14 @@ pub fn desired_tags(ni: &NodeImage) -> BTreeMap<TagKey, TagTask> {
                 (Some(c), Some(ads)) if ads > 0 => c.checked_add(Duration::from_secs(ads as u64)),
                 _ => None,
             };
+            let (reference, name_as) = references(image, &t.tag, t.digest.as_deref());
             let task = TagTask {
                 image: image.clone(),
                 tag: t.tag.clone(),
                 version: t.version,
-                reference: pull_reference(image, &t.tag),
+                reference,
+                name_as,
+                pin: t.pin,
                 policy: t.image_pull_policy.unwrap_or_default(),
                 timeout: Duration::from_secs(policy.timeout_seconds().max(1) as u64),
                 backoff_limit: policy.backoff_limit().max(0) as u32,
@@ -68,6 +77,25 @@ pub fn desired_tags(ni: &NodeImage) -> BTreeMap<TagKey, TagTask> {
         }
     }
     out
+}
+
+/// What to pull and what to name it: `key:tag` as written, or with the manager's `digest`,
+/// `key@digest` named `key:tag` afterwards (a tag that carries its own digest keeps it).
+fn references(key: &str, tag: &str, digest: Option<&str>) -> (String, Option<String>) {
+    let written = pull_reference(key, tag);
+    match digest {
+        Some(d) if !tag.contains(':') && d.starts_with("sha256:") => {
+            (format!("{key}@{d}"), Some(written))
+        }
+        _ => (written, None),
+    }
+}
+
+impl TagTask {
+    /// The name pods use, which a pin protects: `key:tag` (or the digest reference written).
+    pub fn pod_reference(&self) -> &str {
+        self.name_as.as_deref().unwrap_or(&self.reference)
+    }
 }
 
 /// Results already reported for the spec version, which a (re)started worker adopts instead of

@@ -1,9 +1,12 @@
 //! Kubernetes Events with OpenKruise's reasons: `PullImageSucceed` on the NodeImage,
-//! `PullImageFailed` on the NodeImage and on every ImagePullJob that owns the tag. Event failures
-//! are logged, never fatal.
+//! `PullImageFailed` on the NodeImage and on every ImagePullJob that owns the tag; and
+//! `ImageFsSpaceInsufficient` (both) when a pull waits for disk space. Event failures are logged,
+//! never fatal.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kruise_api::constants::{REASON_PULL_IMAGE_FAILED, REASON_PULL_IMAGE_SUCCEED};
+use kruise_api::constants::{
+    REASON_IMAGE_FS_FULL, REASON_PULL_IMAGE_FAILED, REASON_PULL_IMAGE_SUCCEED,
+};
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use crate::desired::TagTask;
@@ -47,19 +50,25 @@ impl EventSink for KubeEvents {
     }
 
     fn failed<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
+        Box::pin(self.warn_all(task, REASON_PULL_IMAGE_FAILED, note))
+    }
+
+    fn waiting_for_space<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
+        Box::pin(self.warn_all(task, REASON_IMAGE_FS_FULL, note))
+    }
+}
+
+impl KubeEvents {
+    /// A warning on the NodeImage and on every job that owns the tag.
+    async fn warn_all(&self, task: &TagTask, reason: &str, note: String) {
+        {
             let on = self.node_image(task);
-            self.publish(
-                EventType::Warning,
-                REASON_PULL_IMAGE_FAILED,
-                note.clone(),
-                &on,
-            )
-            .await;
+            self.publish(EventType::Warning, reason, note.clone(), &on)
+                .await;
             for owner in &task.owners {
                 self.publish(
                     EventType::Warning,
-                    REASON_PULL_IMAGE_FAILED,
+                    reason,
                     format!(
                         "{note} on node {}",
                         self.node_image.name.as_deref().unwrap_or_default()
@@ -68,6 +77,6 @@ impl EventSink for KubeEvents {
                 )
                 .await;
             }
-        })
+        }
     }
 }

@@ -2,11 +2,13 @@
 //! (bounded by `--max-concurrent-pulls`), pulls through the runtime's CRI socket, and reports each
 //! tag's result in the NodeImage status, written by one coalescing writer.
 
+pub mod admission;
 mod args;
 pub mod controller;
 pub mod desired;
 pub mod events;
 pub mod metrics;
+pub mod pinning;
 pub mod registry_gate;
 pub mod runtime;
 pub mod secrets;
@@ -59,6 +61,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let api: Api<NodeImage> = Api::all(client.clone());
     let (status, writer) = start_status_writer(&args, &api, &started);
     let ctx = worker_context(&args, &client, cri, status.clone(), &started).await;
+    sup.spawn(
+        "the pin keeper",
+        pin_keeper(
+            ctx.clone(),
+            started.metrics.clone(),
+            started.shutdown.clone(),
+        ),
+    );
     let mut controller = controller::Controller::new(ctx);
     let synced = ready.clone();
     let follow = controller.run(
@@ -134,8 +144,12 @@ async fn worker_context(
         name: Some(args.node_name.clone()),
         ..Default::default()
     };
+    let registries = kruise_registry::Registries::new(args.insecure_registries.clone());
+    let admission = args.image_fs_max_percent < 100;
+    let runtime =
+        runtime::CriRuntime::new(cri, registries, args.image_fs_path.clone(), admission).await;
     Arc::new(worker::WorkerContext {
-        runtime: Arc::new(runtime::CriRuntime::new(cri).await),
+        runtime: Arc::new(runtime),
         permits: Arc::new(Semaphore::new(args.max_concurrent_pulls as usize)),
         status,
         credentials: Arc::new(secrets::SecretCredentials {
@@ -151,7 +165,35 @@ async fn worker_context(
         initial_backoff: Duration::from_secs(1),
         clock: worker::Clock::new(),
         registry_gate: Default::default(),
+        guarantees: worker::Guarantees {
+            pin: args.pin_images,
+            image_fs_max_percent: args.image_fs_max_percent,
+            space_retry: args.image_fs_recheck_interval,
+            ..Default::default()
+        },
     })
+}
+
+/// The pin keeper, also woken after every pin so the gauges follow at once.
+async fn pin_keeper(
+    ctx: Arc<worker::WorkerContext<runtime::CriRuntime>>,
+    metrics: Arc<metrics::Metrics>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let wanted = ctx.guarantees.wanted_pins.subscribe();
+    let recount = ctx.guarantees.recount.clone();
+    let wake = ctx.guarantees.wanted_pins.clone();
+    let nudge = async move {
+        loop {
+            recount.notified().await;
+            // Marks the wanted set changed without changing it: the keeper looks again.
+            wake.send_modify(|_| {});
+        }
+    };
+    tokio::select! {
+        _ = pinning::keeper(ctx.runtime.clone(), wanted, metrics, stop) => {}
+        _ = nudge => {}
+    }
 }
 
 /// Writes what the status writer holds, waiting at most 5 s for it.

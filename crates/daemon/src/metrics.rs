@@ -44,6 +44,13 @@ pub struct Metrics {
     pub runtime_up: Gauge,
     /// CRI pull attempts by result: `succeeded` or the error kind (a round has one or more).
     pub attempts: Family<ResultLabels, Counter>,
+    /// Images this daemon pinned that the runtime reports pinned, and their bytes.
+    pub pinned_images: Gauge,
+    pub pinned_bytes: Gauge,
+    /// Tags waiting for disk space under `--image-fs-max-percent`.
+    pub waiting_for_space: Gauge,
+    /// Pins by outcome: `pinned` or `not_protected`.
+    pub pins: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -63,7 +70,31 @@ impl Metrics {
             status_queue: Gauge::default(),
             runtime_up: Gauge::default(),
             attempts: Family::default(),
+            pinned_images: Gauge::default(),
+            pinned_bytes: Gauge::default(),
+            waiting_for_space: Gauge::default(),
+            pins: Family::default(),
         };
+        registry.register(
+            "pinned_images",
+            "Images this daemon pinned against the kubelet's image GC that the runtime reports pinned",
+            m.pinned_images.clone(),
+        );
+        registry.register(
+            "pinned_bytes",
+            "Bytes of the images counted by kruise_daemon_pinned_images",
+            m.pinned_bytes.clone(),
+        );
+        registry.register(
+            "pulls_waiting_for_space",
+            "Tags waiting because the pull would take the image filesystem above --image-fs-max-percent",
+            m.waiting_for_space.clone(),
+        );
+        registry.register(
+            "pins",
+            "Pins of pulled images by outcome (pinned, not_protected)",
+            m.pins.clone(),
+        );
         registry.register(
             "worker_panics",
             "Pull workers that panicked; each failed its tag with the panic's message",
@@ -139,6 +170,14 @@ impl Metrics {
                 })
                 .observe(elapsed.as_secs_f64());
         }
+    }
+
+    pub fn count_pin(&self, result: &str) {
+        self.pins
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
     }
 
     pub fn status_write(&self, result: &str) {

@@ -11,6 +11,14 @@ use kruise_api::imageref::ImageRef;
 use kruise_cri::progress::ImageSource;
 use kruise_cri::{ContentStore, CriClient, CriError, PullProgress, PullRequest};
 
+use std::collections::{BTreeSet, HashSet};
+
+use kruise_api::constants::{CONTAINERD_PINNED_LABEL, CONTAINERD_PINNED_VALUE, PINNED_BY_LABEL};
+use kruise_cri::{DockerKeyring, ImageStore, RuntimeVersion};
+use kruise_registry::Registries;
+
+use crate::admission::FsUsage;
+use crate::pinning::{decide, Census, PinAction, Protection, PINNED_BY_VALUE};
 use crate::worker::BoxFuture;
 
 pub trait ImageRuntime: Send + Sync + 'static {
@@ -29,6 +37,40 @@ pub trait ImageRuntime: Send + Sync + 'static {
     fn progress(&self, _reference: &str) -> Option<Box<dyn ProgressSampler>> {
         None
     }
+    /// Whether the runtime can give an image another name ([`ImageRuntime::name_like`]).
+    fn can_name(&self) -> bool {
+        false
+    }
+    /// Makes `name` (`key:tag`) point at the image `like` (`key@sha256:…`) points at.
+    fn name_like(
+        &self,
+        _name: &str,
+        _like: &str,
+    ) -> impl Future<Output = Result<(), CriError>> + Send {
+        async { Ok(()) }
+    }
+    /// Pins the image named `name` (a tag or digest reference) and says whether the runtime now
+    /// reports it pinned.
+    fn pin(&self, _name: &str) -> impl Future<Output = Protection> + Send {
+        async { Protection::NotProtected("the runtime cannot pin images".into()) }
+    }
+    /// Withdraws this daemon's pins on every image not named in `wanted` (fully qualified
+    /// references), and counts the pinned images left.
+    fn withdraw_pins(
+        &self,
+        _wanted: &BTreeSet<String>,
+    ) -> impl Future<Output = Result<Census, CriError>> + Send {
+        async { Ok(Census::default()) }
+    }
+    /// What pulling `reference` would add to the image filesystem, and how full that is, when
+    /// the runtime and registry can tell; `Ok(None)`: unknown (the pull is not held back).
+    fn space_needed(
+        &self,
+        _reference: &str,
+        _keyring: &DockerKeyring,
+    ) -> impl Future<Output = Result<Option<(u64, FsUsage)>, String>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// One pull's progress, sampled while it runs.
@@ -37,16 +79,38 @@ pub trait ProgressSampler: Send {
     fn sample(&mut self) -> BoxFuture<'_, Option<u8>>;
 }
 
-/// The node's runtime: CRI for everything, and containerd's content store for progress when the
-/// runtime serves it.
+/// The node's runtime: CRI for everything; containerd's content store for progress and for the
+/// blobs a pull would add, and its images service for pins and names, when the runtime serves
+/// them; the registry for an image's size.
 pub struct CriRuntime {
     pub client: CriClient,
     pub content: Option<ContentStore>,
+    pub images: Option<ImageStore>,
+    /// Why pins are not reported to the kubelet here, if they are not.
+    pub pin_support: Result<(), String>,
+    pub registries: Registries,
+    /// Where the image filesystem is (statvfs), if known; `None` disables disk-space admission.
+    pub image_fs: Option<std::path::PathBuf>,
+    /// Image sizes read from registries, by reference: a pull waiting for space reads its
+    /// manifest once, not every time it looks again.
+    sizes: std::sync::Mutex<std::collections::HashMap<String, kruise_registry::ImageSize>>,
 }
 
+/// Sizes remembered at most; the cache starts over beyond it.
+const SIZES_KEPT: usize = 256;
+
+/// How long a pin may take to show in CRI (containerd applies it from an event).
+const PIN_VISIBLE_WITHIN: Duration = Duration::from_secs(5);
+
 impl CriRuntime {
-    /// Looks for a content store on the runtime's socket.
-    pub async fn new(client: CriClient) -> Self {
+    /// Looks for a content store and an images service on the runtime's socket, and for the
+    /// image filesystem (`image_fs` overrides what CRI's ImageFsInfo names).
+    pub async fn new(
+        client: CriClient,
+        registries: Registries,
+        image_fs: Option<std::path::PathBuf>,
+        admission: bool,
+    ) -> Self {
         let store = ContentStore::new(client.channel());
         let content = store.available().await.then_some(store);
         match &content {
@@ -55,7 +119,81 @@ impl CriRuntime {
                 "the runtime has no containerd content store; pulls report phases, not bytes"
             ),
         }
-        Self { client, content }
+        let images = ImageStore::new(client.channel());
+        let images = images.available().await.then_some(images);
+        let version = client.version().await.unwrap_or_else(|_| RuntimeVersion {
+            runtime_name: "unknown".into(),
+            runtime_version: "unknown".into(),
+            runtime_api_version: String::new(),
+        });
+        let pin_support = crate::pinning::pin_support(
+            &version.runtime_name,
+            &version.runtime_version,
+            images.is_some(),
+        );
+        if let Err(why) = &pin_support {
+            tracing::warn!(%why, "pre-warmed images are not protected from the kubelet's image garbage collection");
+        }
+        let image_fs = match (admission, image_fs) {
+            (false, _) => None,
+            (true, Some(p)) => Some(p),
+            (true, None) => find_image_fs(&client).await,
+        };
+        Self {
+            client,
+            content,
+            images,
+            pin_support,
+            registries,
+            image_fs,
+            sizes: Default::default(),
+        }
+    }
+
+    async fn image_size(
+        &self,
+        image: &ImageRef,
+        keyring: &DockerKeyring,
+    ) -> Result<kruise_registry::ImageSize, String> {
+        let key = image.to_string();
+        if let Some(size) = self.sizes.lock().expect("not poisoned").get(&key) {
+            return Ok(size.clone());
+        }
+        let credentials = kruise_registry::credentials_for(keyring, &image.name());
+        let size = self
+            .registries
+            .image_size(image, &credentials)
+            .await
+            .map_err(|e| format!("reading the image's size from its manifest: {e}"))?;
+        let mut sizes = self.sizes.lock().expect("not poisoned");
+        if sizes.len() >= SIZES_KEPT {
+            sizes.clear();
+        }
+        sizes.insert(key, size.clone());
+        Ok(size)
+    }
+}
+
+/// The image filesystem's mountpoint as the runtime reports it, if the daemon can read it.
+async fn find_image_fs(client: &CriClient) -> Option<std::path::PathBuf> {
+    let fs = match client.image_fs_info().await {
+        Ok(fs) => fs,
+        Err(e) => {
+            tracing::warn!(error = %e, "ImageFsInfo failed; disk-space admission is off");
+            return None;
+        }
+    };
+    let path = fs.first()?.fs_id.as_ref()?.mountpoint.clone();
+    let path = std::path::PathBuf::from(path);
+    match crate::admission::usage(&path) {
+        Ok(u) => {
+            tracing::info!(path = %path.display(), capacity = u.capacity, available = u.available, "disk-space admission watches the image filesystem");
+            Some(path)
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the image filesystem's usage (mount it into the daemon's pod, read-only, at the same path; or set --image-fs-path); disk-space admission is off");
+            None
+        }
     }
 }
 
@@ -66,6 +204,124 @@ impl ImageRuntime for CriRuntime {
 
     async fn pull(&self, request: PullRequest, timeout: Duration) -> Result<String, CriError> {
         self.client.pull_image(request, Some(timeout)).await
+    }
+
+    fn can_name(&self) -> bool {
+        self.images.is_some()
+    }
+
+    async fn name_like(&self, name: &str, like: &str) -> Result<(), CriError> {
+        let (Some(images), Ok(n), Ok(l)) =
+            (&self.images, ImageRef::parse(name), ImageRef::parse(like))
+        else {
+            return Ok(());
+        };
+        match images.name_like(&n.to_string(), &l.to_string()).await? {
+            Some(true) => {
+                tracing::info!(%name, %like, "the digest pull now carries its tag's name")
+            }
+            Some(false) => {}
+            None => {
+                tracing::warn!(%like, "the image pulled by digest is not in containerd's records; not named")
+            }
+        }
+        Ok(())
+    }
+
+    async fn pin(&self, name: &str) -> Protection {
+        let Some(images) = &self.images else {
+            return Protection::NotProtected(self.pin_support.clone().err().unwrap_or_default());
+        };
+        let Ok(full) = ImageRef::parse(name).map(|r| r.to_string()) else {
+            return Protection::NotProtected(format!("{name} is not a reference"));
+        };
+        let labelled = match images.get(&full).await {
+            Ok(Some(image)) => match decide(true, &image.labels) {
+                PinAction::Pin => images
+                    .set_labels(
+                        &full,
+                        &[
+                            (CONTAINERD_PINNED_LABEL, Some(CONTAINERD_PINNED_VALUE)),
+                            (PINNED_BY_LABEL, Some(PINNED_BY_VALUE)),
+                        ],
+                    )
+                    .await
+                    .map(|_| ()),
+                PinAction::Leave | PinAction::Unpin => Ok(()),
+            },
+            Ok(None) => {
+                return Protection::NotProtected(format!("containerd has no image named {full}"))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = labelled {
+            return Protection::NotProtected(format!("pinning failed: {e}"));
+        }
+        if let Err(why) = &self.pin_support {
+            return Protection::NotProtected(why.clone());
+        }
+        // The pin reaches CRI through an event: wait for it briefly.
+        let until = tokio::time::Instant::now() + PIN_VISIBLE_WITHIN;
+        loop {
+            if let Ok(Some(i)) = self.client.image_status(name).await {
+                if i.pinned {
+                    return Protection::Pinned;
+                }
+            }
+            if tokio::time::Instant::now() >= until {
+                return Protection::NotProtected(format!(
+                    "the image is labelled pinned but the runtime does not report it pinned \
+                     after {PIN_VISIBLE_WITHIN:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn withdraw_pins(&self, wanted: &BTreeSet<String>) -> Result<Census, CriError> {
+        let Some(images) = &self.images else {
+            return Ok(Census::default());
+        };
+        let mut census = Census::default();
+        let mut ids = HashSet::new();
+        for image in images.with_label(PINNED_BY_LABEL, PINNED_BY_VALUE).await? {
+            if decide(wanted.contains(&image.name), &image.labels) == PinAction::Unpin {
+                images
+                    .set_labels(
+                        &image.name,
+                        &[(CONTAINERD_PINNED_LABEL, None), (PINNED_BY_LABEL, None)],
+                    )
+                    .await?;
+                tracing::info!(image = %image.name, "no tag wants the image any more; unpinned");
+                continue;
+            }
+            if let Ok(Some(i)) = self.client.image_status(&image.name).await {
+                if i.pinned && ids.insert(i.id) {
+                    census.images += 1;
+                    census.bytes += i.size;
+                }
+            }
+        }
+        Ok(census)
+    }
+
+    async fn space_needed(
+        &self,
+        reference: &str,
+        keyring: &DockerKeyring,
+    ) -> Result<Option<(u64, FsUsage)>, String> {
+        let (Some(path), Some(content)) = (&self.image_fs, &self.content) else {
+            return Ok(None);
+        };
+        let image = ImageRef::parse(reference).map_err(|e| e.to_string())?;
+        let size = self.image_size(&image, keyring).await?;
+        let missing = content
+            .missing_bytes(&size.blobs)
+            .await
+            .map_err(|e| format!("reading containerd's content store: {e}"))?;
+        let fs = crate::admission::usage(path)
+            .map_err(|e| format!("reading the image filesystem {}: {e}", path.display()))?;
+        Ok(Some((missing, fs)))
     }
 
     fn progress(&self, reference: &str) -> Option<Box<dyn ProgressSampler>> {

@@ -82,6 +82,16 @@ pub struct Args {
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
 
+    /// Resolve each job's tag to a digest once (a manifest HEAD with the job's pull secrets) and
+    /// have every node pull exactly that digest; `false`: every node resolves the tag itself.
+    #[arg(long, env = "KRUISE_RESOLVE_DIGESTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub resolve_digests: bool,
+
+    /// Registries (`host[:port]`) spoken to over plain HTTP when resolving digests, besides
+    /// loopback ones; comma-separated.
+    #[arg(long, env = "KRUISE_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+
     #[command(flatten)]
     pub log: kruise_observe::LogArgs,
 }

@@ -5,6 +5,7 @@
 
 pub mod adopt;
 mod args;
+pub mod digests;
 pub mod engine;
 pub mod lean;
 pub mod lease;
@@ -220,6 +221,7 @@ impl Planning {
             done: engine.inputs.clone(),
             job_namespace: args.job_namespace.clone(),
             progress: engine.writer_progress.clone(),
+            registries: kruise_registry::Registries::new(args.insecure_registries.clone()),
         };
         // The writer stops only when the engine's side of its channel goes (the engine stopping
         // or failing, which is reported as such).
@@ -297,6 +299,7 @@ impl EngineThread {
             job_namespace: args.job_namespace.clone(),
             placement_window: args.placement_window,
             status_interval: args.status_interval,
+            resolve_digests: args.resolve_digests,
         };
         // The engine runs on a thread of its own: a long round (a leader's first, at 5,000
         // nodes) never holds up the watches, the lease renewal or the metrics server.

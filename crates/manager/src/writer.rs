@@ -91,6 +91,8 @@ pub struct Writer {
     /// Writes handed over and not finished: the supervisor fails the process when none finishes
     /// within the stall timeout.
     pub progress: Arc<Watchdog>,
+    /// Reads tags' digests from registries.
+    pub registries: kruise_registry::Registries,
 }
 
 impl Writer {
@@ -207,6 +209,29 @@ impl Writer {
                 namespace,
                 name,
             } => self.delete_job(uid, namespace, name).await,
+            Write::ResolveDigest {
+                uid,
+                namespace,
+                name,
+                image,
+                pull_secrets,
+                desired,
+            } => {
+                let key = format!("{namespace}/{name}");
+                let resolved = crate::digests::resolve(
+                    &self.client,
+                    &self.registries,
+                    &key,
+                    &namespace,
+                    &image,
+                    &pull_secrets,
+                    desired,
+                )
+                .await;
+                let events = vec![resolved.event];
+                self.job_status(uid, namespace, name, resolved.status, events)
+                    .await
+            }
             Write::ReleaseFinalizer {
                 uid,
                 namespace,
@@ -377,7 +402,7 @@ fn kind(w: &Write) -> &'static str {
         Write::CreateNodeImage { .. }
         | Write::PatchNodeImage { .. }
         | Write::DeleteNodeImage { .. } => "nodeimage",
-        Write::JobStatus { .. } => "job_status",
+        Write::JobStatus { .. } | Write::ResolveDigest { .. } => "job_status",
         Write::DeleteJob { .. } | Write::ReleaseFinalizer { .. } => "imagepulljob",
         Write::Secrets { .. } => "secret",
         Write::List { .. } => "imagelistpulljob",

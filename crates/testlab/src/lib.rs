@@ -7,6 +7,9 @@
 //! Needs root (containerd mounts snapshots to unpack layers) and the Debian packages
 //! `containerd docker-registry skopeo apache2-utils`; `.ci/run` installs them. When something
 //! is missing the lab fails loudly, saying what to install, rather than letting a test pass.
+//! Tests of CRI `pinned` run Debian trixie's containerd 1.7 instead ([`ContainerdBinary::Pinning`],
+//! unpacked into `/opt/kruise-lab/containerd-1.7` by `.ci/install-deps`), and a test may give
+//! containerd a size-limited image filesystem ([`ContainerdOptions::image_fs_bytes`]).
 
 mod containerd;
 pub mod image;
@@ -18,7 +21,9 @@ mod registry;
 
 use std::path::{Path, PathBuf};
 
-pub use containerd::Containerd;
+pub use containerd::{
+    Containerd, ContainerdBinary, ContainerdOptions, PINNING_CONTAINERD, PINNING_CONTAINERD_ENV,
+};
 pub use image::{ImageBuilder, Layer, PushedImage};
 pub use proxy::{Fault, Lasting, SlowProxy, Target};
 pub use registry::{http_status, Credentials, Registry};
@@ -110,6 +115,12 @@ impl Lab {
     /// Starts everything; fails with a readable reason (missing package, process that died,
     /// readiness deadline) and the tail of the failing process's log.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(ContainerdOptions::default())
+    }
+
+    /// [`Lab::start`] with a containerd run as `options` say: another executable (e.g. the 1.7
+    /// one that reports CRI `pinned`), a size-limited image filesystem.
+    pub fn start_with(options: ContainerdOptions) -> anyhow::Result<Self> {
         check_prerequisites()?;
         let dir = tempfile::Builder::new().prefix("kruise-lab-").tempdir()?;
         let registry = Registry::start(&dir.path().join("registry"), None)?;
@@ -118,9 +129,10 @@ impl Lab {
             password: "lab-pass-7f3a".into(),
         };
         let auth_registry = Registry::start(&dir.path().join("registry-auth"), Some(creds))?;
-        let containerd = Containerd::start(
+        let containerd = Containerd::start_with(
             &dir.path().join("containerd"),
             &[registry.port(), auth_registry.port()],
+            options,
         )?;
         let images = ImageBuilder::new(&dir.path().join("images"))?;
         Ok(Self {

@@ -86,6 +86,7 @@ async fn main() {
         max_concurrent_pulls: 2,
         image_check_interval: "24h".into(),
         progress_interval: "30s".into(),
+        extra_args: Vec::new(),
     };
     let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
     daemon.wait_ready(Duration::from_secs(60)).await;

@@ -64,6 +64,8 @@ pub struct DaemonOptions {
     pub image_check_interval: String,
     /// `--progress-interval`: `1s` in tests, so progress shows within a short pull.
     pub progress_interval: String,
+    /// More flags, as given.
+    pub extra_args: Vec<String>,
 }
 
 impl DaemonOptions {
@@ -76,6 +78,7 @@ impl DaemonOptions {
             max_concurrent_pulls: 2,
             image_check_interval: "24h".into(),
             progress_interval: "1s".into(),
+            extra_args: Vec::new(),
         }
     }
 }
@@ -125,7 +128,7 @@ impl Process {
     }
 
     pub fn daemon(kubeconfig: &Path, opts: &DaemonOptions, log_dir: &Path) -> Self {
-        let args = vec![
+        let mut args = vec![
             "--node-name".into(),
             opts.node.clone(),
             "--runtime-endpoint".into(),
@@ -137,6 +140,7 @@ impl Process {
             "--progress-interval".into(),
             opts.progress_interval.clone(),
         ];
+        args.extend(opts.extra_args.iter().cloned());
         Self::spawn(
             Binary::Daemon,
             kubeconfig,

@@ -50,4 +50,24 @@ pub struct ImagePullJobStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_nodes: Vec<String>,
+    /// The digest the image's tag was resolved to once for the whole job (`sha256:…`); every node
+    /// pulls exactly this. Not in OpenKruise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// `digest` cut to 12 hex digits, as `docker images` shows it: the `DIGEST` column of
+    /// `kubectl get imagepulljobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_digest: Option<String>,
+    /// Why the digest could not be resolved by the manager, when it could not (the nodes then
+    /// resolve it, and the first node's digest is used for the rest). Not in OpenKruise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_message: Option<String>,
+}
+
+/// `sha256:41f5c2a9b0e1…` cut to `sha256:41f5c2a9b0e1` (12 hex digits).
+pub fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((alg, hex)) => format!("{alg}:{}", &hex[..hex.len().min(12)]),
+        None => digest.chars().take(19).collect(),
+    }
 }

@@ -91,6 +91,15 @@ pub struct ImageTagSpec {
     /// Absent means `IfNotPresent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<ImagePullPolicy>,
+    /// The digest the manager resolved the tag to (`sha256:…`): the daemon pulls exactly this
+    /// and gives it the tag's name, so every node ends on one image even if the tag moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 200))]
+    pub digest: Option<String>,
+    /// Pin the image in the runtime while this entry stays, so the kubelet's image garbage
+    /// collection keeps it (a `Never` job's image, or a job that opted in).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pin: bool,
 }
 
 /// Limits of one tag's pull on this node.
@@ -170,9 +179,12 @@ pub struct ImageTagStatus {
     /// The runtime's image ID (`name@sha256:…` of the config).
     #[serde(rename = "imageID", default, skip_serializing_if = "Option::is_none")]
     pub image_id: Option<String>,
-    /// Why the pull failed, in words a user can act on.
+    /// Why the pull failed, in words a user can act on; or why a pulled image is not protected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The runtime reports the image pinned: the kubelet's image GC skips it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pinned: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -198,6 +210,10 @@ pub struct SyncStatus {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 fn is_zero_i32(v: &i32) -> bool {

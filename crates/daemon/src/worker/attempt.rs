@@ -52,7 +52,8 @@ pub(super) async fn pull_with_credentials<R: ImageRuntime>(
     keyring: &DockerKeyring,
     timeout: Duration,
 ) -> Result<String, CriError> {
-    let name = ImageRef::parse(&task.reference)
+    let reference = super::guard::pull_ref(ctx, task);
+    let name = ImageRef::parse(reference)
         .map(|r| r.name())
         .unwrap_or_else(|_| task.image.clone());
     let mut candidates: Vec<Option<kruise_cri::proto::AuthConfig>> = keyring
@@ -74,7 +75,7 @@ pub(super) async fn pull_with_credentials<R: ImageRuntime>(
     let mut last_error = None;
     for auth in candidates {
         let request = PullRequest {
-            image: task.reference.clone(),
+            image: reference.to_string(),
             auth,
             labels: labels.clone(),
             annotations: annotations.clone(),

@@ -4,6 +4,7 @@
 //! worker cancels its CRI call at once and reports nothing.
 
 mod attempt;
+mod guard;
 mod pull;
 
 pub use pull::backoff;
@@ -37,6 +38,8 @@ pub trait Credentials: Send + Sync {
 pub trait EventSink: Send + Sync {
     fn succeeded<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()>;
     fn failed<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()>;
+    /// A pull waits: it would take the image filesystem above the limit.
+    fn waiting_for_space<'a>(&'a self, task: &'a TagTask, note: String) -> BoxFuture<'a, ()>;
 }
 
 /// What every worker on the node shares.
@@ -57,6 +60,36 @@ pub struct WorkerContext<R> {
     pub clock: Clock,
     /// Per-registry-host backoff after a rate limit, shared by every tag of the host.
     pub registry_gate: Arc<crate::registry_gate::RegistryGate>,
+    /// The node guarantees: pinning on or off, the disk-space limit.
+    pub guarantees: Guarantees,
+}
+
+/// What the daemon promises about pulled images on this node.
+#[derive(Debug, Clone)]
+pub struct Guarantees {
+    /// `--pin-images`: tags that ask for a pin get one.
+    pub pin: bool,
+    /// `--image-fs-max-percent`; 100: no disk-space admission.
+    pub image_fs_max_percent: u8,
+    /// How often a pull waiting for disk space looks again.
+    pub space_retry: Duration,
+    /// Told after each pin, so the pinned-images gauges are recounted.
+    pub recount: Arc<tokio::sync::Notify>,
+    /// The images tags want pinned (fully qualified), for the pin keeper; `None` until the
+    /// NodeImage was first read.
+    pub wanted_pins: Arc<watch::Sender<Option<std::collections::BTreeSet<String>>>>,
+}
+
+impl Default for Guarantees {
+    fn default() -> Self {
+        Self {
+            pin: true,
+            image_fs_max_percent: 80,
+            space_retry: Duration::from_secs(30),
+            recount: Default::default(),
+            wanted_pins: Arc::new(watch::channel(None).0),
+        }
+    }
 }
 
 /// Wall-clock time for deadlines (`createdAt + activeDeadlineSeconds`): the system clock, or in

@@ -12,6 +12,7 @@ use kruise_cri::{CriError, CriErrorKind, DockerKeyring};
 use tokio::sync::watch;
 
 use super::attempt::{describe, pull_with_credentials, remaining, with_progress, GaugeGuard};
+use super::guard::{self, pull_ref};
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
 use crate::runtime::ImageRuntime;
@@ -49,6 +50,9 @@ pub(super) async fn run<R: ImageRuntime>(
             Ok(()) = tasks.changed() => {
                 let now = tasks.borrow().clone();
                 let relevant = pulls_differently(&pulled_with, &now);
+                if now.pin != pulled_with.pin && last.phase == TagPhase::Succeeded {
+                    last = repin(ctx, &now, last).await;
+                }
                 pulled_with = now;
                 if last.phase != TagPhase::Failed || !relevant {
                     continue; // the next check uses the new entry
@@ -68,6 +72,24 @@ pub(super) async fn run<R: ImageRuntime>(
         let after = jittered(next_check(ctx, failures));
         next = next_round_at(ctx, &last, &tasks.borrow(), after);
     }
+}
+
+/// The tag's pin was asked for or withdrawn after its pull: pinned now, or shown unpinned (the
+/// pin itself is withdrawn by the pin keeper, which knows whether another tag still wants it).
+async fn repin<R: ImageRuntime>(
+    ctx: &WorkerContext<R>,
+    task: &TagTask,
+    last: ImageTagStatus,
+) -> ImageTagStatus {
+    let mut st = ImageTagStatus {
+        message: None,
+        ..last.clone()
+    };
+    guard::protect(ctx, task, &mut st).await;
+    if st != last {
+        report(ctx, task.key(), st.clone()).await;
+    }
+    st
 }
 
 /// When the next round runs: `after` from now, unless the tag failed and its
@@ -273,7 +295,12 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
         if self.task.policy != ImagePullPolicy::IfNotPresent || self.quiet() {
             return None;
         }
-        match self.ctx.runtime.image_id(&self.task.reference).await {
+        match self
+            .ctx
+            .runtime
+            .image_id(pull_ref(self.ctx, &self.task))
+            .await
+        {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "ImageStatus failed; pulling instead");
@@ -297,6 +324,11 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
         }
         let quiet = self.quiet();
         crate::registry_gate::wait_turn(ctx, &self.task, &mut self.st, quiet).await;
+        let space = guard::wait_for_space(ctx, &self.task, &self.keyring, &mut self.st, quiet);
+        if let Err(msg) = space.await {
+            let msg = with_notes(&self.notes, msg);
+            return Err(self.fail(msg, "no_space").await);
+        }
         let deadline = "activeDeadlineSeconds passed before the image was pulled";
         // The wait for a pull slot counts against the deadline too.
         let permit = {
@@ -338,7 +370,7 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
         let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
         let pull = pull_with_credentials(ctx, &self.task, &self.keyring, timeout);
         let sampler = (ctx.progress_interval)
-            .zip(ctx.runtime.progress(&self.task.reference))
+            .zip(ctx.runtime.progress(pull_ref(ctx, &self.task)))
             .filter(|_| !self.quiet());
         match sampler {
             Some((every, sampler)) => {
@@ -422,7 +454,7 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
     }
 }
 
-async fn succeed<R>(
+async fn succeed<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
     task: &TagTask,
     st: ImageTagStatus,
@@ -431,8 +463,7 @@ async fn succeed<R>(
     how: &str,
     skipped: bool,
 ) -> ImageTagStatus {
-    let elapsed = started.elapsed();
-    let st = ImageTagStatus {
+    let mut st = ImageTagStatus {
         phase: TagPhase::Succeeded,
         progress: 100,
         start_time: st.start_time.or_else(|| Some(now())),
@@ -441,6 +472,8 @@ async fn succeed<R>(
         message: None,
         ..st
     };
+    guard::after_pull(ctx, task, &mut st).await;
+    let elapsed = started.elapsed();
     ctx.metrics.observe_pull(
         "succeeded",
         if skipped { "present" } else { "pulled" },
@@ -527,7 +560,7 @@ async fn check<R: ImageRuntime>(
             .unwrap_or(last);
     }
     let task = latest(tasks, false);
-    let present = match ctx.runtime.image_id(&task.reference).await {
+    let present = match ctx.runtime.image_id(pull_ref(ctx, &task)).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "presence check failed; will check again");

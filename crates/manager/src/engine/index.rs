@@ -293,7 +293,9 @@ impl Engine {
         for o in job.owner_references() {
             self.dirty_lists.insert(self.interner.name(&o.uid));
         }
-        let info = JobInfo::new(job.clone(), &mut self.interner);
+        let mut info = JobInfo::new(job.clone(), &mut self.interner);
+        // Without resolution the nodes resolve the tag: nothing to wait for.
+        info.awaiting_digest &= self.settings.resolve_digests;
         match self.jobs.get_mut(&uid) {
             None => {
                 self.job_uids.insert(key, uid.clone());
@@ -312,6 +314,14 @@ impl Engine {
                 let spec_changed = old.spec != job.spec;
                 let deleting = info.deleting != state.info.deleting;
                 let completed = info.completed() != state.info.completed();
+                // A digest arriving lets the job place; a pin change rewrites its entries.
+                let guarantees = info.awaiting_digest != state.info.awaiting_digest
+                    || info.digest != state.info.digest
+                    || info.pin != state.info.pin;
+                if guarantees {
+                    self.dirty_place.insert(uid.clone());
+                    self.dirty_jobs.insert(uid.clone());
+                }
                 if old.spec.template.pull_secrets != job.spec.template.pull_secrets {
                     self.secrets_dirty = true;
                 }

@@ -47,6 +47,13 @@ pub struct JobInfo {
     /// Where each node comes in the order its workload updates them (the rollout pre-download
     /// controller's annotation): those updated first get the image first.
     pub node_rank: Option<Arc<HashMap<Name, u32>>>,
+    /// The digest the tag was resolved to (the job's `status.digest`).
+    pub digest: Option<Name>,
+    /// The tag has no digest yet and nobody has tried to resolve it.
+    pub awaiting_digest: bool,
+    /// Its nodes pin the image: a `Never` job's unless annotated `pin: "false"`, an `Always`
+    /// job's only when annotated `pin: "true"`.
+    pub pin: bool,
 }
 
 impl JobInfo {
@@ -54,9 +61,31 @@ impl JobInfo {
         let uid = i.name(job.metadata.uid.as_deref().unwrap_or_default());
         let key = i.name(&super::job_key(&job));
         let t = &job.spec.template;
-        let image = ImageRef::parse(&job.spec.image)
+        let parsed = ImageRef::parse(&job.spec.image);
+        let image = parsed
+            .as_ref()
             .map(|r| (i.name(&r.node_image_key()), i.name(&r.node_image_tag())))
             .map_err(|e| e.to_string());
+        let status = job.status.as_ref();
+        let digest = status
+            .and_then(|s| s.digest.as_deref())
+            .filter(|d| d.starts_with("sha256:"))
+            .map(|d| i.name(d));
+        let awaiting_digest = parsed.as_ref().is_ok_and(|r| !r.is_digest())
+            && digest.is_none()
+            && status.is_none_or(|s| s.digest_message.is_none());
+        let always = t.completion_type() == CompletionPolicyType::Always;
+        let pin_annotation = job
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(kruise_api::constants::PIN_ANNOTATION))
+            .map(|v| v.trim().to_ascii_lowercase());
+        let pin = match pin_annotation.as_deref() {
+            Some("true") => true,
+            Some("false") => false,
+            _ => !always,
+        };
         let owner = i.owner(&ObjectReference {
             api_version: Some(JOB_API_VERSION.into()),
             kind: Some(JOB_KIND.into()),
@@ -73,7 +102,7 @@ impl JobInfo {
             ),
             key,
             image,
-            always_complete: t.completion_type() == CompletionPolicyType::Always,
+            always_complete: always,
             parallelism: t.parallelism().unwrap_or(1) as usize,
             always_pull: t.image_pull_policy() == ImagePullPolicy::Always,
             owner,
@@ -81,6 +110,9 @@ impl JobInfo {
             sandbox: t.sandbox_config.as_ref().map(|s| i.sandbox(s)),
             deleting: job.metadata.deletion_timestamp.is_some(),
             node_rank: node_rank(&job, i),
+            digest,
+            awaiting_digest,
+            pin,
             job,
         }
     }
@@ -112,7 +144,11 @@ impl JobInfo {
 
     /// Whether the job adds itself to more nodes: live, not finished, image valid.
     pub fn placing(&self, now: Timestamp) -> bool {
-        !self.deleting && !self.completed() && !self.deadline_passed(now) && self.image.is_ok()
+        !self.deleting
+            && !self.completed()
+            && !self.deadline_passed(now)
+            && self.image.is_ok()
+            && !self.awaiting_digest
     }
 }
 

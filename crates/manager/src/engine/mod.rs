@@ -69,6 +69,8 @@ pub struct Settings {
     /// The namespace whose jobs this installation handles; empty: all. A tag owned by a job of
     /// another namespace is another installation's, and is left alone.
     pub job_namespace: String,
+    /// Resolve each job's tag to one digest before placing it (`--resolve-digests`).
+    pub resolve_digests: bool,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             response_timeout: Duration::from_secs(600),
             placement_window: Duration::from_secs(10),
             status_interval: Duration::from_secs(5),
+            resolve_digests: false,
             job_namespace: String::new(),
         }
     }
@@ -173,6 +176,18 @@ pub enum Write {
         namespace: String,
         name: String,
         patch: Value,
+    },
+    /// Resolve a job's tag to a digest (a manifest HEAD with its pull secrets) and write it, or
+    /// why it could not be resolved, into the job's status; answered as a `JobStatus` write.
+    ResolveDigest {
+        uid: String,
+        namespace: String,
+        name: String,
+        image: String,
+        pull_secrets: Vec<String>,
+        /// The job's `status.desired` as it stands (a required field: a status written for the
+        /// first time must carry it).
+        desired: i32,
     },
     /// The pull-secret copies there should be, and those there are.
     Secrets {

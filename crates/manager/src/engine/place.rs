@@ -116,6 +116,8 @@ pub fn join(
         owners: smallvec::smallvec![job.owner.clone()],
         version: reported_version.map_or(0, |v| v + 1),
         image_pull_policy: job.always_pull.then_some(ImagePullPolicy::Always),
+        digest: job.digest.clone(),
+        pin: job.pin,
     });
     Joined::Pulling
 }
@@ -173,10 +175,21 @@ pub fn own_entry(
     changed
 }
 
-/// Tags sorted, and each image's pull secrets the copies of the secrets its owners name.
-pub fn finish(spec: &mut Spec, secrets_of: impl Fn(&Owner) -> Vec<Arc<ReferenceObject>>) {
+/// Tags sorted, each pinned when one of its owners pins, and each image's pull secrets the
+/// copies of the secrets its owners name.
+pub fn finish(
+    spec: &mut Spec,
+    secrets_of: impl Fn(&Owner) -> Vec<Arc<ReferenceObject>>,
+    pins: impl Fn(&Owner) -> bool,
+) {
     for image in spec.values_mut() {
         image.tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+        for t in &mut image.tags {
+            let pin = t.owners.iter().any(|o| pins(o));
+            if t.pin != pin {
+                t.pin = pin;
+            }
+        }
         let mut secrets: Vec<Arc<ReferenceObject>> = image
             .tags
             .iter()

@@ -598,6 +598,11 @@ impl Engine {
                 secrets.insert(uid.clone(), refs);
             }
         }
+        let pinning: HashSet<Name> = (self.jobs.iter())
+            .filter(|(_, j)| j.info.pin)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        let pins = |o: &Owner| o.uid.as_ref().is_some_and(|u| pinning.contains(u));
         let secrets_of = |o: &Owner| -> Vec<Arc<ReferenceObject>> {
             o.uid
                 .as_ref()
@@ -611,7 +616,7 @@ impl Engine {
                 continue;
             };
             let mut spec = self.view(&node).cloned().unwrap_or_default();
-            place::finish(&mut spec, secrets_of);
+            place::finish(&mut spec, secrets_of, pins);
             match self.planned.get_mut(&node) {
                 Some(p) => p.spec = spec,
                 None if spec != rec.spec => {

@@ -151,6 +151,10 @@ pub struct Tag {
     pub owners: Owners,
     pub version: i64,
     pub image_pull_policy: Option<ImagePullPolicy>,
+    /// The digest the owning job resolved the tag to.
+    pub digest: Option<Name>,
+    /// Some owner wants the image pinned.
+    pub pin: bool,
 }
 
 impl Tag {
@@ -190,6 +194,8 @@ impl Image {
                     owner_references: t.owners.iter().map(|o| o.to_api()).collect(),
                     version: t.version,
                     image_pull_policy: t.image_pull_policy,
+                    digest: t.digest.as_deref().map(str::to_string),
+                    pin: t.pin,
                 })
                 .collect(),
             sandbox_config: self.sandbox_config.as_deref().cloned(),
@@ -299,6 +305,8 @@ pub fn spec_from_api(spec: &NodeImageSpec, i: &mut Interner) -> Spec {
                     owners: t.owner_references.iter().map(|r| i.owner(r)).collect(),
                     version: t.version,
                     image_pull_policy: t.image_pull_policy,
+                    digest: t.digest.as_deref().map(|d| i.name(d)),
+                    pin: t.pin,
                 })
                 .collect();
             let image = Image {

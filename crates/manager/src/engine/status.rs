@@ -65,6 +65,10 @@ pub fn compute(
     let mut new = ImagePullJobStatus {
         start_time: old.start_time.clone().or(Some(Time(now))),
         desired,
+        // The digest is the resolver's: carried as it is.
+        digest: old.digest.clone(),
+        short_digest: old.short_digest.clone(),
+        digest_message: old.digest_message.clone(),
         ..Default::default()
     };
     if old.start_time.is_none() {

@@ -242,6 +242,24 @@ impl Engine {
                     .at(after(now, Duration::from_millis(500)), Timer::Job(uid));
                 continue;
             }
+            if info.awaiting_digest && self.settings.resolve_digests && !info.completed() {
+                self.writes.jobs.insert(uid.clone());
+                out.push(Write::ResolveDigest {
+                    uid: uid.to_string(),
+                    namespace: ns,
+                    name,
+                    image: info.job.spec.image.clone(),
+                    pull_secrets: info
+                        .job
+                        .spec
+                        .template
+                        .pull_secrets
+                        .clone()
+                        .unwrap_or_default(),
+                    desired: info.job.status.as_ref().map_or(0, |s| s.desired),
+                });
+                continue;
+            }
             let computed = status::compute(job, &self.synced, response, now);
             if let Some(at) = computed.wake_at {
                 self.timers.at(at, Timer::Job(uid.clone()));

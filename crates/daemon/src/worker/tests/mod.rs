@@ -132,6 +132,9 @@ impl EventSink for Recorded {
     fn failed<'a>(&'a self, _: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
         Box::pin(async move { self.failed.lock().unwrap().push(note) })
     }
+    fn waiting_for_space<'a>(&'a self, _: &'a TagTask, note: String) -> BoxFuture<'a, ()> {
+        Box::pin(async move { self.failed.lock().unwrap().push(note) })
+    }
 }
 
 struct NoSecrets;
@@ -167,6 +170,7 @@ fn harness(max_pulls: usize) -> Harness {
         initial_backoff: Duration::from_secs(1),
         clock: Clock::following_tokio(),
         registry_gate: Default::default(),
+        guarantees: Default::default(),
     });
     Harness {
         ctx,
@@ -182,6 +186,8 @@ fn task(tag: &str) -> TagTask {
         tag: tag.into(),
         version: 1,
         reference: format!("registry.example.com/app:{tag}"),
+        name_as: None,
+        pin: false,
         policy: ImagePullPolicy::IfNotPresent,
         timeout: Duration::from_secs(10),
         backoff_limit: 3,

@@ -3,6 +3,7 @@
 //! patches), feeds the results and watch events back, and the tests assert what a user would
 //! see: NodeImage specs, job statuses, events. No server, no clock but the test's.
 
+mod guarantees;
 mod incremental;
 mod lockstep;
 mod memory;
@@ -248,6 +249,22 @@ impl Sim {
         );
     }
 
+    /// Edits a job's metadata with a merge patch (annotations, labels).
+    pub fn edit_meta(&mut self, name: &str, patch: Value) {
+        let rv = self.next_rv();
+        let j = self
+            .jobs
+            .get_mut(&format!("ns/{name}"))
+            .expect("job exists");
+        merge(&mut j["metadata"], &patch);
+        j["metadata"]["resourceVersion"] = json!(rv);
+        let j = j.clone();
+        self.engine.input(
+            Input::Job(Event::Apply(serde_json::from_value(j).unwrap())),
+            self.now,
+        );
+    }
+
     pub fn delete_job(&mut self, name: &str) {
         if let Some(j) = self.jobs.remove(&format!("ns/{name}")) {
             self.engine.input(
@@ -427,6 +444,27 @@ impl Sim {
                 self.done(Done::JobStatus {
                     uid,
                     result: Ok(Box::new(job)),
+                });
+            }
+            Write::ResolveDigest {
+                uid,
+                namespace,
+                name,
+                image,
+                desired,
+                ..
+            } => {
+                // The registry of these tests: a tag resolves to the digest of its name.
+                let digest = format!("sha256:{:0>64}", image.len());
+                let patch = json!({"status": {"desired": desired, "digest": digest, "shortDigest": kruise_api::short_digest(&digest)}});
+                let rv = self.jobs[&format!("{namespace}/{name}")]["metadata"]["resourceVersion"]
+                    .clone();
+                self.execute(Write::JobStatus {
+                    uid,
+                    namespace,
+                    name,
+                    patch: json!({"status": patch["status"], "metadata": {"resourceVersion": rv}}),
+                    events: vec![],
                 });
             }
             Write::DeleteJob {
