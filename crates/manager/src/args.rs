@@ -87,6 +87,11 @@ pub struct Args {
     #[arg(long, env = "KRUISE_RESOLVE_DIGESTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub resolve_digests: bool,
 
+    /// How often a `Never` job's tag is resolved again; when it moved, the new digest rolls across
+    /// the nodes at the job's parallelism, and an Event says from which digest to which.
+    #[arg(long, env = "KRUISE_DIGEST_CHECK_INTERVAL", default_value = "24h", value_parser = kruise_observe::parse_duration)]
+    pub digest_check_interval: Duration,
+
     /// Registries (`host[:port]`) spoken to over plain HTTP when resolving digests, besides
     /// loopback ones; comma-separated.
     #[arg(long, env = "KRUISE_INSECURE_REGISTRIES", value_delimiter = ',')]

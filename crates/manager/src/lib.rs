@@ -300,6 +300,7 @@ impl EngineThread {
             placement_window: args.placement_window,
             status_interval: args.status_interval,
             resolve_digests: args.resolve_digests,
+            digest_check_interval: args.digest_check_interval,
         };
         // The engine runs on a thread of its own: a long round (a leader's first, at 5,000
         // nodes) never holds up the watches, the lease renewal or the metrics server.

@@ -209,26 +209,10 @@ impl Writer {
                 namespace,
                 name,
             } => self.delete_job(uid, namespace, name).await,
-            Write::ResolveDigest {
-                uid,
-                namespace,
-                name,
-                image,
-                pull_secrets,
-                desired,
-            } => {
-                let key = format!("{namespace}/{name}");
-                let resolved = crate::digests::resolve(
-                    &self.client,
-                    &self.registries,
-                    &key,
-                    &namespace,
-                    &image,
-                    &pull_secrets,
-                    desired,
-                )
-                .await;
-                let events = vec![resolved.event];
+            Write::ResolveDigest(req) => {
+                let resolved = crate::digests::resolve(&self.client, &self.registries, &req).await;
+                let events = resolved.event.into_iter().collect();
+                let (uid, namespace, name) = (req.uid, req.namespace, req.name);
                 self.job_status(uid, namespace, name, resolved.status, events)
                     .await
             }
@@ -402,7 +386,7 @@ fn kind(w: &Write) -> &'static str {
         Write::CreateNodeImage { .. }
         | Write::PatchNodeImage { .. }
         | Write::DeleteNodeImage { .. } => "nodeimage",
-        Write::JobStatus { .. } | Write::ResolveDigest { .. } => "job_status",
+        Write::JobStatus { .. } | Write::ResolveDigest(_) => "job_status",
         Write::DeleteJob { .. } | Write::ReleaseFinalizer { .. } => "imagepulljob",
         Write::Secrets { .. } => "secret",
         Write::List { .. } => "imagelistpulljob",

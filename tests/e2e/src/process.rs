@@ -139,6 +139,11 @@ impl Process {
             opts.image_check_interval.clone(),
             "--progress-interval".into(),
             opts.progress_interval.clone(),
+            // The lab's containerd keeps its images on the machine's own disk, shared with
+            // everything else on it: disk-space admission is tested on a filesystem of its own
+            // (tests/guarantees.rs) and off elsewhere. Later flags win.
+            "--image-fs-max-percent".into(),
+            "100".into(),
         ];
         args.extend(opts.extra_args.iter().cloned());
         Self::spawn(

@@ -308,3 +308,68 @@ async fn a_pull_that_would_fill_the_image_filesystem_waits_until_space_frees() {
         .await;
     assert!(done.message.is_none(), "{done:?}");
 }
+
+/// The manager's side: the job's tag is resolved once and shown; every node pulls that digest
+/// even though the tag moves in the registry while the job rolls out (parallelism 1); a `Never`
+/// job asks its nodes to pin; `kubectl get ipj` shows the digest.
+#[tokio::test]
+async fn a_job_resolves_its_tag_once_and_every_node_ends_on_that_digest() {
+    let mut env = e2e::System::start().await;
+    let first = env.push("lab/rolling", 11);
+    let a = env.add_node("a", json!({})).await;
+    let b = env.add_node("b", json!({})).await;
+    env.apply_job(e2e::manifest(
+        "v1beta1",
+        "rolling",
+        &first.reference,
+        json!({
+            "parallelism": 1, "completionPolicy": {"type": "Never"},
+        }),
+    ))
+    .await;
+    let st = env
+        .wait_job("rolling", "the digest resolved", |s| s.digest.is_some())
+        .await;
+    assert_eq!(st.digest.as_deref(), Some(first.manifest_digest.as_str()));
+    assert_eq!(
+        st.short_digest,
+        Some(kruise_api::short_digest(&first.manifest_digest))
+    );
+    // The tag moves while the first node pulls.
+    let moved = env.push("lab/rolling", 12);
+    assert_ne!(moved.manifest_digest, first.manifest_digest);
+    env.wait_job("rolling", "2 of 2 nodes succeeded", |s| s.succeeded == 2)
+        .await;
+    for node in [&a, &b] {
+        let spec = env.images.tag_spec(node, &first.reference).await.unwrap();
+        assert_eq!(
+            spec.digest.as_deref(),
+            Some(first.manifest_digest.as_str()),
+            "{node}"
+        );
+        assert!(spec.pin, "a Never job pins: {node}");
+        let st = env.images.tag_status(node, &first.reference).await.unwrap();
+        let (key, _) = key_and_tag(&first.reference);
+        assert_eq!(
+            st.image_id,
+            Some(format!("{key}@{}", first.config_digest)),
+            "{node}"
+        );
+    }
+    let out = std::process::Command::new("kubectl")
+        .args(["--kubeconfig"])
+        .arg(env.cluster.kubeconfig())
+        .args(["get", "ipj", "rolling", "-n", &env.ns])
+        .output()
+        .expect("kubectl runs (bash .ci/install-deps installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.lines().next().unwrap_or_default().contains("DIGEST"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&kruise_api::short_digest(&first.manifest_digest)),
+        "{text}"
+    );
+}

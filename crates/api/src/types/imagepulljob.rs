@@ -54,6 +54,10 @@ pub struct ImagePullJobStatus {
     /// pulls exactly this. Not in OpenKruise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The `spec.image` that `digest` (or `digestMessage`) is about: an edited image is resolved
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_image: Option<String>,
     /// `digest` cut to 12 hex digits, as `docker images` shows it: the `DIGEST` column of
     /// `kubectl get imagepulljobs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -321,6 +321,19 @@ impl Engine {
                 if guarantees {
                     self.dirty_place.insert(uid.clone());
                     self.dirty_jobs.insert(uid.clone());
+                    // The cells on nodes that hold another digest are placed again.
+                    self.dirty_cells
+                        .extend(state.cells.keys().map(|n| (uid.clone(), n.clone())));
+                }
+                if info.digest.is_some()
+                    && info.digest != state.info.digest
+                    && !info.always_complete
+                {
+                    let every = self.settings.digest_check_interval;
+                    self.timers.at(
+                        super::round::after(now, every),
+                        super::timers::Timer::Resolve(uid.clone()),
+                    );
                 }
                 if old.spec.template.pull_secrets != job.spec.template.pull_secrets {
                     self.secrets_dirty = true;

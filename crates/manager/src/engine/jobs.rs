@@ -66,7 +66,11 @@ impl JobInfo {
             .as_ref()
             .map(|r| (i.name(&r.node_image_key()), i.name(&r.node_image_tag())))
             .map_err(|e| e.to_string());
-        let status = job.status.as_ref();
+        // A digest is about the image it was resolved for: an edited image waits for its own.
+        let status = job
+            .status
+            .as_ref()
+            .filter(|s| s.resolved_image.as_deref() == Some(job.spec.image.as_str()));
         let digest = status
             .and_then(|s| s.digest.as_deref())
             .filter(|d| d.starts_with("sha256:"))
@@ -239,6 +243,10 @@ pub fn cell(
         }
         return (Cell::Unplaced, None);
     };
+    if moved_digest(job, entry) {
+        // Placed again, at the job's parallelism, with the new digest.
+        return (Cell::Unplaced, None);
+    }
     match result(status, key, tag, entry.version) {
         Some(true) => return (Cell::Succeeded, None),
         Some(false) => return (Cell::Failed(Failure::Pull), None),
@@ -271,6 +279,16 @@ pub fn cell(
     .min()
     .and_then(|s| Timestamp::from_second(s).ok());
     (Cell::Pending, overdue)
+}
+
+/// The entry this job wrote first holds another digest than the job's (its tag moved). An entry
+/// with no digest (written before the job was resolved, or by OpenKruise) has not moved: it is
+/// given the job's digest without a new pull round (see `own_entry`).
+pub fn moved_digest(job: &JobInfo, entry: &super::spec::Tag) -> bool {
+    job.digest.is_some()
+        && entry.digest.is_some()
+        && entry.digest != job.digest
+        && entry.owners.first().and_then(|o| o.uid.as_deref()) == Some(&*job.uid)
 }
 
 /// Placement order of a node for a job: the job's own order first (its workload's update order;

@@ -71,6 +71,9 @@ pub struct Settings {
     pub job_namespace: String,
     /// Resolve each job's tag to one digest before placing it (`--resolve-digests`).
     pub resolve_digests: bool,
+    /// How often a `Never` job's tag is resolved again; a moved tag rolls its new digest across
+    /// the nodes at the job's parallelism (`--digest-check-interval`).
+    pub digest_check_interval: Duration,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             placement_window: Duration::from_secs(10),
             status_interval: Duration::from_secs(5),
             resolve_digests: false,
+            digest_check_interval: Duration::from_secs(24 * 3600),
             job_namespace: String::new(),
         }
     }
@@ -179,16 +183,7 @@ pub enum Write {
     },
     /// Resolve a job's tag to a digest (a manifest HEAD with its pull secrets) and write it, or
     /// why it could not be resolved, into the job's status; answered as a `JobStatus` write.
-    ResolveDigest {
-        uid: String,
-        namespace: String,
-        name: String,
-        image: String,
-        pull_secrets: Vec<String>,
-        /// The job's `status.desired` as it stands (a required field: a status written for the
-        /// first time must carry it).
-        desired: i32,
-    },
+    ResolveDigest(crate::digests::Request),
     /// The pull-secret copies there should be, and those there are.
     Secrets {
         want: BTreeMap<String, Secret>,
@@ -315,6 +310,8 @@ pub struct Engine {
     secrets_dirty: bool,
     /// Nodes whose reservations' placement window ended.
     placement_due: BTreeSet<Name>,
+    /// `Never` jobs whose tag is due to be resolved again (it may have moved).
+    recheck_digest: BTreeSet<Name>,
     /// Nodes whose planned spec needs its final touches (tags sorted, pull secrets).
     to_finish: BTreeSet<Name>,
     rounds: u64,
@@ -362,6 +359,7 @@ impl Engine {
             dirty_lists: BTreeSet::new(),
             secrets_dirty: false,
             placement_due: BTreeSet::new(),
+            recheck_digest: BTreeSet::new(),
             to_finish: BTreeSet::new(),
             rounds: 0,
             unknown_owners: BTreeSet::new(),

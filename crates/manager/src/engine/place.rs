@@ -95,7 +95,16 @@ pub fn join(
         image.sandbox_config = job.sandbox.clone();
     }
     if let Some(entry) = image.tag_mut(tag) {
-        entry.owners.push(job.owner.clone());
+        if super::jobs::moved_digest(job, entry) {
+            // The tag moved: a new round for the new digest, the entry's policy kept.
+            entry.digest = job.digest.clone();
+            entry.version += 1;
+            entry.created_at = Some(now);
+            return Joined::Pulling;
+        }
+        if !entry.owned_by(&job.uid) {
+            entry.owners.push(job.owner.clone());
+        }
         return match result(status, key, tag, entry.version) {
             Some(false) => {
                 fresh_round(entry, now);
@@ -159,6 +168,12 @@ pub fn own_entry(
         }
     }
     let mut changed = false;
+    if entry.digest.is_none() && job.digest.is_some() {
+        // Adopted, or written before the job was resolved: what the node holds is not pulled
+        // again; the digest names what its next round pulls.
+        entry.digest = job.digest.clone();
+        changed = true;
+    }
     if entry.pull_policy != want {
         entry.pull_policy = want;
         changed = true;

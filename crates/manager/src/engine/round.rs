@@ -92,6 +92,10 @@ impl Engine {
                 self.writes.conflicted.remove(&node);
                 self.dirty_writes.insert(node);
             }
+            Timer::Resolve(job) => {
+                self.recheck_digest.insert(job.clone());
+                self.dirty_status.insert(job);
+            }
             Timer::Secrets => self.secrets_dirty = true,
             Timer::List(uid) => {
                 self.dirty_lists.insert(uid);
@@ -113,6 +117,7 @@ impl Engine {
         self.dirty_lists.clear();
         self.unknown_owners.clear();
         self.placement_due.clear();
+        self.recheck_digest.clear();
         self.to_finish.clear();
         self.secrets_dirty = false;
     }

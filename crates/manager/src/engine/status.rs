@@ -69,6 +69,7 @@ pub fn compute(
         digest: old.digest.clone(),
         short_digest: old.short_digest.clone(),
         digest_message: old.digest_message.clone(),
+        resolved_image: old.resolved_image.clone(),
         ..Default::default()
     };
     if old.start_time.is_none() {

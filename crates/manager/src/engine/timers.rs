@@ -24,6 +24,8 @@ pub enum Timer {
     Placement(Name),
     /// A NodeImage write to retry.
     Write(Name),
+    /// A `Never` job whose tag is due to be resolved again.
+    Resolve(Name),
     /// The secret copies or a list job (by uid) to sync again.
     Secrets,
     List(Name),

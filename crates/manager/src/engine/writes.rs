@@ -242,10 +242,23 @@ impl Engine {
                     .at(after(now, Duration::from_millis(500)), Timer::Job(uid));
                 continue;
             }
-            if info.awaiting_digest && self.settings.resolve_digests && !info.completed() {
+            let recheck = self.recheck_digest.remove(&uid)
+                && info.digest.is_some()
+                && !info.always_complete
+                && self.settings.resolve_digests;
+            if recheck {
+                let every = self.settings.digest_check_interval;
+                self.timers
+                    .at(after(now, every), Timer::Resolve(uid.clone()));
+            }
+            if (info.awaiting_digest || recheck)
+                && self.settings.resolve_digests
+                && !info.completed()
+            {
                 self.writes.jobs.insert(uid.clone());
-                out.push(Write::ResolveDigest {
+                out.push(Write::ResolveDigest(crate::digests::Request {
                     uid: uid.to_string(),
+                    key: format!("{ns}/{name}"),
                     namespace: ns,
                     name,
                     image: info.job.spec.image.clone(),
@@ -257,7 +270,8 @@ impl Engine {
                         .clone()
                         .unwrap_or_default(),
                     desired: info.job.status.as_ref().map_or(0, |s| s.desired),
-                });
+                    current: info.digest.as_deref().map(str::to_string),
+                }));
                 continue;
             }
             let computed = status::compute(job, &self.synced, response, now);

@@ -41,7 +41,8 @@ fn a_job_waits_for_its_digest_before_placing() {
     let key = "ns/j".to_string();
     let rv = s.next_rv();
     let stored = s.jobs.get_mut(&key).unwrap();
-    stored["status"] = json!({"desired": 0, "digestMessage": "unreachable"});
+    stored["status"] =
+        json!({"desired": 0, "digestMessage": "unreachable", "resolvedImage": "nginx:1.25"});
     stored["metadata"]["resourceVersion"] = json!(rv);
     let j = s.jobs[&key].clone();
     s.engine.input(
@@ -105,4 +106,56 @@ fn never_jobs_pin_always_jobs_only_when_asked() {
     s.delete_job("shared");
     s.run();
     assert!(!s.spec("n0").images["b"].tags[0].pin);
+}
+
+#[test]
+fn a_moved_tag_rolls_its_new_digest_at_the_jobs_parallelism() {
+    let mut s = resolving();
+    s.node("n2", json!({}));
+    s.run();
+    s.registry
+        .insert("nginx:1.25".into(), format!("sha256:{}", "1".repeat(64)));
+    s.job(
+        "j",
+        "nginx:1.25",
+        json!({"parallelism": 1, "completionPolicy": {"type": "Never"}}),
+    );
+    s.run();
+    for n in ["n0", "n1", "n2"] {
+        s.report(n, "Succeeded");
+        s.run();
+    }
+    assert_eq!(s.status("j").succeeded, 3);
+    let digest = |s: &Sim, n: &str| s.spec(n).images["nginx"].tags[0].digest.clone().unwrap();
+    let first = format!("sha256:{}", "1".repeat(64));
+    assert!(["n0", "n1", "n2"].iter().all(|n| digest(&s, n) == first));
+
+    // A day later the tag points elsewhere: one node at a time gets the new digest.
+    let moved = format!("sha256:{}", "2".repeat(64));
+    s.registry.insert("nginx:1.25".into(), moved.clone());
+    s.at(24 * 3600 + 1);
+    s.run();
+    assert_eq!(s.status("j").digest.as_deref(), Some(moved.as_str()));
+    let events = s.take_events();
+    let moved_event = events
+        .iter()
+        .find(|e| e.reason == "DigestMoved")
+        .expect("an Event says the tag moved");
+    assert!(moved_event.note.contains(&first) && moved_event.note.contains(&moved));
+    let on_new = |s: &Sim| {
+        ["n0", "n1", "n2"]
+            .iter()
+            .filter(|n| digest(s, n) == moved)
+            .count()
+    };
+    assert_eq!(on_new(&s), 1, "parallelism 1");
+    for round in 2..=3 {
+        // Every daemon reports what its spec says; only the node on the new digest had news.
+        for n in ["n0", "n1", "n2"] {
+            s.report(n, "Succeeded");
+        }
+        s.run();
+        assert_eq!(on_new(&s), round);
+    }
+    assert_eq!(s.status("j").digest.as_deref(), Some(moved.as_str()));
 }

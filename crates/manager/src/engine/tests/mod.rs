@@ -78,6 +78,8 @@ pub struct Sim {
     /// NodeImage spec patches by node.
     pub patches: BTreeMap<String, usize>,
     uid: u64,
+    /// What a tag resolves to (`ResolveDigest` writes); others get a digest of their name.
+    pub registry: BTreeMap<String, String>,
 }
 
 impl Sim {
@@ -94,6 +96,7 @@ impl Sim {
             writes: BTreeMap::new(),
             patches: BTreeMap::new(),
             uid: 0,
+            registry: BTreeMap::new(),
         };
         s.list_all();
         s.engine.input(Input::Lead(true), s.now);
@@ -446,25 +449,23 @@ impl Sim {
                     result: Ok(Box::new(job)),
                 });
             }
-            Write::ResolveDigest {
-                uid,
-                namespace,
-                name,
-                image,
-                desired,
-                ..
-            } => {
-                // The registry of these tests: a tag resolves to the digest of its name.
-                let digest = format!("sha256:{:0>64}", image.len());
-                let patch = json!({"status": {"desired": desired, "digest": digest, "shortDigest": kruise_api::short_digest(&digest)}});
-                let rv = self.jobs[&format!("{namespace}/{name}")]["metadata"]["resourceVersion"]
-                    .clone();
+            Write::ResolveDigest(req) => {
+                // The registry of these tests: what `registry` says, else a digest of the name.
+                let image = req.image.clone();
+                let digest = self
+                    .registry
+                    .get(&image)
+                    .cloned()
+                    .unwrap_or_else(|| format!("sha256:{:0>64}", image.len()));
+                let resolved = crate::digests::outcome(&req, Ok(digest), &[]);
+                let key = format!("{}/{}", req.namespace, req.name);
+                let rv = self.jobs[&key]["metadata"]["resourceVersion"].clone();
                 self.execute(Write::JobStatus {
-                    uid,
-                    namespace,
-                    name,
-                    patch: json!({"status": patch["status"], "metadata": {"resourceVersion": rv}}),
-                    events: vec![],
+                    uid: req.uid,
+                    namespace: req.namespace,
+                    name: req.name,
+                    patch: json!({"status": resolved.status["status"], "metadata": {"resourceVersion": rv}}),
+                    events: resolved.event.into_iter().collect(),
                 });
             }
             Write::DeleteJob {
