@@ -37,6 +37,10 @@ pub trait ImageRuntime: Send + Sync + 'static {
     fn progress(&self, _reference: &str) -> Option<Box<dyn ProgressSampler>> {
         None
     }
+    /// The manifest digest the runtime holds for `reference` (from its repo digests).
+    fn repo_digest(&self, _reference: &str) -> impl Future<Output = Option<String>> + Send {
+        async { None }
+    }
     /// Whether the runtime can give an image another name ([`ImageRuntime::name_like`]).
     fn can_name(&self) -> bool {
         false
@@ -210,6 +214,12 @@ impl ImageRuntime for CriRuntime {
         self.images.is_some()
     }
 
+    async fn repo_digest(&self, reference: &str) -> Option<String> {
+        let name = ImageRef::parse(reference).ok()?.name();
+        let image = self.client.image_status(reference).await.ok()??;
+        repo_digest_of(&image.repo_digests, &name)
+    }
+
     async fn name_like(&self, name: &str, like: &str) -> Result<(), CriError> {
         let (Some(images), Ok(n), Ok(l)) =
             (&self.images, ImageRef::parse(name), ImageRef::parse(like))
@@ -338,6 +348,17 @@ impl ImageRuntime for CriRuntime {
     }
 }
 
+/// The digest of `name` (`registry/repository`) among CRI's repo digests (`name@sha256:…`).
+fn repo_digest_of(repo_digests: &[String], name: &str) -> Option<String> {
+    repo_digests.iter().find_map(|r| {
+        let (n, digest) = r.split_once('@')?;
+        let n = ImageRef::parse(n)
+            .map(|i| i.name())
+            .unwrap_or_else(|_| n.to_string());
+        (n == name).then(|| digest.to_string())
+    })
+}
+
 /// The registry's host name without its port, as containerd's source labels have it:
 /// `127.0.0.1:5000` → `127.0.0.1`, `[::1]:5000` → `::1`.
 fn registry_host(registry: &str) -> &str {
@@ -445,6 +466,19 @@ pub async fn probe(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_repo_digest_of_the_repository_is_found() {
+        let digests = vec![
+            "docker.io/library/other@sha256:aaa".to_string(),
+            "docker.io/library/nginx@sha256:bbb".to_string(),
+        ];
+        assert_eq!(
+            super::repo_digest_of(&digests, "docker.io/library/nginx"),
+            Some("sha256:bbb".into())
+        );
+        assert_eq!(super::repo_digest_of(&digests, "docker.io/library/x"), None);
+    }
+
     #[test]
     fn registry_hosts_lose_their_port() {
         for (registry, host) in [

@@ -3,6 +3,12 @@
 //! alternating, each round with fresh content (cold pulls). Prints per-round and median figures
 //! and the status writes per pulled tag. Run with `bash scripts/bench` (release build).
 //!
+//! With the node guarantees on (the default; BENCH_GUARANTEES=0 turns them off): the lab runs
+//! containerd 1.7 (which reports pins) on an image filesystem of its own, the daemon checks
+//! disk space (--image-fs-max-percent 80: the manifest read from the registry, the content store
+//! and statvfs consulted), and each entry carries a digest and `pin: true`, as the manager writes
+//! a `Never` job's: the daemon pulls by digest, names the image after its tag and pins it.
+//!
 //! BENCH_ROUNDS (default 9) and BENCH_IMAGE_MB (default 50) change the run.
 
 use std::time::{Duration, Instant};
@@ -13,7 +19,7 @@ use e2e::{Cluster, DaemonOptions, Process};
 use futures::StreamExt;
 use kruise_api::{NodeImage, TagPhase};
 use kruise_cri::PullRequest;
-use kruise_testlab::{Lab, Layer};
+use kruise_testlab::{ContainerdBinary, ContainerdOptions, Lab, Layer};
 use kube::api::WatchParams;
 use kube::core::WatchEvent;
 use serde_json::json;
@@ -24,7 +30,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Time from the spec write to the watch event showing the tag Succeeded.
-async fn through_daemon(images: &NodeImages, node: &str, reference: &str) -> Duration {
+async fn through_daemon(
+    images: &NodeImages,
+    node: &str,
+    reference: &str,
+    extra: serde_json::Value,
+) -> Duration {
     let (key, _) = key_and_tag(reference);
     let rv = images
         .api
@@ -50,7 +61,7 @@ async fn through_daemon(images: &NodeImages, node: &str, reference: &str) -> Dur
         .set_image(
             node,
             reference,
-            json!({"tags": [NodeImages::tag(reference, 1, json!({}))]}),
+            json!({"tags": [NodeImages::tag(reference, 1, extra)]}),
         )
         .await;
     while let Some(ev) = watch.next().await {
@@ -74,8 +85,28 @@ fn succeeded(ni: &NodeImage, key: &str) -> bool {
 async fn main() {
     let rounds = setting("BENCH_ROUNDS", 9);
     let mib = setting("BENCH_IMAGE_MB", 50) as usize;
+    let guarantees = setting("BENCH_GUARANTEES", 1) != 0;
     let cluster = Cluster::start().await;
-    let lab = Lab::start().expect("containerd lab");
+    // Room for every round's two images, compressed and unpacked, with some to spare.
+    let fs_bytes = (rounds * 2 * 3 * (mib as u64) + 256) << 20;
+    let lab = Lab::start_with(ContainerdOptions {
+        binary: if guarantees {
+            ContainerdBinary::Pinning
+        } else {
+            ContainerdBinary::System
+        },
+        image_fs_bytes: guarantees.then_some(fs_bytes),
+    })
+    .expect("containerd lab");
+    let mut extra_args = Vec::new();
+    if let Some(fs) = lab.containerd.image_fs().filter(|_| guarantees) {
+        extra_args = vec![
+            "--image-fs-max-percent".to_string(),
+            "80".to_string(),
+            "--image-fs-path".to_string(),
+            fs.display().to_string(),
+        ];
+    }
     let logs = tempfile::tempdir().unwrap();
     let node = &cluster.name("bench-node");
     let images = NodeImages::new(cluster.client.clone());
@@ -86,7 +117,7 @@ async fn main() {
         max_concurrent_pulls: 2,
         image_check_interval: "24h".into(),
         progress_interval: "30s".into(),
-        extra_args: Vec::new(),
+        extra_args,
     };
     let mut daemon = Process::daemon(cluster.kubeconfig(), &opts, logs.path());
     daemon.wait_ready(Duration::from_secs(60)).await;
@@ -101,15 +132,28 @@ async fn main() {
         |_| "the test API server".to_string(),
         |p| format!("the API server of {p}"),
     );
+    let with = if guarantees {
+        "with the node guarantees on (containerd 1.7, pin + digest + disk-space admission at 80% of its own image filesystem)"
+    } else {
+        "with the node guarantees off (BENCH_GUARANTEES=0)"
+    };
     println!(
         "daemon overhead: {rounds} rounds, {mib} MiB single-layer images, cold pulls on the lab's containerd \
-         from a registry over loopback; one kruise-daemon (--max-concurrent-pulls 2), {server}"
+         from a registry over loopback; one kruise-daemon (--max-concurrent-pulls 2), {server}; {with}"
     );
     println!(
         "{:>5} {:>12} {:>12} {:>12}",
         "round", "direct ms", "daemon ms", "overhead ms"
     );
     let (mut direct, mut via) = (Vec::new(), Vec::new());
+    // What the manager writes for a resolved `Never` job: its digest, and a pin.
+    let extra = |img: &kruise_testlab::PushedImage| {
+        if guarantees {
+            json!({"digest": img.manifest_digest, "pin": true})
+        } else {
+            json!({})
+        }
+    };
     for r in 0..rounds {
         let a = lab
             .push(
@@ -143,9 +187,12 @@ async fn main() {
         // Alternate which goes first, so neither always gets a warmer page cache.
         let (d, v) = if r % 2 == 0 {
             let d = pull_direct.await;
-            (d, through_daemon(&images, node, &b.reference).await)
+            (
+                d,
+                through_daemon(&images, node, &b.reference, extra(&b)).await,
+            )
         } else {
-            let v = through_daemon(&images, node, &b.reference).await;
+            let v = through_daemon(&images, node, &b.reference, extra(&b)).await;
             (pull_direct.await, v)
         };
         println!(
@@ -173,5 +220,20 @@ async fn main() {
         "status writes per pulled tag: {:.2} ({writes} writes for {rounds} tags)",
         writes as f64 / rounds as f64
     );
+    if guarantees {
+        // Every pulled image was pinned, and the runtime says so; a counter that cannot be read
+        // fails the run.
+        let metrics = daemon.metrics().await;
+        let pinned = metrics
+            .lines()
+            .find(|l| l.starts_with("kruise_daemon_pins_total{result=\"pinned\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .expect("kruise_daemon_pins_total{result=\"pinned\"} is exported");
+        println!("pinned by the daemon: {pinned} of {rounds} images");
+        assert_eq!(
+            pinned, rounds,
+            "every image pulled through the daemon is pinned"
+        );
+    }
     assert!(daemon.terminate(Duration::from_secs(15)).await.success());
 }

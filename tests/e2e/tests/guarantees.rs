@@ -349,6 +349,11 @@ async fn a_job_resolves_its_tag_once_and_every_node_ends_on_that_digest() {
         );
         assert!(spec.pin, "a Never job pins: {node}");
         let st = env.images.tag_status(node, &first.reference).await.unwrap();
+        assert_eq!(
+            st.digest.as_deref(),
+            Some(first.manifest_digest.as_str()),
+            "{node}"
+        );
         let (key, _) = key_and_tag(&first.reference);
         assert_eq!(
             st.image_id,

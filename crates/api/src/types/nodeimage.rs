@@ -182,6 +182,9 @@ pub struct ImageTagStatus {
     /// Why the pull failed, in words a user can act on; or why a pulled image is not protected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The manifest digest the node holds for the tag (`sha256:…`), as the runtime reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// The runtime reports the image pinned: the kubelet's image GC skips it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub pinned: bool,

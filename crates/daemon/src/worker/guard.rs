@@ -103,6 +103,14 @@ pub(super) async fn after_pull<R: ImageRuntime>(
             ));
         }
     }
+    // The digest the node holds: the one it was given, or what the runtime resolved the tag to
+    // (which the manager takes for the whole job when it could not resolve the tag itself).
+    st.digest = match task.reference.split_once('@') {
+        Some((_, digest)) if task.name_as.is_some() && ctx.runtime.can_name() => {
+            Some(digest.to_string())
+        }
+        _ => ctx.runtime.repo_digest(pull_ref(ctx, task)).await,
+    };
     protect(ctx, task, st).await;
 }
 

@@ -329,10 +329,12 @@ pub enum Outcome {
 }
 
 /// A tag's last report: the spec version it is about, and its outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     pub version: i64,
     pub outcome: Outcome,
+    /// The manifest digest the node reports holding (after a success).
+    pub digest: Option<Name>,
 }
 
 /// The daemon's reports by `(image key, tag)`, sorted: a node's few dozen reports take one
@@ -345,7 +347,7 @@ impl Status {
         self.0
             .binary_search_by(|(k, t, _)| (&**k, &**t).cmp(&(key, tag)))
             .ok()
-            .map(|n| self.0[n].2)
+            .map(|n| self.0[n].2.clone())
     }
 
     /// From reports in any order; of two about one tag, the last counts.
@@ -369,6 +371,7 @@ pub fn status_from_api(status: Option<&NodeImageStatus>, i: &mut Interner) -> St
             let report = Report {
                 version: t.version,
                 outcome,
+                digest: t.digest.as_deref().map(|d| i.name(d)),
             };
             reports.push((i.name(key), i.name(&t.tag), report));
         }

@@ -92,6 +92,25 @@ pub fn compute(
     out
 }
 
+/// A job the manager could not resolve takes the digest its first node got, so the nodes that
+/// pull after it pull the same image.
+pub fn take_node_digest(job: &JobState, out: &mut Computed, node: &str, digest: &str) {
+    let image = &job.info.job.spec.image;
+    let note = format!(
+        "the manager could not resolve {image}; node {node} pulled it as {digest}, which the \
+         other nodes now pull too"
+    );
+    out.status.digest = Some(digest.to_string());
+    out.status.short_digest = Some(kruise_api::short_digest(digest));
+    out.status.digest_message = Some(note.clone());
+    out.events.push(event(
+        job,
+        false,
+        kruise_api::constants::REASON_DIGEST_RESOLVED,
+        note,
+    ));
+}
+
 fn event(job: &JobState, warning: bool, reason: &'static str, note: String) -> JobEvent {
     JobEvent {
         job: job.info.key.to_string(),

@@ -274,7 +274,10 @@ impl Engine {
                 }));
                 continue;
             }
-            let computed = status::compute(job, &self.synced, response, now);
+            let mut computed = status::compute(job, &self.synced, response, now);
+            if let Some((node, digest)) = self.first_node_digest(job) {
+                status::take_node_digest(job, &mut computed, &node, &digest);
+            }
             if let Some(at) = computed.wake_at {
                 self.timers.at(at, Timer::Job(uid.clone()));
             }
@@ -315,6 +318,23 @@ impl Engine {
                 events: computed.events,
             });
         }
+    }
+
+    /// For a job the manager could not resolve: a node that pulled the tag, and the digest it
+    /// got (the first by name, so every round picks the same).
+    fn first_node_digest(&self, job: &super::jobs::JobState) -> Option<(Name, Name)> {
+        let status = job.info.job.status.as_ref()?;
+        if job.info.digest.is_some() || status.digest_message.is_none() {
+            return None;
+        }
+        let (key, tag) = job.info.image.as_ref().ok()?;
+        (job.cells.iter())
+            .filter(|(_, c)| **c == super::jobs::Cell::Succeeded)
+            .filter_map(|(node, _)| {
+                let report = self.images.get(node)?.status.get(key, tag)?;
+                Some((node.clone(), report.digest?))
+            })
+            .min()
     }
 
     /// One patch per NodeImage whose planned spec or labels differ from the stored ones.

@@ -159,3 +159,40 @@ fn a_moved_tag_rolls_its_new_digest_at_the_jobs_parallelism() {
     }
     assert_eq!(s.status("j").digest.as_deref(), Some(moved.as_str()));
 }
+
+#[test]
+fn a_job_the_manager_cannot_resolve_takes_its_first_nodes_digest() {
+    let mut s = resolving();
+    s.registry.insert("nginx:1.25".into(), "unreachable".into());
+    s.job(
+        "j",
+        "nginx:1.25",
+        json!({"parallelism": 1, "completionPolicy": {"type": "Never"}}),
+    );
+    s.run();
+    let st = s.status("j");
+    assert!(st.digest.is_none());
+    assert!(st.digest_message.unwrap().contains("connection refused"));
+    // The first node pulls the tag as it resolves it there.
+    let first = s.nodes_with("nginx", "1.25");
+    assert_eq!(first.len(), 1);
+    assert_eq!(s.spec(&first[0]).images["nginx"].tags[0].digest, None);
+    let pulled = format!("sha256:{}", "3".repeat(64));
+    s.pulled_digest = Some(pulled.clone());
+    s.report(&first[0], "Succeeded");
+    s.run();
+    let st = s.status("j");
+    assert_eq!(st.digest.as_deref(), Some(pulled.as_str()));
+    assert!(st.digest_message.unwrap().contains(&first[0]));
+    // The next node is given that digest.
+    let second: Vec<String> = s
+        .nodes_with("nginx", "1.25")
+        .into_iter()
+        .filter(|n| *n != first[0])
+        .collect();
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        s.spec(&second[0]).images["nginx"].tags[0].digest.as_deref(),
+        Some(pulled.as_str())
+    );
+}

@@ -80,6 +80,8 @@ pub struct Sim {
     uid: u64,
     /// What a tag resolves to (`ResolveDigest` writes); others get a digest of their name.
     pub registry: BTreeMap<String, String>,
+    /// The digest daemons report for a tag pulled without one (`report`).
+    pub pulled_digest: Option<String>,
 }
 
 impl Sim {
@@ -97,6 +99,7 @@ impl Sim {
             patches: BTreeMap::new(),
             uid: 0,
             registry: BTreeMap::new(),
+            pulled_digest: None,
         };
         s.list_all();
         s.engine.input(Input::Lead(true), s.now);
@@ -299,8 +302,10 @@ impl Sim {
             .cloned()
             .unwrap_or_default()
         {
+            let pulled = self.pulled_digest.clone();
             let tags: Vec<Value> = image["tags"].as_array().unwrap().iter().map(|t| {
-                json!({"tag": t["tag"], "phase": phase, "version": t.get("version").cloned().unwrap_or(json!(0)), "completionTime": "2026-11-26T10:00:00Z"})
+                let digest = t.get("digest").cloned().unwrap_or(json!(pulled));
+                json!({"tag": t["tag"], "phase": phase, "version": t.get("version").cloned().unwrap_or(json!(0)), "completionTime": "2026-11-26T10:00:00Z", "digest": digest})
             }).collect();
             statuses.insert(key, json!({"tags": tags}));
         }
@@ -457,7 +462,11 @@ impl Sim {
                     .get(&image)
                     .cloned()
                     .unwrap_or_else(|| format!("sha256:{:0>64}", image.len()));
-                let resolved = crate::digests::outcome(&req, Ok(digest), &[]);
+                let answer = match digest.as_str() {
+                    "unreachable" => Err("connection refused".to_string()),
+                    _ => Ok(digest),
+                };
+                let resolved = crate::digests::outcome(&req, answer, &[]);
                 let key = format!("{}/{}", req.namespace, req.name);
                 let rv = self.jobs[&key]["metadata"]["resourceVersion"].clone();
                 self.execute(Write::JobStatus {
