@@ -93,24 +93,17 @@ impl Env {
 #[tokio::test]
 async fn pins_follow_the_tags_survive_a_restart_and_leave_others_alone() {
     let env = Env::pinning().await;
-    let img = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/pinned",
-            "v1",
-            &[Layer::random("a.bin", 1 << 20, 1)],
-        )
-        .unwrap();
-    let other = env
-        .lab
-        .push(
-            &env.lab.registry,
-            "lab/theirs",
-            "v1",
-            &[Layer::random("b.bin", 1 << 20, 2)],
-        )
-        .unwrap();
+    let push = |repo: &str, seed| {
+        let layer = Layer::random("a.bin", 1 << 20, seed);
+        env.lab
+            .push(&env.lab.registry, repo, "v1", &[layer])
+            .unwrap()
+    };
+    let (kept, dropped, other) = (
+        push("lab/kept", 1),
+        push("lab/dropped", 2),
+        push("lab/theirs", 3),
+    );
     let node = env.cluster.name("n");
     let mut d = env.daemon(&node, &[]).await;
 
@@ -126,30 +119,40 @@ async fn pins_follow_the_tags_survive_a_restart_and_leave_others_alone() {
     env.wait_pinned(&other.reference, true).await;
 
     // Asked to pin: pulled, pinned in the runtime, shown pinned in the status.
-    env.images
-        .want(&node, &img.reference, 1, json!({"pin": true}))
-        .await;
-    let done = env
-        .images
-        .wait_phase(&node, &img.reference, TagPhase::Succeeded, 1, MINUTE)
-        .await;
-    assert!(done.pinned, "status says pinned: {done:?}");
-    assert!(done.message.is_none(), "{done:?}");
-    assert_eq!(env.pinned(&img.reference).await, Some(true));
-    let metrics = d.metrics().await;
-    assert!(
-        metrics.contains("kruise_daemon_pinned_images 1"),
-        "{metrics}"
-    );
+    for img in [&kept, &dropped] {
+        env.images
+            .want(&node, &img.reference, 1, json!({"pin": true}))
+            .await;
+        let done = env
+            .images
+            .wait_phase(&node, &img.reference, TagPhase::Succeeded, 1, MINUTE)
+            .await;
+        assert!(done.pinned, "status says pinned: {done:?}");
+        assert!(done.message.is_none(), "{done:?}");
+        assert_eq!(env.pinned(&img.reference).await, Some(true));
+    }
+    wait_for("the pinned-images gauge", MINUTE, || async {
+        d.metrics()
+            .await
+            .contains("kruise_daemon_pinned_images 2")
+            .then_some(())
+    })
+    .await;
 
-    // A restarted daemon keeps its pin and knows it is its own: withdrawing the tag unpins it.
+    // One tag withdrawn while the daemon is down: once back, it unpins that one (it knows the
+    // pin was its own) and keeps the other.
     d.terminate(MINUTE).await;
-    let _d = env.daemon(&node, &[]).await;
-    assert_eq!(env.pinned(&img.reference).await, Some(true));
     env.images
-        .set_image(&node, &img.reference, json!(null))
+        .set_image(&node, &dropped.reference, json!(null))
         .await;
-    env.wait_pinned(&img.reference, false).await;
+    let _d = env.daemon(&node, &[]).await;
+    env.wait_pinned(&dropped.reference, false).await;
+    assert_eq!(env.pinned(&kept.reference).await, Some(true));
+    // Withdrawn while it runs: unpinned at once.
+    env.images
+        .set_image(&node, &kept.reference, json!(null))
+        .await;
+    env.wait_pinned(&kept.reference, false).await;
     // The pin it did not make is still there.
     assert_eq!(env.pinned(&other.reference).await, Some(true));
 }
