@@ -12,6 +12,9 @@ pub struct Args {
     /// Path of the kubeconfig; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
     #[arg(long, global = true)]
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// Namespace of the job(s); default: the kubeconfig context's.
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
     /// The kubeconfig context to use; default: the current one.
     #[arg(long, global = true)]
     pub context: Option<String>,
@@ -57,18 +60,9 @@ pub struct Output {
 }
 
 #[derive(Debug, Clone, ClapArgs)]
-pub struct Namespace {
-    /// Namespace of the job(s); default: the kubeconfig context's.
-    #[arg(short = 'n', long)]
-    pub namespace: Option<String>,
-}
-
-#[derive(Debug, Clone, ClapArgs)]
 pub struct StatusArgs {
     /// Jobs to show; default: every job in the namespace.
     pub jobs: Vec<String>,
-    #[command(flatten)]
-    pub ns: Namespace,
     /// Every namespace.
     #[arg(short = 'A', long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
@@ -88,8 +82,6 @@ pub struct StatusArgs {
 #[derive(Debug, Clone, ClapArgs)]
 pub struct NodesArgs {
     pub job: String,
-    #[command(flatten)]
-    pub ns: Namespace,
     /// Only the nodes that failed.
     #[arg(long, conflicts_with = "pulling")]
     pub failed: bool,
@@ -104,8 +96,6 @@ pub struct NodesArgs {
 pub struct WhyArgs {
     pub job: String,
     pub node: String,
-    #[command(flatten)]
-    pub ns: Namespace,
     #[command(flatten)]
     pub output: Output,
 }

@@ -56,11 +56,11 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> i32 {
 /// Runs one command; the exit code it asks for.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     let (client, default_ns) = cluster::client(&args).await?;
-    let ns = |n: &args::Namespace| n.namespace.clone().unwrap_or_else(|| default_ns.clone());
+    let ns = args.namespace.clone().unwrap_or(default_ns);
     match &args.command {
-        Command::Status(s) if s.watch => watch::run(&client, &args, s, &ns(&s.ns)).await,
+        Command::Status(s) if s.watch => watch::run(&client, &args, s, &ns).await,
         Command::Status(s) => {
-            let scope = (!s.all_namespaces).then(|| ns(&s.ns));
+            let scope = (!s.all_namespaces).then(|| ns.clone());
             let jobs = watch::resolve(&client, scope.as_deref(), &s.jobs).await?;
             let snap = watch::snapshot(&client, &args, jobs).await?;
             let summaries: Vec<_> = snap
@@ -75,8 +75,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
                 EXIT_OK
             })
         }
-        Command::Nodes(n) => nodes(&client, &args, n, &ns(&n.ns)).await,
-        Command::Why(w) => why(&client, &args, w, &ns(&w.ns)).await,
+        Command::Nodes(n) => nodes(&client, &args, n, &ns).await,
+        Command::Why(w) => why(&client, &args, w, &ns).await,
         Command::Node(n) => node(&client, &args, n).await,
         Command::Top(o) => {
             let mut snap = cluster::empty(&args);
