@@ -179,8 +179,9 @@ pub fn is_target(info: &JobInfo, ni: &NodeImage) -> bool {
         return entry(info, ni).is_some();
     }
     let name = ni.metadata.name.as_deref().unwrap_or_default();
-    let labels = ni.metadata.labels.clone().unwrap_or_default();
-    selector_miss(job, name, &labels).is_none()
+    let none = BTreeMap::new();
+    let labels = ni.metadata.labels.as_ref().unwrap_or(&none);
+    selector_miss(job, name, labels).is_none()
 }
 
 /// Reads the job as the planner does and classifies every target node.
@@ -208,27 +209,33 @@ pub fn analyse(snap: &Snapshot, job: &ImagePullJob) -> Analysis {
     Analysis { info, cells }
 }
 
-/// How many live, unfinished jobs target `node`: the planner's "demand", which orders nodes.
-pub fn demand(snap: &Snapshot, node: &str) -> u32 {
-    let Some(ni) = snap.node_images.get(node) else {
-        return 0;
-    };
+/// The live, unfinished jobs of the snapshot, read as the planner reads them.
+fn live_jobs(snap: &Snapshot) -> Vec<JobInfo> {
     let mut i = Interner::default();
     snap.jobs
         .iter()
         .map(|j| JobInfo::new(Arc::new(j.clone()), &mut i))
-        .filter(|info| !info.deleting && !info.completed() && is_target(info, ni))
-        .count() as u32
+        .filter(|info| !info.deleting && !info.completed())
+        .collect()
+}
+
+/// How many of `jobs` target `node`: the planner's "demand", which orders nodes.
+pub fn demand(snap: &Snapshot, jobs: &[JobInfo], node: &str) -> u32 {
+    let Some(ni) = snap.node_images.get(node) else {
+        return 0;
+    };
+    jobs.iter().filter(|info| is_target(info, ni)).count() as u32
 }
 
 /// The job's queued nodes in the order the manager places them.
 pub fn queue(snap: &Snapshot, a: &Analysis) -> Vec<String> {
     let state = JobState::new(a.info.clone());
+    let jobs = live_jobs(snap);
     let mut keys: Vec<OrderKey> = a
         .cells
         .iter()
         .filter(|(_, c)| matches!(c, Cell::Unplaced))
-        .map(|(n, _)| state.key(&Arc::from(n.as_str()), demand(snap, n)))
+        .map(|(n, _)| state.key(&Arc::from(n.as_str()), demand(snap, &jobs, n)))
         .collect();
     keys.sort();
     keys.into_iter().map(|k| k.2.to_string()).collect()

@@ -228,42 +228,52 @@ pub fn held(snap: &Snapshot, node: &str) -> Vec<Held> {
                 .status
                 .as_ref()
                 .and_then(|s| s.image_statuses.get(key))
-                .and_then(|s| s.tags.iter().find(|r| r.tag == t.tag));
-            let current = report.filter(|r| r.version == t.version);
-            let reference = kruise_api::imageref::pull_reference(key, &t.tag);
-            let by_digest = t.digest.as_ref().map(|d| format!("{key}@{d}"));
-            let size = sizes
-                .iter()
-                .find(|(names, _)| {
-                    names.iter().any(|n| {
-                        n.ends_with(&reference)
-                            || by_digest.as_ref().is_some_and(|d| n.ends_with(d))
-                    })
-                })
-                .map(|(_, s)| *s);
-            out.push(Held {
-                image: key.clone(),
-                tag: t.tag.clone(),
-                owners: t
-                    .owner_references
-                    .iter()
-                    .map(|o| {
-                        let ns = o.namespace.as_deref().unwrap_or_default();
-                        let name = o.name.as_deref().unwrap_or_default();
-                        format!("{}/{ns}/{name}", o.kind.as_deref().unwrap_or("?"))
-                    })
-                    .collect(),
-                phase: current.map_or("NotReported".into(), |r| format!("{:?}", r.phase)),
-                progress: current.map_or(0, |r| r.progress),
-                pin: t.pin,
-                pinned: current.is_some_and(|r| r.pinned),
-                digest: t.digest.clone(),
-                size,
-                message: current.and_then(|r| r.message.clone()),
-            });
+                .and_then(|s| s.tags.iter().find(|r| r.tag == t.tag))
+                .filter(|r| r.version == t.version);
+            out.push(held_tag(key, t, report, &sizes));
         }
     }
     out
+}
+
+/// One tag of a NodeImage with its current report and the kubelet's size of it.
+fn held_tag(
+    key: &str,
+    t: &kruise_api::ImageTagSpec,
+    current: Option<&kruise_api::ImageTagStatus>,
+    sizes: &[(Vec<String>, u64)],
+) -> Held {
+    let reference = kruise_api::imageref::pull_reference(key, &t.tag);
+    let by_digest = t.digest.as_ref().map(|d| format!("{key}@{d}"));
+    let size = sizes
+        .iter()
+        .find(|(names, _)| {
+            names.iter().any(|n| {
+                n.ends_with(&reference) || by_digest.as_ref().is_some_and(|d| n.ends_with(d))
+            })
+        })
+        .map(|(_, s)| *s);
+    let owners = t
+        .owner_references
+        .iter()
+        .map(|o| {
+            let ns = o.namespace.as_deref().unwrap_or_default();
+            let name = o.name.as_deref().unwrap_or_default();
+            format!("{}/{ns}/{name}", o.kind.as_deref().unwrap_or("?"))
+        })
+        .collect();
+    Held {
+        image: key.to_string(),
+        tag: t.tag.clone(),
+        owners,
+        phase: current.map_or("NotReported".into(), |r| format!("{:?}", r.phase)),
+        progress: current.map_or(0, |r| r.progress),
+        pin: t.pin,
+        pinned: current.is_some_and(|r| r.pinned),
+        digest: t.digest.clone(),
+        size,
+        message: current.and_then(|r| r.message.clone()),
+    }
 }
 
 /// `node NODE` as a table, under a line naming the NodeImage's fill.

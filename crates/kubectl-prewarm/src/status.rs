@@ -73,9 +73,7 @@ pub fn summarize(snap: &Snapshot, job: &ImagePullJob, since: Option<Sample>) -> 
     let done = (st.succeeded + st.failed) as f64 + if finished { 0.0 } else { partial };
     let pulling_n = if finished { 0 } else { pulling.len() as i32 };
     let start = since.or_else(|| st.start_time.as_ref().map(|t| (t.0, 0.0)));
-    let rate = start.and_then(|s| rate(s, (snap.now, done)));
-    let left = (st.desired as f64 - done).max(0.0);
-    JobSummary {
+    let mut sum = JobSummary {
         namespace: job.metadata.namespace.clone().unwrap_or_default(),
         name: job.metadata.name.clone().unwrap_or_default(),
         image: job.spec.image.clone(),
@@ -88,13 +86,24 @@ pub fn summarize(snap: &Snapshot, job: &ImagePullJob, since: Option<Sample>) -> 
         done,
         finished,
         image_bytes: model::image_size(snap, job),
-        nodes_per_second: rate,
-        eta_seconds: (!finished)
-            .then(|| rate.map(|r| (left / r).ceil() as u64))
-            .flatten(),
+        nodes_per_second: None,
+        eta_seconds: None,
         message: st.message.clone(),
         failed_nodes: st.failed_nodes.clone(),
+    };
+    if let Some(start) = start {
+        measure(&mut sum, start, snap.now);
     }
+    sum
+}
+
+/// Sets the rate observed since `from` (a sample of the same job) and the ETA it gives.
+pub fn measure(s: &mut JobSummary, from: Sample, now: Timestamp) {
+    s.nodes_per_second = rate(from, (now, s.done));
+    let left = (s.desired as f64 - s.done).max(0.0);
+    s.eta_seconds = (!s.finished)
+        .then(|| s.nodes_per_second.map(|r| (left / r).ceil() as u64))
+        .flatten();
 }
 
 /// Nodes per second between two samples; `None` before any progress.

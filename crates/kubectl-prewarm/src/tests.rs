@@ -444,3 +444,41 @@ fn durations_sizes_and_flags() {
         .unwrap_err()
         .contains("unknown unit"));
 }
+
+#[test]
+fn the_queue_puts_first_the_nodes_more_jobs_want_as_the_manager_does() {
+    let j = job(json!({"parallelism": 1}), digest());
+    let mut other = job(json!({"selector": {"names": ["c"]}}), digest());
+    other.metadata.name = Some("other".into());
+    other.metadata.uid = Some("uid-2".into());
+    let nis = vec![
+        ni("a", gpu(), true, Some(json!({"phase": "Pulling"}))),
+        ni("b", gpu(), false, None),
+        ni("c", gpu(), false, None),
+    ];
+    let s = snap(vec![j, other], nis, vec![]);
+    let place = |node| match reason_of(&s, node) {
+        Reason::Queued { place, .. } => place,
+        r => panic!("{node}: {r:?}"),
+    };
+    assert_eq!((place("c"), place("b")), (1, 2), "c is wanted by two jobs");
+}
+
+#[test]
+fn why_names_what_stops_a_job_or_a_node_before_any_placement() {
+    let s = snap(
+        vec![job(json!({}), digest())],
+        vec![],
+        vec![node("vk", true, json!({"type": "virtual-kubelet"}))],
+    );
+    assert_eq!(reason_of(&s, "vk"), Reason::VirtualNode);
+    let mut deleting = job(json!({}), digest());
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+    let s = snap(vec![deleting], vec![ni("n1", gpu(), true, None)], vec![]);
+    assert_eq!(reason_of(&s, "n1"), Reason::JobDeleting);
+    let mut bad = job(json!({}), digest());
+    bad.spec.image = "nginx@sha256:not-hex".into();
+    let s = snap(vec![bad], vec![ni("n1", gpu(), false, None)], vec![]);
+    assert_eq!(reason_of(&s, "n1").name(), "invalidImage");
+}

@@ -78,18 +78,74 @@ pub fn verdict(summaries: &[JobSummary]) -> Option<i32> {
     })
 }
 
-/// Summaries of this round: one per job, rate from the window.
+/// Summaries of this round: one per job, the rate over the window.
 fn round(snap: &Snapshot, rates: &mut Rates) -> Vec<JobSummary> {
     snap.jobs
         .iter()
         .map(|j| {
-            let first = summarize(snap, j, None);
-            match rates.observe(&first.key(), (snap.now, first.done)) {
-                Some(from) => summarize(snap, j, Some(from)),
-                None => first,
+            let mut s = summarize(snap, j, None);
+            if let Some(from) = rates.observe(&s.key(), (snap.now, s.done)) {
+                crate::status::measure(&mut s, from, snap.now);
             }
+            s
         })
         .collect()
+}
+
+/// Reads failing this many times in a row end the watch (an API server restart is ridden out).
+const MAX_READ_FAILURES: u32 = 5;
+
+/// The watched jobs afresh and a snapshot of them. `Ok(Err(_))`: a read failed and may be
+/// retried; `Err(_)`: a job is gone, which ends the watch.
+async fn read(
+    client: &Client,
+    args: &Args,
+    watched: &[kruise_api::ImagePullJob],
+) -> anyhow::Result<Result<Snapshot, anyhow::Error>> {
+    let mut jobs = Vec::new();
+    for j in watched {
+        let (ns, name) = (
+            j.metadata.namespace.clone().unwrap_or_default(),
+            j.metadata.name.clone().unwrap_or_default(),
+        );
+        match kube::Api::<kruise_api::ImagePullJob>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await
+        {
+            Ok(Some(j)) => jobs.push(j),
+            Ok(None) => anyhow::bail!(
+                "ImagePullJob {ns}/{name} went away before it finished (deleted, or its ttlSecondsAfterFinished passed)"
+            ),
+            Err(e) => return Ok(Err(anyhow::Error::new(e).context(format!("reading ImagePullJob {ns}/{name}")))),
+        }
+    }
+    Ok(snapshot(client, args, jobs).await)
+}
+
+/// Where the lines go: redrawn in place on a terminal, printed when they change otherwise.
+struct Screen {
+    tty: bool,
+    drawn: usize,
+    last: Vec<String>,
+}
+
+impl Screen {
+    fn show(&mut self, lines: Vec<String>) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if !self.tty && lines == self.last {
+            return Ok(());
+        }
+        if self.tty && self.drawn > 0 {
+            write!(out, "\x1b[{}A\x1b[J", self.drawn)?;
+        }
+        for l in &lines {
+            writeln!(out, "{l}")?;
+        }
+        out.flush()?;
+        self.drawn = lines.len();
+        self.last = lines;
+        Ok(())
+    }
 }
 
 pub async fn run(client: &Client, args: &Args, s: &StatusArgs, ns: &str) -> anyhow::Result<i32> {
@@ -101,45 +157,36 @@ pub async fn run(client: &Client, args: &Args, s: &StatusArgs, ns: &str) -> anyh
     }
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal() && s.output.format == Format::Text;
-    let (mut rates, mut drawn, mut last) = (Rates::default(), 0usize, Vec::<String>::new());
+    let mut screen = Screen {
+        tty,
+        drawn: 0,
+        last: Vec::new(),
+    };
+    let (mut rates, mut failures) = (Rates::default(), 0);
     loop {
-        let mut jobs = Vec::new();
-        for j in &watched {
-            let jns = j.metadata.namespace.as_deref().unwrap_or(ns);
-            let name = j.metadata.name.as_deref().unwrap_or_default();
-            jobs.push(cluster::job(client, jns, name).await.map_err(|e| {
-                e.context("the job went away before it finished (deleted, or its ttlSecondsAfterFinished passed)")
-            })?);
-        }
-        let snap = snapshot(client, args, jobs).await?;
-        let summaries = round(&snap, &mut rates);
-        let lines: Vec<String> = match s.output.format {
-            Format::Json => vec![serde_json::to_string(&summaries)?],
-            Format::Text => summaries
-                .iter()
-                .flat_map(crate::render::status_lines)
-                .collect(),
-        };
-        let mut out = std::io::stdout().lock();
-        if tty && drawn > 0 {
-            write!(out, "\x1b[{drawn}A\x1b[J")?;
-        }
-        if tty || lines != last {
-            for l in &lines {
-                writeln!(out, "{l}")?;
+        match read(client, args, &watched).await? {
+            Ok(snap) => {
+                failures = 0;
+                let summaries = round(&snap, &mut rates);
+                screen.show(match s.output.format {
+                    Format::Json => vec![serde_json::to_string(&summaries)?],
+                    Format::Text => summaries
+                        .iter()
+                        .flat_map(crate::render::status_lines)
+                        .collect(),
+                })?;
+                if let Some(code) = verdict(&summaries) {
+                    return Ok(code);
+                }
             }
-            out.flush()?;
-            drawn = lines.len();
-            last = lines;
+            Err(e) if failures + 1 >= MAX_READ_FAILURES => return Err(e),
+            Err(e) => {
+                failures += 1;
+                eprintln!("warning: {e:#} (attempt {failures} of {MAX_READ_FAILURES}; retrying)");
+            }
         }
-        if let Some(code) = verdict(&summaries) {
-            return Ok(code);
-        }
-        if s.timeout.is_some_and(|t| started.elapsed() >= t) {
-            eprintln!(
-                "gave up after --timeout {:?}; the jobs are still running",
-                s.timeout.unwrap_or_default()
-            );
+        if let Some(t) = s.timeout.filter(|t| started.elapsed() >= *t) {
+            eprintln!("gave up after --timeout {t:?}; the jobs are still running");
             return Ok(EXIT_TIMEOUT);
         }
         tokio::time::sleep(s.interval).await;

@@ -220,32 +220,7 @@ async fn watch_exits_zero_when_the_job_completes_and_why_names_selector_and_read
     assert_eq!(reason, "nodeNotReady", "{text}");
     assert!(text.contains("container runtime is down"), "{text}");
 
-    let out = run(&env, &["status", "sel", "-o", "json"]).await;
-    let v: Value = serde_json::from_slice(&out.stdout).expect("status -o json prints JSON");
-    assert_eq!(
-        (v[0]["desired"].as_i64(), v[0]["succeeded"].as_i64()),
-        (Some(1), Some(1))
-    );
-    assert!(
-        v[0]["digest"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("sha256:")),
-        "{v}"
-    );
-    let out = run(&env, &["nodes", "sel"]).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with(&gpu) && l.contains("Succeeded")),
-        "{text}"
-    );
-    let out = run(&env, &["node", &gpu]).await;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let owner = format!("ImagePullJob/{}/sel", env.ns);
-    assert!(
-        text.contains(&owner) && text.contains("Succeeded"),
-        "{text}"
-    );
+    other_views_of_the_done_job(&env, &gpu).await;
 }
 
 /// Parallelism 1 over NodeImages no daemon serves: the placed node's daemon is silent, the
@@ -275,16 +250,7 @@ async fn why_follows_nodes_through_queue_silence_disk_limit_full_and_failure() {
     .await;
     let queued = fakes.iter().find(|n| **n != placed).unwrap().clone();
 
-    let silent = why_becomes(&env, "q", &placed, "daemonSilent").await;
-    assert!(silent.contains("has not answered since"), "{silent}");
-    let line = why_becomes(&env, "q", &queued, "queued").await;
-    assert!(
-        line.contains("1 of 1 slots pulling, this node is #1 of 1 in line"),
-        "{line}"
-    );
-    let (reason, text) = why(&env, "q", &full).await;
-    assert_eq!(reason, "nodeImageFull", "{text}");
-    assert!(text.contains("256 images"), "{text}");
+    silent_queued_and_full(&env, &placed, &queued, &full).await;
 
     let disk = "waiting for disk space: the image needs 1.0 MiB, 0 B free under the 80% limit of the image filesystem (8.0 GiB of 10.0 GiB used; --image-fs-max-percent)";
     report(&env, &placed, &img.reference, "Waiting", disk).await;
@@ -300,21 +266,70 @@ async fn why_follows_nodes_through_queue_silence_disk_limit_full_and_failure() {
         "top names the job waiting:\n{top}"
     );
 
-    let watching = watch(&env, "q");
+    failures_end_the_watch(&env, &img.reference, &placed, &queued).await;
+}
+
+/// `status -o json`, `nodes` and `node` on the completed job `sel` and its node.
+async fn other_views_of_the_done_job(env: &System, gpu: &str) {
+    let out = run(env, &["status", "sel", "-o", "json"]).await;
+    let v: Value = serde_json::from_slice(&out.stdout).expect("status -o json prints JSON");
+    assert_eq!(
+        (v[0]["desired"].as_i64(), v[0]["succeeded"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert!(
+        v[0]["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{v}"
+    );
+    let out = run(env, &["nodes", "sel"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(gpu) && l.contains("Succeeded")),
+        "{text}"
+    );
+    let out = run(env, &["node", gpu]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let owner = format!("ImagePullJob/{}/sel", env.ns);
+    assert!(
+        text.contains(&owner) && text.contains("Succeeded"),
+        "{text}"
+    );
+}
+
+/// The placed node's daemon is silent, the other waits its turn, the full NodeImage is full.
+async fn silent_queued_and_full(env: &System, placed: &str, queued: &str, full: &str) {
+    let silent = why_becomes(env, "q", placed, "daemonSilent").await;
+    assert!(silent.contains("has not answered since"), "{silent}");
+    let line = why_becomes(env, "q", queued, "queued").await;
+    assert!(
+        line.contains("1 of 1 slots pulling, this node is #1 of 1 in line"),
+        "{line}"
+    );
+    let (reason, text) = why(env, "q", full).await;
+    assert_eq!(reason, "nodeImageFull", "{text}");
+    assert!(text.contains("256 images"), "{text}");
+}
+
+/// Both fake nodes fail: `why` quotes the runtime's message and `status --watch` exits 1.
+async fn failures_end_the_watch(env: &System, reference: &str, placed: &str, queued: &str) {
+    let watching = watch(env, "q");
     report(
-        &env,
-        &placed,
-        &img.reference,
+        env,
+        placed,
+        reference,
         "Failed",
         "failed after 4 attempts: forced by the test",
     )
     .await;
-    let text = why_becomes(&env, "q", &placed, "pullFailed").await;
+    let text = why_becomes(env, "q", placed, "pullFailed").await;
     assert!(text.contains("forced by the test"), "{text}");
     report(
-        &env,
-        &queued,
-        &img.reference,
+        env,
+        queued,
+        reference,
         "Failed",
         "failed after 4 attempts: forced too",
     )
@@ -322,7 +337,7 @@ async fn why_follows_nodes_through_queue_silence_disk_limit_full_and_failure() {
     let (code, text) = exit_code(watching).await;
     assert_eq!(code, 1, "status --watch exits 1 when nodes failed:\n{text}");
     assert!(text.contains("finished, 3 failed"), "{text}");
-    let out = run(&env, &["nodes", "q", "--failed"]).await;
+    let out = run(env, &["nodes", "q", "--failed"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.lines().count(),
