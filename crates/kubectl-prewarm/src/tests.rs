@@ -172,6 +172,12 @@ fn why_a_placed_node_is_waiting_pulling_or_done() {
         ),
         (Some(json!({"phase": "Pulling", "progress": 40})), "pulling"),
         (
+            Some(
+                json!({"phase": "Pulling", "message": "attempt 1 of 4 failed: connection reset; retrying in 2s"}),
+            ),
+            "retrying",
+        ),
+        (
             Some(json!({"phase": "Failed", "message": "failed after 4 attempts: not found"})),
             "pullFailed",
         ),

@@ -13,6 +13,11 @@ use crate::model::{self, Analysis, Snapshot};
 /// Prefix of the daemon's message for a pull held by `--image-fs-max-percent`.
 pub const DISK_WAIT_PREFIX: &str = "waiting for disk space";
 
+/// In the daemon's message while it waits to try again: `attempt 1 of 4 failed: …; retrying in 2s`.
+const RETRY_MARK: &str = "; retrying in ";
+/// …or while the runtime is down: `…; waiting for the container runtime to come back`.
+const RUNTIME_WAIT_MARK: &str = "waiting for the container runtime";
+
 /// Why a node is not done, or that it is.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "reason", rename_all = "camelCase")]
@@ -55,6 +60,10 @@ pub enum Reason {
     },
     DiskLimit {
         message: String,
+    },
+    Retrying {
+        message: String,
+        since: Option<Timestamp>,
     },
     WaitingForSlot {
         since: Option<Timestamp>,
@@ -231,6 +240,12 @@ fn pending(a: &Analysis, ni: &kruise_api::NodeImage, node: Option<&Node>) -> Rea
     };
     let since = r.start_time.as_ref().map(|t| t.0).or(created);
     match (r.phase, r.message.as_deref()) {
+        (_, Some(m)) if m.contains(RETRY_MARK) || m.contains(RUNTIME_WAIT_MARK) => {
+            Reason::Retrying {
+                message: m.to_string(),
+                since,
+            }
+        }
         (TagPhase::Pulling, _) => Reason::Pulling {
             progress: r.progress,
             since,
@@ -315,6 +330,10 @@ pub fn explain(r: &Reason, snap: &Snapshot) -> String {
         Reason::DaemonSilent { since, failed: false } => format!(
             "the node's daemon has not answered since {}; the manager counts the node failed {response} after that (--node-response-timeout)", at(*since, now)),
         Reason::DiskLimit { message } => format!("the disk limit holds the pull: {message}"),
+        Reason::Retrying { message, since } => format!(
+            "an attempt failed and the daemon tries again (pulling since {}): {message}",
+            at(*since, now)
+        ),
         Reason::WaitingForSlot { since } => format!(
             "waiting for a pull slot on the node (kruise-daemon --max-concurrent-pulls) since {}", at(*since, now)),
         Reason::Pulling { progress, since } => format!("pulling, {progress}% done, since {}", at(*since, now)),
