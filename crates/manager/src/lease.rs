@@ -211,6 +211,13 @@ pub async fn lead(
     };
     drop(changes);
     tracing::info!(identity = %cfg.identity, lease = %cfg.name, "became the leader");
+    let gauge = metrics.as_ref().map(|m| m.leader.clone());
+    let leading = move |on: bool| {
+        if let Some(g) = &gauge {
+            g.set(i64::from(on));
+        }
+    };
+    leading(true);
     let lost = CancellationToken::new();
     let release = CancellationToken::new();
     let (signal, released) = (lost.clone(), release.clone());
@@ -225,6 +232,7 @@ pub async fn lead(
             let pause = renew_every.min(step_down_at.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = released.cancelled() => {
+                    leading(false);
                     match give_back(&api, &cfg).await {
                         Ok(true) => tracing::info!(lease = %cfg.name, "released the lease"),
                         Ok(false) => tracing::info!(lease = %cfg.name, "the lease was no longer ours; nothing to release"),
@@ -260,6 +268,7 @@ pub async fn lead(
                 break;
             }
         }
+        leading(false);
         signal.cancel();
     });
     Some(Leadership {

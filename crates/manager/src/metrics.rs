@@ -46,6 +46,10 @@ pub struct Metrics {
     pub round_errors: Counter,
     pub jobs: Gauge,
     pub node_images: Gauge,
+    /// 1 while this replica holds the leader Lease (alerts: no replica at 1 means no leader).
+    pub leader: Gauge,
+    /// Images in the fullest NodeImage (the CRD allows 256).
+    pub fullest_node_image: Gauge,
     /// Rollout pre-download: workloads watched by kind, and what it did by result
     /// (created, deleted, marked, create_failed, delete_failed, mark_failed, invalid).
     pub predownload_workloads: Family<KindLabels, Gauge>,
@@ -73,6 +77,8 @@ impl Metrics {
             round_errors: Counter::default(),
             jobs: Gauge::default(),
             node_images: Gauge::default(),
+            leader: Gauge::default(),
+            fullest_node_image: Gauge::default(),
             predownload_workloads: Family::default(),
             predownload_actions: Family::default(),
         };
@@ -129,6 +135,16 @@ impl Metrics {
         );
         registry.register("imagepulljobs", "ImagePullJobs watched", m.jobs.clone());
         registry.register("nodeimages", "NodeImages watched", m.node_images.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and plans and writes, 0 on standby",
+            m.leader.clone(),
+        );
+        registry.register(
+            "nodeimage_images_max",
+            "Images listed by the fullest NodeImage; at 256 (the CRD's limit) jobs fail on that node",
+            m.fullest_node_image.clone(),
+        );
         registry.register(
             "predownload_workloads",
             "Workloads the rollout pre-download controller watches, by kind",
@@ -187,6 +203,8 @@ impl Metrics {
         let sizes = engine.sizes();
         self.jobs.set(sizes.jobs as i64);
         self.node_images.set(sizes.node_images as i64);
+        let fullest = engine.images.values().map(|n| n.spec.len()).max();
+        self.fullest_node_image.set(fullest.unwrap_or(0) as i64);
         for (kind, n) in [
             ("node", sizes.nodes),
             ("nodeimage", sizes.node_images),

@@ -88,6 +88,11 @@ pub const ALL_SWITCHES: &[&str] = &[
     r#"--set-json=manager.extraArgs=["--leader-election-lease-duration=20s","--placement-window","5s"]"#,
     r#"--set-json=daemon.extraEnv=[{"name":"B","value":"2"}]"#,
     r#"--set-json=serviceMonitor.labels={"release":"prometheus"}"#,
+    "--set=monitoring.dashboard.enabled=true",
+    "--set=monitoring.dashboard.namespace=monitoring",
+    r#"--set-json=monitoring.dashboard.annotations={"grafana_folder":"Kubernetes"}"#,
+    "--set=monitoring.rules.enabled=true",
+    r#"--set-json=monitoring.rules.labels={"release":"prometheus"}"#,
 ];
 
 /// The switches [`ALL_SWITCHES`] cannot flip along with its own, flipped the other way: the

@@ -14,6 +14,8 @@ pub enum Binary {
     Manager,
     /// `kruise-e2e-cleanup`, which deletes a test's objects from a shared cluster.
     Cleanup,
+    /// `kubectl-prewarm`, the kubectl plugin.
+    Plugin,
 }
 
 impl Binary {
@@ -22,6 +24,7 @@ impl Binary {
             Binary::Daemon => "kruise-daemon",
             Binary::Manager => "kruise-manager",
             Binary::Cleanup => "kruise-e2e-cleanup",
+            Binary::Plugin => "kubectl-prewarm",
         }
     }
 

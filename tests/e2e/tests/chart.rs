@@ -59,6 +59,40 @@ struct Endpoint {
     scrape_timeout: String,
 }
 
+/// A PrometheusRule (monitoring.coreos.com/v1) as far as the chart writes one.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PrometheusRule {
+    api_version: String,
+    kind: String,
+    metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    spec: PrometheusRuleSpec,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrometheusRuleSpec {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleGroup {
+    name: String,
+    rules: Vec<AlertRule>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertRule {
+    alert: String,
+    expr: String,
+    #[serde(rename = "for")]
+    for_: String,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
 /// Paths present in `original` that did not come back equal from the typed round trip.
 fn lost(original: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
     match (original, back) {
@@ -106,6 +140,7 @@ fn validate(object: &Value) -> Result<(), String> {
         ("v1", "Namespace") => round_trip::<Namespace>(object),
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(object),
         ("v1", "Service") => round_trip::<Service>(object),
+        ("v1", "ConfigMap") => round_trip::<k8s_openapi::api::core::v1::ConfigMap>(object),
         ("apps/v1", "Deployment") => round_trip::<Deployment>(object),
         ("apps/v1", "DaemonSet") => round_trip::<DaemonSet>(object),
         ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(object),
@@ -122,6 +157,7 @@ fn validate(object: &Value) -> Result<(), String> {
             round_trip::<ValidatingAdmissionPolicyBinding>(object)
         }
         ("monitoring.coreos.com/v1", "ServiceMonitor") => round_trip::<ServiceMonitor>(object),
+        ("monitoring.coreos.com/v1", "PrometheusRule") => round_trip::<PrometheusRule>(object),
         _ => Err(format!("no API type known for {api_version} {kind}")),
     }
 }

@@ -564,7 +564,9 @@ fn the_local_demo_runs_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("SUCCEED 1") && stdout.contains("is in containerd as sha256:"),
+        stdout.contains("SUCCEED 1")
+            && stdout.contains("is in containerd as sha256:")
+            && stdout.contains("1/1 nodes  succeeded 1"),
         "{stdout}"
     );
 }

@@ -277,7 +277,7 @@ pub struct Engine {
     pub settings: Settings,
     interner: Interner,
     nodes: HashMap<Name, NodeRec>,
-    images: HashMap<Name, NodeImageRec>,
+    pub images: HashMap<Name, NodeImageRec>,
     planned: HashMap<Name, Planned>,
     jobs: HashMap<Name, JobState>,
     /// Job uid by `namespace/name`.

@@ -144,18 +144,48 @@ async fn main() -> anyhow::Result<()> {
         "on the node  {} is in containerd as {}",
         image.reference, present.id
     );
+    prewarm_status(&cluster).await?;
     println!();
     println!("Look around:");
     println!("  export KUBECONFIG={}", cluster.kubeconfig().display());
     println!("  kubectl -n {NAMESPACE} get imagepulljobs   # or: kubectl -n {NAMESPACE} get ipj");
     println!("  kubectl -n {NAMESPACE} describe ipj sidecar-image-job   # with its events");
     println!("  kubectl get ni demo-node -o yaml              # what the node holds and reports");
+    println!(
+        "  export PATH={}:$PATH   # kubectl-prewarm, the kubectl plugin",
+        e2e::Binary::Plugin
+            .path()
+            .parent()
+            .unwrap_or(&root)
+            .display()
+    );
+    println!("  kubectl prewarm status -n {NAMESPACE} --watch   # progress, ETA; also: nodes, why, node, top");
     println!("  kubectl -n {NAMESPACE} apply -f examples/     # the article's jobs (their xxx/ images do not exist here, so they fail)");
     if exit_when_done {
         return Ok(());
     }
     println!("Press Ctrl-C to stop everything.");
     tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// What `kubectl prewarm status` says about the demo's job, with the plugin just built.
+async fn prewarm_status(cluster: &Cluster) -> anyhow::Result<()> {
+    let args = ["status", "-n", NAMESPACE, "sidecar-image-job"];
+    let out = tokio::process::Command::new(e2e::Binary::Plugin.path())
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(args)
+        .output()
+        .await?;
+    println!();
+    println!("$ kubectl prewarm {}", args.join(" "));
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    anyhow::ensure!(
+        out.status.success(),
+        "kubectl prewarm status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
