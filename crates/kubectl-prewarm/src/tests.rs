@@ -24,11 +24,17 @@ fn job(spec: Value, status: Value) -> ImagePullJob {
     s.as_object_mut()
         .unwrap()
         .extend(spec.as_object().unwrap().clone());
-    let status = if status == json!({}) {
+    let mut status = if status == json!({}) {
         Value::Null
     } else {
         status
     };
+    // The manager writes a digest with the image it belongs to.
+    if let Some(o) = status.as_object_mut() {
+        if o.contains_key("digest") && !o.contains_key("resolvedImage") {
+            o.insert("resolvedImage".into(), s["image"].clone());
+        }
+    }
     serde_json::from_value(json!({
         "apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob",
         "metadata": {"name": "j", "namespace": "ns", "uid": UID, "creationTimestamp": T0},

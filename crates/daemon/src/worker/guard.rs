@@ -142,3 +142,21 @@ pub(super) async fn protect<R: ImageRuntime>(
     }
     ctx.guarantees.recount.notify_one();
 }
+
+/// The tag's pin was asked for or withdrawn after its pull: pinned now, or shown unpinned (the
+/// pin itself is withdrawn by the pin keeper, which knows whether another tag still wants it).
+pub(super) async fn repin<R: ImageRuntime>(
+    ctx: &WorkerContext<R>,
+    task: &TagTask,
+    last: ImageTagStatus,
+) -> ImageTagStatus {
+    let mut st = ImageTagStatus {
+        message: None,
+        ..last.clone()
+    };
+    protect(ctx, task, &mut st).await;
+    if st != last {
+        report(ctx, task.key(), st.clone()).await;
+    }
+    st
+}

@@ -51,7 +51,7 @@ pub(super) async fn run<R: ImageRuntime>(
                 let now = tasks.borrow().clone();
                 let relevant = pulls_differently(&pulled_with, &now);
                 if now.pin != pulled_with.pin && last.phase == TagPhase::Succeeded {
-                    last = repin(ctx, &now, last).await;
+                    last = guard::repin(ctx, &now, last).await;
                 }
                 pulled_with = now;
                 if last.phase != TagPhase::Failed || !relevant {
@@ -72,24 +72,6 @@ pub(super) async fn run<R: ImageRuntime>(
         let after = jittered(next_check(ctx, failures));
         next = next_round_at(ctx, &last, &tasks.borrow(), after);
     }
-}
-
-/// The tag's pin was asked for or withdrawn after its pull: pinned now, or shown unpinned (the
-/// pin itself is withdrawn by the pin keeper, which knows whether another tag still wants it).
-async fn repin<R: ImageRuntime>(
-    ctx: &WorkerContext<R>,
-    task: &TagTask,
-    last: ImageTagStatus,
-) -> ImageTagStatus {
-    let mut st = ImageTagStatus {
-        message: None,
-        ..last.clone()
-    };
-    guard::protect(ctx, task, &mut st).await;
-    if st != last {
-        report(ctx, task.key(), st.clone()).await;
-    }
-    st
 }
 
 /// When the next round runs: `after` from now, unless the tag failed and its
