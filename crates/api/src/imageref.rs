@@ -169,6 +169,16 @@ pub fn pull_reference(key: &str, tag: &str) -> String {
     }
 }
 
+/// `sha256:` and 64 lower-case hex digits: a digest the manager writes into NodeImages.
+pub fn is_sha256_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// A NodeImage tag that is a bare digest (`sha256:…`), not a tag name.
 pub fn is_digest_tag(tag: &str) -> bool {
     // Tag names cannot contain ':', digests always do.

@@ -135,9 +135,15 @@ impl ImageStore {
         }
     }
 
-    /// Makes `name` point at what `like` points at (creating it, or moving it), labelled as CRI
-    /// labels what it pulls. Returns whether anything changed; `Ok(None)` when `like` is missing.
-    pub async fn name_like(&self, name: &str, like: &str) -> Result<Option<bool>, CriError> {
+    /// Makes `name` point at what `like` points at (creating it, or, with `move_existing`,
+    /// moving it), labelled as CRI labels what it pulls. Returns whether anything changed;
+    /// `Ok(None)` when `like` is missing.
+    pub async fn name_like(
+        &self,
+        name: &str,
+        like: &str,
+        move_existing: bool,
+    ) -> Result<Option<bool>, CriError> {
         let Some(source) = self.get(like).await? else {
             return Ok(None);
         };
@@ -148,6 +154,8 @@ impl ImageStore {
         )]);
         match self.get(name).await? {
             Some(current) if current.target_digest == source.target_digest => Ok(Some(false)),
+            // Named since (a kubelet pull of a newer image under the tag): left as it is.
+            Some(_) if !move_existing => Ok(Some(false)),
             Some(_) => {
                 let image = Image {
                     name: name.into(),

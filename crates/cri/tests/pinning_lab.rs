@@ -208,16 +208,20 @@ async fn the_images_service_pins_names_and_unpins() {
     // The digest pull, named after its tag.
     assert_eq!(
         store
-            .name_like(&img.reference, &img.digest_reference)
+            .name_like(&img.reference, &img.digest_reference, true)
             .await
             .unwrap(),
         Some(true)
     );
-    let named = cri
-        .image_status(&img.reference)
-        .await
-        .unwrap()
-        .expect("named");
+    // CRI learns the new name from containerd's event: a moment later.
+    let start = Instant::now();
+    let named = loop {
+        if let Some(i) = cri.image_status(&img.reference).await.unwrap() {
+            break i;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never named");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(named.id, img.config_digest);
     let set = store
         .set_labels(

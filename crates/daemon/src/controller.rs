@@ -107,7 +107,7 @@ impl<R: ImageRuntime> Controller<R> {
         let on = self.ctx.guarantees.pin;
         let wanted: std::collections::BTreeSet<String> = tasks
             .filter(|t| t.pin && on)
-            .filter_map(|t| kruise_api::imageref::ImageRef::parse(t.pod_reference()).ok())
+            .filter_map(|t| kruise_api::imageref::ImageRef::parse(&t.pod_reference()).ok())
             .map(|r| r.to_string())
             .collect();
         self.ctx.guarantees.wanted_pins.send_if_modified(|w| {

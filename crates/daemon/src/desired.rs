@@ -92,9 +92,19 @@ fn references(key: &str, tag: &str, digest: Option<&str>) -> (String, Option<Str
 }
 
 impl TagTask {
-    /// The name pods use, which a pin protects: `key:tag` (or the digest reference written).
-    pub fn pod_reference(&self) -> &str {
-        self.name_as.as_deref().unwrap_or(&self.reference)
+    /// The name a pin goes on: `key:tag` (the name pods use), or the digest reference written.
+    /// containerd keeps a pull of `key:tag@sha256:…` under `key@sha256:…` only (it drops the
+    /// tag), so that is the name pinned for such an entry.
+    pub fn pod_reference(&self) -> String {
+        if let Some(name) = &self.name_as {
+            return name.clone();
+        }
+        match kruise_api::imageref::ImageRef::parse(&self.reference) {
+            Ok(r) if r.tag().is_some() && r.digest().is_some() => {
+                format!("{}@{}", r.name(), r.digest().unwrap_or_default())
+            }
+            _ => self.reference.clone(),
+        }
     }
 }
 

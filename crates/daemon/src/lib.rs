@@ -144,7 +144,10 @@ async fn worker_context(
         name: Some(args.node_name.clone()),
         ..Default::default()
     };
-    let registries = kruise_registry::Registries::new(args.insecure_registries.clone());
+    // A size read holds its pull: a short deadline (an unreadable registry is then left alone
+    // for a while and the pull goes ahead unchecked).
+    let registries = kruise_registry::Registries::new(args.insecure_registries.clone())
+        .with_timeout(Duration::from_secs(10));
     let admission = args.image_fs_max_percent < 100;
     let runtime =
         runtime::CriRuntime::new(cri, registries, args.image_fs_path.clone(), admission).await;

@@ -4,7 +4,8 @@
 //! eviction skip pinned images. The daemon pins what a tag asks it to (`pin` in the NodeImage
 //! entry) and marks what it pinned with a label of its own on the same record, so that it, or a
 //! restarted daemon, unpins only its own pins, never the sandbox image or a pin the cluster's own
-//! configuration made. [`decide`] is the whole rule; [`keeper`] withdraws pins no tag wants.
+//! configuration made. [`decide`] is the whole rule; [`keeper`] applies it to every record:
+//! it makes pins that are missing (removed by hand, say) and withdraws those no tag wants.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -59,6 +60,9 @@ pub struct Census {
     pub bytes: u64,
 }
 
+/// The images tags want pinned, fully qualified; `None` until the NodeImage was first read.
+pub type Wanted = watch::Receiver<Option<BTreeSet<String>>>;
+
 /// How often the keeper recounts even when nothing changed (a pin removed by hand is seen).
 const RECOUNT_EVERY: Duration = Duration::from_secs(300);
 
@@ -67,14 +71,14 @@ const RECOUNT_EVERY: Duration = Duration::from_secs(300);
 /// keeps the pinned-images gauges current. Supervised; returns at `stop`.
 pub async fn keeper<R: ImageRuntime>(
     runtime: Arc<R>,
-    mut wanted: watch::Receiver<Option<BTreeSet<String>>>,
+    mut wanted: Wanted,
     metrics: Arc<crate::metrics::Metrics>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        let current = wanted.borrow_and_update().clone();
-        if let Some(set) = current {
-            match runtime.withdraw_pins(&set).await {
+        let known = wanted.borrow_and_update().is_some();
+        if known {
+            match runtime.reconcile_pins(&wanted).await {
                 Ok(census) => {
                     metrics.pinned_images.set(census.images as i64);
                     metrics.pinned_bytes.set(census.bytes as i64);

@@ -5,20 +5,20 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kruise_api::imageref::ImageRef;
 use kruise_cri::progress::ImageSource;
 use kruise_cri::{ContentStore, CriClient, CriError, PullProgress, PullRequest};
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use kruise_api::constants::{CONTAINERD_PINNED_LABEL, CONTAINERD_PINNED_VALUE, PINNED_BY_LABEL};
 use kruise_cri::{DockerKeyring, ImageStore, RuntimeVersion};
 use kruise_registry::Registries;
 
 use crate::admission::FsUsage;
-use crate::pinning::{decide, Census, PinAction, Protection, PINNED_BY_VALUE};
+use crate::pinning::{decide, Census, PinAction, Protection, Wanted, PINNED_BY_VALUE};
 use crate::worker::BoxFuture;
 
 pub trait ImageRuntime: Send + Sync + 'static {
@@ -45,11 +45,13 @@ pub trait ImageRuntime: Send + Sync + 'static {
     fn can_name(&self) -> bool {
         false
     }
-    /// Makes `name` (`key:tag`) point at the image `like` (`key@sha256:…`) points at.
+    /// Makes `name` (`key:tag`) point at the image `like` (`key@sha256:…`) points at; a `name`
+    /// pointing elsewhere is moved only with `move_existing` (a fresh pull, not a check).
     fn name_like(
         &self,
         _name: &str,
         _like: &str,
+        _move_existing: bool,
     ) -> impl Future<Output = Result<(), CriError>> + Send {
         async { Ok(()) }
     }
@@ -58,11 +60,12 @@ pub trait ImageRuntime: Send + Sync + 'static {
     fn pin(&self, _name: &str) -> impl Future<Output = Protection> + Send {
         async { Protection::NotProtected("the runtime cannot pin images".into()) }
     }
-    /// Withdraws this daemon's pins on every image not named in `wanted` (fully qualified
-    /// references), and counts the pinned images left.
-    fn withdraw_pins(
+    /// Pins every image named in `wanted` (fully qualified references) that is present and not
+    /// pinned, withdraws this daemon's pins on every image no longer named there (read again
+    /// just before each withdrawal), and counts the pinned images this daemon made.
+    fn reconcile_pins(
         &self,
-        _wanted: &BTreeSet<String>,
+        _wanted: &Wanted,
     ) -> impl Future<Output = Result<Census, CriError>> + Send {
         async { Ok(Census::default()) }
     }
@@ -98,7 +101,12 @@ pub struct CriRuntime {
     /// Image sizes read from registries, by reference: a pull waiting for space reads its
     /// manifest once, not every time it looks again.
     sizes: std::sync::Mutex<std::collections::HashMap<String, kruise_registry::ImageSize>>,
+    /// Registry hosts whose manifests could not be read, until when they are not asked again.
+    unreadable: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// How long a registry whose manifest could not be read is left alone.
+const UNREADABLE_FOR: Duration = Duration::from_secs(300);
 
 /// Sizes remembered at most; the cache starts over beyond it.
 const SIZES_KEPT: usize = 256;
@@ -138,10 +146,14 @@ impl CriRuntime {
         if let Err(why) = &pin_support {
             tracing::warn!(%why, "pre-warmed images are not protected from the kubelet's image garbage collection");
         }
-        let image_fs = match (admission, image_fs) {
-            (false, _) => None,
-            (true, Some(p)) => Some(p),
-            (true, None) => find_image_fs(&client).await,
+        let image_fs = match (admission, image_fs, &content) {
+            (false, _, _) => None,
+            (true, _, None) => {
+                tracing::warn!("the runtime has no containerd content store; disk-space admission is off (pulls start without the check)");
+                None
+            }
+            (true, Some(p), _) => Some(p),
+            (true, None, _) => find_image_fs(&client).await,
         };
         Self {
             client,
@@ -151,6 +163,7 @@ impl CriRuntime {
             registries,
             image_fs,
             sizes: Default::default(),
+            unreadable: Default::default(),
         }
     }
 
@@ -163,12 +176,28 @@ impl CriRuntime {
         if let Some(size) = self.sizes.lock().expect("not poisoned").get(&key) {
             return Ok(size.clone());
         }
+        // A registry the daemon cannot read (reached only through the runtime's mirrors, say)
+        // is not asked again for a while: each try would hold a pull up to the timeout.
+        let host = image.registry().to_string();
+        if let Some(until) = self.unreadable.lock().expect("not poisoned").get(&host) {
+            if Instant::now() < *until {
+                return Err(format!(
+                    "the registry {host} could not be read a moment ago"
+                ));
+            }
+        }
         let credentials = kruise_registry::credentials_for(keyring, &image.name());
-        let size = self
-            .registries
-            .image_size(image, &credentials)
-            .await
-            .map_err(|e| format!("reading the image's size from its manifest: {e}"))?;
+        let size = match self.registries.image_size(image, &credentials).await {
+            Ok(size) => size,
+            Err(e) => {
+                let until = Instant::now() + UNREADABLE_FOR;
+                self.unreadable
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(host, until);
+                return Err(format!("reading the image's size from its manifest: {e}"));
+            }
+        };
         let mut sizes = self.sizes.lock().expect("not poisoned");
         if sizes.len() >= SIZES_KEPT {
             sizes.clear();
@@ -220,15 +249,28 @@ impl ImageRuntime for CriRuntime {
         repo_digest_of(&image.repo_digests, &name)
     }
 
-    async fn name_like(&self, name: &str, like: &str) -> Result<(), CriError> {
+    async fn name_like(&self, name: &str, like: &str, move_existing: bool) -> Result<(), CriError> {
         let (Some(images), Ok(n), Ok(l)) =
             (&self.images, ImageRef::parse(name), ImageRef::parse(like))
         else {
             return Ok(());
         };
-        match images.name_like(&n.to_string(), &l.to_string()).await? {
+        match images
+            .name_like(&n.to_string(), &l.to_string(), move_existing)
+            .await?
+        {
             Some(true) => {
-                tracing::info!(%name, %like, "the digest pull now carries its tag's name")
+                tracing::info!(%name, %like, "the digest pull now carries its tag's name");
+                // CRI learns the name from containerd's event: the tag is reported ready only
+                // once a pod's ImageStatus would find it.
+                let until = tokio::time::Instant::now() + PIN_VISIBLE_WITHIN;
+                while !matches!(self.client.image_status(name).await, Ok(Some(_))) {
+                    if tokio::time::Instant::now() >= until {
+                        tracing::warn!(%name, "CRI does not show the new name yet");
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             Some(false) => {}
             None => {
@@ -256,7 +298,11 @@ impl ImageRuntime for CriRuntime {
                         ],
                     )
                     .await
-                    .map(|_| ()),
+                    .and_then(|found| {
+                        found.then_some(()).ok_or_else(|| {
+                            CriError::protocol("images.Update", format!("{full} went away"))
+                        })
+                    }),
                 PinAction::Leave | PinAction::Unpin => Ok(()),
             },
             Ok(None) => {
@@ -288,21 +334,46 @@ impl ImageRuntime for CriRuntime {
         }
     }
 
-    async fn withdraw_pins(&self, wanted: &BTreeSet<String>) -> Result<Census, CriError> {
+    async fn reconcile_pins(&self, wanted: &Wanted) -> Result<Census, CriError> {
         let Some(images) = &self.images else {
             return Ok(Census::default());
         };
+        let snapshot: Vec<String> = wanted.borrow().iter().flatten().cloned().collect();
+        for name in snapshot {
+            // A pin removed by hand, or one a worker's pull has not made yet, is made here.
+            let Some(image) = images.get(&name).await? else {
+                continue;
+            };
+            if decide(true, &image.labels) == PinAction::Pin {
+                let set = [
+                    (CONTAINERD_PINNED_LABEL, Some(CONTAINERD_PINNED_VALUE)),
+                    (PINNED_BY_LABEL, Some(PINNED_BY_VALUE)),
+                ];
+                match images.set_labels(&name, &set).await {
+                    Ok(_) => tracing::info!(image = %name, "pinned (the pin was missing)"),
+                    Err(e) => {
+                        tracing::warn!(image = %name, error = %e, "pinning failed; trying again later")
+                    }
+                }
+            }
+        }
         let mut census = Census::default();
         let mut ids = HashSet::new();
         for image in images.with_label(PINNED_BY_LABEL, PINNED_BY_VALUE).await? {
-            if decide(wanted.contains(&image.name), &image.labels) == PinAction::Unpin {
-                images
-                    .set_labels(
-                        &image.name,
-                        &[(CONTAINERD_PINNED_LABEL, None), (PINNED_BY_LABEL, None)],
-                    )
-                    .await?;
-                tracing::info!(image = %image.name, "no tag wants the image any more; unpinned");
+            let want = wanted
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.contains(&image.name));
+            if decide(want, &image.labels) == PinAction::Unpin {
+                let unset = [(CONTAINERD_PINNED_LABEL, None), (PINNED_BY_LABEL, None)];
+                match images.set_labels(&image.name, &unset).await {
+                    Ok(_) => {
+                        tracing::info!(image = %image.name, "no tag wants the image any more; unpinned")
+                    }
+                    Err(e) => {
+                        tracing::warn!(image = %image.name, error = %e, "unpinning failed; trying again later")
+                    }
+                }
                 continue;
             }
             if let Ok(Some(i)) = self.client.image_status(&image.name).await {
@@ -329,8 +400,16 @@ impl ImageRuntime for CriRuntime {
             .missing_bytes(&size.blobs)
             .await
             .map_err(|e| format!("reading containerd's content store: {e}"))?;
-        let fs = crate::admission::usage(path)
-            .map_err(|e| format!("reading the image filesystem {}: {e}", path.display()))?;
+        // statvfs of a hostPath can hang with its filesystem: off the async threads.
+        let at = path.clone();
+        let fs = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || crate::admission::usage(&at)),
+        )
+        .await
+        .map_err(|_| format!("statvfs of {} did not answer within 10s", path.display()))?
+        .map_err(|e| format!("statvfs of {}: {e}", path.display()))?
+        .map_err(|e| format!("reading the image filesystem {}: {e}", path.display()))?;
         Ok(Some((missing, fs)))
     }
 

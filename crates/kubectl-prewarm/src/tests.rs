@@ -97,7 +97,7 @@ fn snap(jobs: Vec<ImagePullJob>, nis: Vec<NodeImage>, nodes: Vec<Node>) -> Snaps
 
 /// A job status with the digest the manager resolved.
 fn digest() -> Value {
-    json!({"desired": 1, "digest": "sha256:41f5c2a9b0e1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
+    json!({"desired": 1, "digest": "sha256:41f5c2a9b0e1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
 }
 
 fn gpu() -> Value {
@@ -329,7 +329,7 @@ fn nodes_rows_carry_phase_progress_attempts_and_since() {
 
 #[test]
 fn status_sums_progress_and_estimates_from_the_observed_rate() {
-    let st = json!({"desired": 4, "succeeded": 1, "active": 2, "startTime": "2026-01-01T00:04:00Z", "digest": "sha256:41f5c2a9b0e1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"});
+    let st = json!({"desired": 4, "succeeded": 1, "active": 2, "startTime": "2026-01-01T00:04:00Z", "digest": "sha256:41f5c2a9b0e1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"});
     let nis = vec![
         ni("a", gpu(), true, Some(json!({"phase": "Succeeded"}))),
         ni(

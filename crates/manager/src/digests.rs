@@ -49,6 +49,16 @@ pub async fn resolve(client: &Client, registries: &Registries, req: &Request) ->
         }
         Err(e) => Err(e.to_string()),
     };
+    // Only a digest every runtime takes goes into the NodeImages.
+    let answer = answer.and_then(|d| {
+        if kruise_api::imageref::is_sha256_digest(&d) {
+            Ok(d)
+        } else {
+            Err(format!(
+                "the registry answered with the digest {d:?}, not sha256:<64 hex>"
+            ))
+        }
+    });
     outcome(req, answer, &notes)
 }
 
@@ -74,7 +84,8 @@ pub fn outcome(req: &Request, answer: Result<String, String>, notes: &[String]) 
     };
     match (answer, req.current.as_deref()) {
         (Ok(digest), Some(current)) if current == digest => Resolved {
-            status: json!({"status": {"desired": desired}}),
+            // A note left by an earlier failed try is stale now.
+            status: json!({"status": {"desired": desired, "digestMessage": null}}),
             event: None,
         },
         (Ok(digest), Some(from)) => {

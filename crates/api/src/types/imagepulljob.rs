@@ -71,7 +71,7 @@ pub struct ImagePullJobStatus {
 /// `sha256:41f5c2a9b0e1…` cut to `sha256:41f5c2a9b0e1` (12 hex digits).
 pub fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
-        Some((alg, hex)) => format!("{alg}:{}", &hex[..hex.len().min(12)]),
+        Some((alg, hex)) => format!("{alg}:{}", hex.chars().take(12).collect::<String>()),
         None => digest.chars().take(19).collect(),
     }
 }

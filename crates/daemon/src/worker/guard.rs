@@ -8,7 +8,9 @@ use kruise_api::ImageTagStatus;
 use kruise_cri::DockerKeyring;
 
 use super::{report, WorkerContext};
-use crate::admission::{admit, Admission};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::admission::{admit, Admission, FsUsage};
 use crate::desired::TagTask;
 use crate::pinning::Protection;
 use crate::runtime::ImageRuntime;
@@ -22,8 +24,20 @@ pub(super) fn pull_ref<'a, R: ImageRuntime>(ctx: &WorkerContext<R>, task: &'a Ta
     }
 }
 
-/// Waits until the pull fits under the limit. `Err` with the last refusal when the tag's
-/// deadline passes first. A refusal is reported (status and Event) when it first happens and
+/// Bytes admitted to one pull, given back when it ends (dropped).
+pub(super) struct Reservation(Option<(std::sync::Arc<AtomicU64>, u64)>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some((reserved, n)) = self.0.take() {
+            reserved.fetch_sub(n, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Waits until the pull fits under the limit, counting what pulls admitted before it and still
+/// running will add, and reserves its own bytes until the returned guard is dropped. `Err` with
+/// the last refusal when the tag's deadline passes first. A refusal is reported (status and Event) when it first happens and
 /// whenever its words change; an unknown size or usage never holds a pull back.
 pub(super) async fn wait_for_space<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
@@ -31,30 +45,38 @@ pub(super) async fn wait_for_space<R: ImageRuntime>(
     keyring: &DockerKeyring,
     st: &mut ImageTagStatus,
     quiet: bool,
-) -> Result<(), String> {
+) -> Result<Reservation, String> {
     let limit = ctx.guarantees.image_fs_max_percent;
+    let unchecked = Ok(Reservation(None));
     if limit >= 100 {
-        return Ok(());
+        return unchecked;
     }
     let mut shown: Option<String> = None;
     let mut _waiting = None;
     loop {
         let (needed, fs) = match ctx.runtime.space_needed(pull_ref(ctx, task), keyring).await {
             Ok(Some(figures)) => figures,
-            Ok(None) => return Ok(()),
+            Ok(None) => return unchecked,
             Err(e) => {
                 tracing::warn!(error = %e, "disk-space admission cannot tell the image's size; pulling without the check");
-                return Ok(());
+                return unchecked;
             }
         };
         let pinned = ctx.metrics.pinned_bytes.get().max(0) as u64;
+        let reserved = &ctx.guarantees.reserved;
+        let others = reserved.load(Ordering::SeqCst);
+        let fs = FsUsage {
+            available: fs.available.saturating_sub(others),
+            ..fs
+        };
         let message = match admit(needed, fs, limit, pinned) {
             Admission::Admit => {
                 if shown.is_some() {
                     tracing::info!(needed, "disk space freed up; pulling");
                     st.message = None;
                 }
-                return Ok(());
+                reserved.fetch_add(needed, Ordering::SeqCst);
+                return Ok(Reservation(Some((reserved.clone(), needed))));
             }
             Admission::Refuse { message } => message,
         };
@@ -93,9 +115,12 @@ pub(super) async fn after_pull<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
     task: &TagTask,
     st: &mut ImageTagStatus,
+    pulled: bool,
 ) {
     if let (Some(name), true) = (&task.name_as, ctx.runtime.can_name()) {
-        if let Err(e) = ctx.runtime.name_like(name, &task.reference).await {
+        // Found present: the name is given if missing, but not taken back from a newer image
+        // the kubelet pulled under the tag since.
+        if let Err(e) = ctx.runtime.name_like(name, &task.reference, pulled).await {
             tracing::warn!(error = %e, %name, "could not give the digest pull its tag's name");
             st.message = Some(format!(
                 "pulled {}, but naming it {name} failed ({e}); a pod using {name} may pull it again",
@@ -124,7 +149,7 @@ pub(super) async fn protect<R: ImageRuntime>(
         st.pinned = false;
         return;
     }
-    match ctx.runtime.pin(task.pod_reference()).await {
+    match ctx.runtime.pin(&task.pod_reference()).await {
         Protection::Pinned => {
             st.pinned = true;
             ctx.metrics.count_pin("pinned");
@@ -145,6 +170,20 @@ pub(super) async fn protect<R: ImageRuntime>(
 
 /// The tag's pin was asked for or withdrawn after its pull: pinned now, or shown unpinned (the
 /// pin itself is withdrawn by the pin keeper, which knows whether another tag still wants it).
+/// A succeeded tag whose status does not say what its entry asks (`pinned` while the tag asks
+/// no pin, or not pinned while it asks one): pinned again, or shown unpinned.
+pub(super) async fn settle_pin<R: ImageRuntime>(
+    ctx: &WorkerContext<R>,
+    task: &TagTask,
+    last: ImageTagStatus,
+) -> ImageTagStatus {
+    let want = task.pin && ctx.guarantees.pin;
+    if last.phase != kruise_api::TagPhase::Succeeded || want == last.pinned {
+        return last;
+    }
+    repin(ctx, task, last).await
+}
+
 pub(super) async fn repin<R: ImageRuntime>(
     ctx: &WorkerContext<R>,
     task: &TagTask,

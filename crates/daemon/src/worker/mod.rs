@@ -75,6 +75,9 @@ pub struct Guarantees {
     pub space_retry: Duration,
     /// Told after each pin, so the pinned-images gauges are recounted.
     pub recount: Arc<tokio::sync::Notify>,
+    /// Bytes admitted to pulls still running: counted as used, so pulls admitted together do
+    /// not overshoot the limit between them.
+    pub reserved: Arc<std::sync::atomic::AtomicU64>,
     /// The images tags want pinned (fully qualified), for the pin keeper; `None` until the
     /// NodeImage was first read.
     pub wanted_pins: Arc<watch::Sender<Option<std::collections::BTreeSet<String>>>>,
@@ -87,6 +90,7 @@ impl Default for Guarantees {
             image_fs_max_percent: 80,
             space_retry: Duration::from_secs(30),
             recount: Default::default(),
+            reserved: Default::default(),
             wanted_pins: Arc::new(watch::channel(None).0),
         }
     }

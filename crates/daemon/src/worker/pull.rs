@@ -32,6 +32,10 @@ pub(super) async fn run<R: ImageRuntime>(
             .await
             .expect("a reported round always has an outcome"),
     };
+    // An adopted result (a restart, `--pin-images` switched), or a pin asked for while the
+    // round ran, is brought in line now.
+    let entry = tasks.borrow().clone();
+    last = guard::settle_pin(ctx, &entry, last).await;
     // The worker lives as long as the tag is in the spec: a succeeded image is checked for
     // presence every `check_interval`; a failed one is tried again sooner (1 min, doubling up to
     // the check interval), and within seconds when its entry changes in a way that pulls
@@ -50,8 +54,8 @@ pub(super) async fn run<R: ImageRuntime>(
             Ok(()) = tasks.changed() => {
                 let now = tasks.borrow().clone();
                 let relevant = pulls_differently(&pulled_with, &now);
-                if now.pin != pulled_with.pin && last.phase == TagPhase::Succeeded {
-                    last = guard::repin(ctx, &now, last).await;
+                if now.pin != pulled_with.pin {
+                    last = guard::settle_pin(ctx, &now, last).await;
                 }
                 pulled_with = now;
                 if last.phase != TagPhase::Failed || !relevant {
@@ -64,6 +68,8 @@ pub(super) async fn run<R: ImageRuntime>(
             }
         }
         last = check(ctx, &mut tasks, last).await;
+        let entry = tasks.borrow().clone();
+        last = guard::settle_pin(ctx, &entry, last).await;
         failures = if last.phase == TagPhase::Failed {
             failures + 1
         } else {
@@ -307,10 +313,14 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
         let quiet = self.quiet();
         crate::registry_gate::wait_turn(ctx, &self.task, &mut self.st, quiet).await;
         let space = guard::wait_for_space(ctx, &self.task, &self.keyring, &mut self.st, quiet);
-        if let Err(msg) = space.await {
-            let msg = with_notes(&self.notes, msg);
-            return Err(self.fail(msg, "no_space").await);
-        }
+        // Held until the attempt ends: its bytes count as used for the pulls admitted after it.
+        let _reserved = match space.await {
+            Ok(reserved) => reserved,
+            Err(msg) => {
+                let msg = with_notes(&self.notes, msg);
+                return Err(self.fail(msg, "no_space").await);
+            }
+        };
         let deadline = "activeDeadlineSeconds passed before the image was pulled";
         // The wait for a pull slot counts against the deadline too.
         let permit = {
@@ -454,7 +464,7 @@ async fn succeed<R: ImageRuntime>(
         message: None,
         ..st
     };
-    guard::after_pull(ctx, task, &mut st).await;
+    guard::after_pull(ctx, task, &mut st, !skipped).await;
     let elapsed = started.elapsed();
     ctx.metrics.observe_pull(
         "succeeded",

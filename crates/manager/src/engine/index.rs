@@ -294,8 +294,22 @@ impl Engine {
             self.dirty_lists.insert(self.interner.name(&o.uid));
         }
         let mut info = JobInfo::new(job.clone(), &mut self.interner);
-        // Without resolution the nodes resolve the tag: nothing to wait for.
-        info.awaiting_digest &= self.settings.resolve_digests;
+        // Without resolution the nodes resolve the tag: nothing to wait for; nor after tries
+        // whose result the API server did not keep.
+        let tries = self.digest_tries.get(&uid).copied().unwrap_or(0);
+        info.awaiting_digest &=
+            self.settings.resolve_digests && tries <= super::writes::MAX_DIGEST_TRIES;
+        if !info.awaiting_digest {
+            self.digest_tries.remove(&uid);
+        }
+        if info.digest.is_some() && !info.always_complete && !self.jobs.contains_key(&uid) {
+            // Known already (a restart, a new leader): its periodic check starts now.
+            let every = self.settings.digest_check_interval;
+            self.timers.at(
+                super::round::after(now, every),
+                super::timers::Timer::Resolve(uid.clone()),
+            );
+        }
         match self.jobs.get_mut(&uid) {
             None => {
                 self.job_uids.insert(key, uid.clone());
@@ -321,6 +335,10 @@ impl Engine {
                 if guarantees {
                     self.dirty_place.insert(uid.clone());
                     self.dirty_jobs.insert(uid.clone());
+                    // Its entries everywhere get the new pin (and digest) in their final touches.
+                    if let Some(nodes) = self.owned.get(&uid) {
+                        self.to_finish.extend(nodes.iter().cloned());
+                    }
                     // The cells on nodes that hold another digest are placed again.
                     self.dirty_cells
                         .extend(state.cells.keys().map(|n| (uid.clone(), n.clone())));
@@ -352,6 +370,7 @@ impl Engine {
         let Some(state) = self.jobs.remove(uid) else {
             return;
         };
+        self.digest_tries.remove(uid);
         self.job_uids.remove(&state.info.key);
         for o in state.info.job.owner_references() {
             self.dirty_lists.insert(self.interner.name(&o.uid));

@@ -73,7 +73,7 @@ impl JobInfo {
             .filter(|s| s.resolved_image.as_deref() == Some(job.spec.image.as_str()));
         let digest = status
             .and_then(|s| s.digest.as_deref())
-            .filter(|d| d.starts_with("sha256:"))
+            .filter(|d| kruise_api::imageref::is_sha256_digest(d))
             .map(|d| i.name(d));
         let awaiting_digest = parsed.as_ref().is_ok_and(|r| !r.is_digest())
             && digest.is_none()

@@ -312,6 +312,8 @@ pub struct Engine {
     placement_due: BTreeSet<Name>,
     /// `Never` jobs whose tag is due to be resolved again (it may have moved).
     recheck_digest: BTreeSet<Name>,
+    /// Resolutions sent for a job still waiting for its digest.
+    digest_tries: HashMap<Name, u32>,
     /// Nodes whose planned spec needs its final touches (tags sorted, pull secrets).
     to_finish: BTreeSet<Name>,
     rounds: u64,
@@ -360,6 +362,7 @@ impl Engine {
             secrets_dirty: false,
             placement_due: BTreeSet::new(),
             recheck_digest: BTreeSet::new(),
+            digest_tries: HashMap::new(),
             to_finish: BTreeSet::new(),
             rounds: 0,
             unknown_owners: BTreeSet::new(),

@@ -168,6 +168,11 @@ pub fn own_entry(
         }
     }
     let mut changed = false;
+    if job.pin && !entry.pin {
+        // Written before pins (an upgrade): the entry's other owners are weighed in `finish`.
+        entry.pin = true;
+        changed = true;
+    }
     if entry.digest.is_none() && job.digest.is_some() {
         // Adopted, or written before the job was resolved: what the node holds is not pulled
         // again; the digest names what its next round pulls.
@@ -191,18 +196,22 @@ pub fn own_entry(
 }
 
 /// Tags sorted, each pinned when one of its owners pins, and each image's pull secrets the
-/// copies of the secrets its owners name.
+/// copies of the secrets its owners name. `pins` says whether an owner pins, `None` for an
+/// owner this installation does not know (another installation's job): such a tag keeps its pin
+/// as written, so two installations never flip it back and forth.
 pub fn finish(
     spec: &mut Spec,
     secrets_of: impl Fn(&Owner) -> Vec<Arc<ReferenceObject>>,
-    pins: impl Fn(&Owner) -> bool,
+    pins: impl Fn(&Owner) -> Option<bool>,
 ) {
     for image in spec.values_mut() {
         image.tags.sort_by(|a, b| a.tag.cmp(&b.tag));
         for t in &mut image.tags {
-            let pin = t.owners.iter().any(|o| pins(o));
-            if t.pin != pin {
-                t.pin = pin;
+            let each: Option<Vec<bool>> = t.owners.iter().map(|o| pins(o)).collect();
+            if let Some(pin) = each.map(|e| e.contains(&true)) {
+                if t.pin != pin {
+                    t.pin = pin;
+                }
             }
         }
         let mut secrets: Vec<Arc<ReferenceObject>> = image

@@ -603,11 +603,10 @@ impl Engine {
                 secrets.insert(uid.clone(), refs);
             }
         }
-        let pinning: HashSet<Name> = (self.jobs.iter())
-            .filter(|(_, j)| j.info.pin)
-            .map(|(uid, _)| uid.clone())
+        let pinning: HashMap<Name, bool> = (self.jobs.iter())
+            .map(|(uid, j)| (uid.clone(), j.info.pin))
             .collect();
-        let pins = |o: &Owner| o.uid.as_ref().is_some_and(|u| pinning.contains(u));
+        let pins = |o: &Owner| o.uid.as_ref().and_then(|u| pinning.get(u).copied());
         let secrets_of = |o: &Owner| -> Vec<Arc<ReferenceObject>> {
             o.uid
                 .as_ref()

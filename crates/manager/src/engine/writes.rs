@@ -15,6 +15,10 @@ use super::status;
 use super::timers::Timer;
 use super::{Done, Engine, Write, WriteError};
 
+/// Resolutions of one job whose result the API server did not keep, before it is placed
+/// without a digest.
+pub(super) const MAX_DIGEST_TRIES: u32 = 3;
+
 /// Writes waiting for their result, and what failed lately.
 #[derive(Default)]
 pub struct InFlight {
@@ -242,38 +246,13 @@ impl Engine {
                     .at(after(now, Duration::from_millis(500)), Timer::Job(uid));
                 continue;
             }
-            let recheck = self.recheck_digest.remove(&uid)
-                && info.digest.is_some()
-                && !info.always_complete
-                && self.settings.resolve_digests;
-            if recheck {
-                let every = self.settings.digest_check_interval;
-                self.timers
-                    .at(after(now, every), Timer::Resolve(uid.clone()));
-            }
-            if (info.awaiting_digest || recheck)
-                && self.settings.resolve_digests
-                && !info.completed()
-            {
-                self.writes.jobs.insert(uid.clone());
-                out.push(Write::ResolveDigest(crate::digests::Request {
-                    uid: uid.to_string(),
-                    key: format!("{ns}/{name}"),
-                    namespace: ns,
-                    name,
-                    image: info.job.spec.image.clone(),
-                    pull_secrets: info
-                        .job
-                        .spec
-                        .template
-                        .pull_secrets
-                        .clone()
-                        .unwrap_or_default(),
-                    desired: info.job.status.as_ref().map_or(0, |s| s.desired),
-                    current: info.digest.as_deref().map(str::to_string),
-                }));
+            if self.resolve_step(&uid, now, out) {
                 continue;
             }
+            let Some(job) = self.jobs.get(&uid) else {
+                continue;
+            };
+            let info = &job.info;
             let mut computed = status::compute(job, &self.synced, response, now);
             if let Some((node, digest)) = self.first_node_digest(job) {
                 status::take_node_digest(job, &mut computed, &node, &digest);
@@ -320,6 +299,56 @@ impl Engine {
         }
     }
 
+    /// Resolves the job's tag when it waits for its digest, or when a `Never` job's periodic
+    /// check is due; returns whether a resolution went out (the job's status waits for it).
+    fn resolve_step(&mut self, uid: &Name, now: Timestamp, out: &mut Vec<Write>) -> bool {
+        let Some(job) = self.jobs.get(uid) else {
+            return false;
+        };
+        let info = &job.info;
+        if !self.settings.resolve_digests || info.completed() || info.deleting {
+            return false;
+        }
+        let resolved_once = (info.job.status.as_ref())
+            .is_some_and(|s| s.digest.is_some() || s.digest_message.is_some());
+        let recheck = self.recheck_digest.remove(uid) && !info.always_complete && resolved_once;
+        if recheck {
+            let every = self.settings.digest_check_interval;
+            self.timers
+                .at(after(now, every), Timer::Resolve(uid.clone()));
+        }
+        if !(info.awaiting_digest || recheck) {
+            return false;
+        }
+        if info.awaiting_digest {
+            // A status that keeps coming back without the digest (CRDs older than this
+            // manager prune the new fields) is tried three times, then placed without one.
+            let tries = self.digest_tries.entry(uid.clone()).or_default();
+            *tries += 1;
+            if *tries > MAX_DIGEST_TRIES {
+                tracing::error!(job = %info.key, "the API server keeps dropping status.digest and status.resolvedImage: its ImagePullJob CRD is older than this manager (helm upgrade does not update CRDs: kubectl apply -f the chart's crds/); placing the job without a digest");
+                let job = self.jobs.get_mut(uid).expect("looked up above");
+                job.info.awaiting_digest = false;
+                self.dirty_place.insert(uid.clone());
+                return false;
+            }
+        }
+        let st = info.job.status.as_ref();
+        let request = crate::digests::Request {
+            uid: uid.to_string(),
+            key: info.key.to_string(),
+            namespace: info.job.metadata.namespace.clone().unwrap_or_default(),
+            name: info.job.metadata.name.clone().unwrap_or_default(),
+            image: info.job.spec.image.clone(),
+            pull_secrets: (info.job.spec.template.pull_secrets.clone()).unwrap_or_default(),
+            desired: st.map_or(0, |s| s.desired),
+            current: info.digest.as_deref().map(str::to_string),
+        };
+        self.writes.jobs.insert(uid.clone());
+        out.push(Write::ResolveDigest(request));
+        true
+    }
+
     /// For a job the manager could not resolve: a node that pulled the tag, and the digest it
     /// got (the first by name, so every round picks the same).
     fn first_node_digest(&self, job: &super::jobs::JobState) -> Option<(Name, Name)> {
@@ -332,7 +361,10 @@ impl Engine {
             .filter(|(_, c)| **c == super::jobs::Cell::Succeeded)
             .filter_map(|(node, _)| {
                 let report = self.images.get(node)?.status.get(key, tag)?;
-                Some((node.clone(), report.digest?))
+                let digest = report
+                    .digest
+                    .filter(|d| kruise_api::imageref::is_sha256_digest(d))?;
+                Some((node.clone(), digest))
             })
             .min()
     }

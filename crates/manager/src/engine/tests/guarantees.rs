@@ -95,6 +95,22 @@ fn never_jobs_pin_always_jobs_only_when_asked() {
     assert!(!pin("b"), "an Always job does not");
     assert!(pin("c"), "an Always job annotated pin: true does");
     assert!(!pin("d"), "a Never job annotated pin: false does not");
+    // Annotated after its tags were placed: the placed entries follow.
+    s.edit_meta(
+        "always",
+        json!({"annotations": {"imagepulljobs.kruise.io/pin": "true"}}),
+    );
+    s.run();
+    assert!(
+        s.spec("n0").images["b"].tags[0].pin,
+        "the annotation reaches placed entries"
+    );
+    s.edit_meta(
+        "always",
+        json!({"annotations": {"imagepulljobs.kruise.io/pin": null}}),
+    );
+    s.run();
+    assert!(!s.spec("n0").images["b"].tags[0].pin);
     // A tag shared by a pinning and a non-pinning job is pinned while the pinning one owns it.
     s.job(
         "shared",
