@@ -269,7 +269,7 @@ impl ImageRuntime for CriRuntime {
                         tracing::warn!(%name, "CRI does not show the new name yet");
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
             Some(false) => {}
@@ -330,7 +330,7 @@ impl ImageRuntime for CriRuntime {
                      after {PIN_VISIBLE_WITHIN:?}"
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

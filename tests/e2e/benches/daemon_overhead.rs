@@ -3,8 +3,8 @@
 //! alternating, each round with fresh content (cold pulls). Prints per-round and median figures
 //! and the status writes per pulled tag. Run with `bash scripts/bench` (release build).
 //!
-//! With the node guarantees on (the default; BENCH_GUARANTEES=0 turns them off): the lab runs
-//! containerd 1.7 (which reports pins) on an image filesystem of its own, the daemon checks
+//! The lab runs containerd 1.7 (which reports pins) on an image filesystem of its own (a tmpfs).
+//! With the node guarantees on (the default; BENCH_GUARANTEES=0 turns them off), the daemon checks
 //! disk space (--image-fs-max-percent 80: the manifest read from the registry, the content store
 //! and statvfs consulted), and each entry carries a digest and `pin: true`, as the manager writes
 //! a `Never` job's: the daemon pulls by digest, names the image after its tag and pins it.
@@ -89,15 +89,12 @@ async fn main() {
     let cluster = Cluster::start().await;
     // Room for every round's two images, compressed and unpacked, with some to spare.
     let fs_bytes = (rounds * 2 * 3 * (mib as u64) + 256) << 20;
+    // The same runtime and filesystem either way, so the two runs compare.
     let lab = Lab::start_with(ContainerdOptions {
-        binary: if guarantees {
-            ContainerdBinary::Pinning
-        } else {
-            ContainerdBinary::System
-        },
-        image_fs_bytes: guarantees.then_some(fs_bytes),
+        binary: ContainerdBinary::Pinning,
+        image_fs_bytes: Some(fs_bytes),
     })
-    .expect("containerd lab");
+    .expect("containerd lab (bash .ci/install-deps installs containerd 1.7)");
     let mut extra_args = Vec::new();
     if let Some(fs) = lab.containerd.image_fs().filter(|_| guarantees) {
         extra_args = vec![
@@ -135,7 +132,7 @@ async fn main() {
     let with = if guarantees {
         "with the node guarantees on (containerd 1.7, pin + digest + disk-space admission at 80% of its own image filesystem)"
     } else {
-        "with the node guarantees off (BENCH_GUARANTEES=0)"
+        "with the node guarantees off (BENCH_GUARANTEES=0: containerd 1.7 on its own image filesystem, no pin, digest or admission)"
     };
     println!(
         "daemon overhead: {rounds} rounds, {mib} MiB single-layer images, cold pulls on the lab's containerd \
