@@ -8,6 +8,7 @@ pub mod crd;
 pub mod imageref;
 pub mod rules;
 pub mod types;
+pub mod units;
 
 pub use types::common::{
     CompletionPolicy, CompletionPolicyType, ImagePullJobNodeSelector, ImagePullJobPodSelector,

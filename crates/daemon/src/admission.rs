@@ -84,20 +84,7 @@ pub fn admit(needed: u64, fs: FsUsage, max_percent: u8, pinned: u64) -> Admissio
     Admission::Refuse { message }
 }
 
-/// `18.6 GiB`, `512.0 MiB`, `900 B`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
+pub use kruise_api::units::bytes;
 
 #[cfg(test)]
 mod tests {

@@ -18,20 +18,8 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
-/// `18.6 GiB`, `512.0 MiB`, `900 B` (the daemon's own format).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
-}
+/// `18.6 GiB`, `512.0 MiB`, `900 B`: the daemon's own format.
+pub use kruise_api::units::bytes;
 
 /// `[####>>>xx.......]`: succeeded `#`, failed `x`, pulling `>` (by their progress), the rest `.`.
 pub fn bar(s: &JobSummary, width: usize) -> String {
