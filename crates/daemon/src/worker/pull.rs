@@ -205,13 +205,20 @@ async fn round<R: ImageRuntime>(
         return Some(succeed(ctx, task, st, &id, r.started, "already present", true).await);
     }
     loop {
-        let (result, timeout) = match r.attempt().await {
+        let (result, timeout, slot) = match r.attempt().await {
             Ok(attempted) => attempted,
             Err(ended) => return ended,
         };
         match result {
-            Ok(id) => return r.pulled(&id).await,
+            // The pull slot is held until the result is reported (naming, pinning included),
+            // so the status never shows more tags pulling than the budget allows.
+            Ok(id) => {
+                let ended = r.pulled(&id).await;
+                drop(slot);
+                return ended;
+            }
             Err(error) => {
+                drop(slot);
                 if let Err(ended) = r.wait_to_retry(&error, timeout).await {
                     return ended;
                 }
@@ -240,6 +247,13 @@ struct Round<'a, R> {
 
 /// How the round ended, when an attempt ends it early.
 type Ended = Option<ImageTagStatus>;
+
+/// An attempt's result, the timeout it ran with, and the pull slot it holds.
+type Attempted = (
+    Result<String, CriError>,
+    Duration,
+    tokio::sync::OwnedSemaphorePermit,
+);
 
 impl<'a, R: ImageRuntime> Round<'a, R> {
     async fn start(
@@ -304,7 +318,7 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
 
     /// One attempt under the node's pull budget: its result and the timeout it ran with, or the
     /// round's end when the deadline passes first.
-    async fn attempt(&mut self) -> Result<(Result<String, CriError>, Duration), Ended> {
+    async fn attempt(&mut self) -> Result<Attempted, Ended> {
         let ctx = self.ctx;
         if self.tasks.has_changed().unwrap_or(false) {
             self.task = latest(self.tasks, self.bounded);
@@ -335,7 +349,7 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
             let msg = with_notes(&self.notes, deadline.into());
             return Err(self.fail(msg, "deadline").await);
         };
-        let Ok(_permit) = permit else {
+        let Ok(slot) = permit else {
             return Err(Some(self.st.clone()));
         };
         let left = remaining(ctx, &self.task);
@@ -353,7 +367,7 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
         let timeout = left.map_or(self.task.timeout, |r| r.min(self.task.timeout));
         let result = self.pull(timeout).await;
         crate::registry_gate::after_attempt(ctx, &self.task, result.as_ref().err());
-        Ok((result, timeout))
+        Ok((result, timeout, slot))
     }
 
     /// The CRI call, with progress sampled and reported (not in quiet rounds).
