@@ -104,6 +104,16 @@ impl System {
 
     /// A Ready Node with `labels`, its NodeImage (made by the manager) and a daemon.
     pub async fn add_node(&mut self, prefix: &str, labels: Value) -> String {
+        let name = self.add_node_without_daemon(prefix, labels).await;
+        let opts = DaemonOptions::local(&name, self.lab.cri_endpoint());
+        let mut d = Process::daemon(self.cluster.kubeconfig(), &opts, self.logs.path());
+        d.wait_ready(DEADLINE).await;
+        self.daemons.push(d);
+        name
+    }
+
+    /// A Ready Node with `labels`, once the manager made its NodeImage; no daemon serves it.
+    pub async fn add_node_without_daemon(&self, prefix: &str, labels: Value) -> String {
         let name = self.cluster.name(prefix);
         self.cluster.create_node(&name, labels).await;
         wait_for(
@@ -120,10 +130,6 @@ impl System {
             },
         )
         .await;
-        let opts = DaemonOptions::local(&name, self.lab.cri_endpoint());
-        let mut d = Process::daemon(self.cluster.kubeconfig(), &opts, self.logs.path());
-        d.wait_ready(DEADLINE).await;
-        self.daemons.push(d);
         name
     }
 

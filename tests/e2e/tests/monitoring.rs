@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use e2e::chart::{find, render, repo};
-use e2e::{manifest, wait_for, DaemonOptions, Process, System, DEADLINE};
+use e2e::{manifest, System};
 use promql_parser::parser::{self, Expr};
 use serde_json::{json, Value};
 
@@ -174,33 +174,11 @@ fn the_dashboard_is_grafana_json_and_every_expression_parses_with_a_runbook_per_
         .any(|o| o["kind"] == "PrometheusRule" || o["kind"] == "ConfigMap"));
 }
 
-/// A node and its daemon; the daemon's disk limit off (this is about metric names).
-async fn node_with_daemon(env: &mut System) -> String {
-    let name = env.cluster.name("metrics");
-    env.cluster.create_node(&name, json!({})).await;
-    wait_for(&format!("NodeImage {name}"), DEADLINE, || async {
-        env.images
-            .api
-            .get_opt(&name)
-            .await
-            .ok()
-            .flatten()
-            .map(|_| ())
-    })
-    .await;
-    let mut opts = DaemonOptions::local(&name, env.lab.cri_endpoint());
-    opts.extra_args = vec!["--image-fs-max-percent".into(), "100".into()];
-    let mut d = Process::daemon(env.cluster.kubeconfig(), &opts, env.logs.path());
-    d.wait_ready(DEADLINE).await;
-    env.daemons.push(d);
-    name
-}
-
 #[tokio::test]
 async fn dashboard_and_alerts_name_only_metrics_the_binaries_export() {
     let mut env = System::start().await;
     let img = env.push("monitoring/app", 193);
-    node_with_daemon(&mut env).await;
+    env.add_node("metrics", json!({})).await;
     env.apply_job(manifest("v1beta1", "m", &img.reference, json!({})))
         .await;
     env.wait_job("m", "completed", |s| s.completion_time.is_some())

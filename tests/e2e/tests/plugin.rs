@@ -8,7 +8,7 @@ use std::process::Output;
 
 use e2e::node::key_and_tag;
 use e2e::system::FAKE_NODE_IMAGE_LABEL;
-use e2e::{manifest, wait_for, Binary, DaemonOptions, Process, System, DEADLINE};
+use e2e::{manifest, wait_for, Binary, System, DEADLINE};
 use k8s_openapi::api::core::v1::Node;
 use kruise_api::NodeImage;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -105,35 +105,6 @@ async fn not_ready_node(env: &System, prefix: &str, labels: Value) -> String {
     name
 }
 
-/// A Ready Node of this test with no daemon, once the manager made its NodeImage.
-async fn node_without_daemon(env: &System, prefix: &str, labels: Value) -> String {
-    let name = env.cluster.name(prefix);
-    env.cluster.create_node(&name, labels).await;
-    wait_for(&format!("NodeImage {name}"), DEADLINE, || async {
-        env.images
-            .api
-            .get_opt(&name)
-            .await
-            .ok()
-            .flatten()
-            .map(|_| ())
-    })
-    .await;
-    name
-}
-
-/// A Ready Node of this test with its kruise-daemon on the lab's containerd.
-async fn node_with_daemon(env: &mut System, prefix: &str, labels: Value) -> String {
-    let name = node_without_daemon(env, prefix, labels).await;
-    let mut opts = DaemonOptions::local(&name, env.lab.cri_endpoint());
-    // About the plugin, not about the host's free space (disk admission has its own tests).
-    opts.extra_args = vec!["--image-fs-max-percent".into(), "100".into()];
-    let mut d = Process::daemon(env.cluster.kubeconfig(), &opts, env.logs.path());
-    d.wait_ready(DEADLINE).await;
-    env.daemons.push(d);
-    name
-}
-
 /// A NodeImage no daemon serves (OpenKruise's fake label), holding `images` entries of a job
 /// of another installation (another namespace): the manager leaves those alone.
 async fn fake_node_image(env: &System, prefix: &str, images: usize) -> String {
@@ -187,8 +158,10 @@ async fn report(env: &System, node: &str, reference: &str, phase: &str, message:
 async fn watch_exits_zero_when_the_job_completes_and_why_names_selector_and_readiness() {
     let mut env = System::start().await;
     let img = env.push("plugin/app", 191);
-    let gpu = node_with_daemon(&mut env, "gpu", json!({"pool": "gpu"})).await;
-    let cpu = node_without_daemon(&env, "cpu", json!({"pool": "cpu"})).await;
+    let gpu = env.add_node("gpu", json!({"pool": "gpu"})).await;
+    let cpu = env
+        .add_node_without_daemon("cpu", json!({"pool": "cpu"}))
+        .await;
     let down = not_ready_node(&env, "down", json!({"pool": "gpu"})).await;
     let selector = json!({"matchLabels": env.cluster.labelled(json!({"pool": "gpu"}))});
     env.apply_job(manifest(
