@@ -20,6 +20,7 @@ pub use types::imagelistpulljob::{
 };
 pub use types::imagepulljob::{short_digest, ImagePullJob, ImagePullJobSpec, ImagePullJobStatus};
 pub use types::nodeimage::{
+    PeerBytes, PeerSource,
     ImageSpec, ImageStatus, ImageTagPullPolicy, ImageTagSpec, ImageTagStatus, NodeImage,
     NodeImageSpec, NodeImageStatus, ReferenceObject, TagPhase,
 };

@@ -66,6 +66,13 @@ pub struct ImagePullJobStatus {
     /// resolve it, and the first node's digest is used for the rest). Not in OpenKruise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_message: Option<String>,
+    /// Bytes the job's nodes pulled from the registry, summed over the nodes that finished. Not in
+    /// OpenKruise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_bytes: Option<i64>,
+    /// Bytes the job's nodes copied from peers instead of the registry. Not in OpenKruise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_bytes: Option<i64>,
 }
 
 /// `sha256:41f5c2a9b0e1…` cut to `sha256:41f5c2a9b0e1` (12 hex digits).

@@ -100,6 +100,24 @@ pub struct ImageTagSpec {
     /// collection keeps it (a `Never` job's image, or a job that opted in).
     #[serde(default, skip_serializing_if = "is_false")]
     pub pin: bool,
+    /// Peers that hold this image and serve its blobs, tried in order before the registry; set by
+    /// the manager so that the registry serves each image about once per cluster. A hint only:
+    /// the daemon falls back to the registry. Not in OpenKruise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub sources: Vec<PeerSource>,
+}
+
+/// A node whose daemon serves the blobs of an image it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSource {
+    /// The peer's node name.
+    #[schemars(length(min = 1, max = 253))]
+    pub node: String,
+    /// `host:port` its daemon serves blobs on (the Node's InternalIP and `--peer-port`).
+    #[schemars(length(min = 1, max = 300))]
+    pub address: String,
 }
 
 /// Limits of one tag's pull on this node.
@@ -188,6 +206,21 @@ pub struct ImageTagStatus {
     /// The runtime reports the image pinned: the kubelet's image GC skips it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub pinned: bool,
+    /// Bytes of this pull that came from the registry (blobs containerd fetched itself).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub registry_bytes: i64,
+    /// Bytes of this pull copied from peers, per peer node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+    pub peer_bytes: Vec<PeerBytes>,
+}
+
+/// Bytes one pull copied from one peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerBytes {
+    pub node: String,
+    pub bytes: i64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -196,6 +196,7 @@ impl Image {
                     image_pull_policy: t.image_pull_policy,
                     digest: t.digest.as_deref().map(str::to_string),
                     pin: t.pin,
+                    sources: Vec::new(),
                 })
                 .collect(),
             sandbox_config: self.sandbox_config.as_deref().cloned(),
