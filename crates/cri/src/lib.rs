@@ -9,6 +9,7 @@ pub mod client;
 pub mod connect;
 pub mod detect;
 pub mod error;
+pub mod feed;
 pub mod images;
 pub mod progress;
 
@@ -24,6 +25,12 @@ pub mod content_proto {
     tonic::include_proto!("containerd.services.content.v1");
 }
 
+/// Generated client of containerd's leases service (peer copies are leased until pulled).
+pub mod leases_proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("containerd.services.leases.v1");
+}
+
 /// Generated client of containerd's images service (labels and names: pins, digest pulls named).
 pub mod images_proto {
     #![allow(clippy::all, missing_docs)]
@@ -35,4 +42,5 @@ pub use client::{CriClient, PullRequest, RuntimeVersion};
 pub use detect::{detect, DetectError, DetectedRuntime, RuntimeKind};
 pub use error::{CriError, CriErrorKind};
 pub use images::{ImageStore, StoredImage};
+pub use feed::{BlobFeed, FeedError, Lease};
 pub use progress::{ContentStore, PullProgress};

@@ -66,6 +66,43 @@ pub struct Args {
     #[arg(long, env = "KRUISE_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
 
+    /// Port this daemon serves the blobs of the images it holds on, to the other daemons (which
+    /// copy from it instead of the registry when the manager names it as a source); 0: serve
+    /// nothing. The manager's --peer-port must be the same.
+    #[arg(long, env = "KRUISE_PEER_PORT", default_value_t = 0)]
+    pub peer_port: u16,
+
+    /// Address the peer blob server binds (with --peer-port).
+    #[arg(long, env = "KRUISE_PEER_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub peer_bind_address: std::net::IpAddr,
+
+    /// The projected service-account token this daemon presents to peers (audience
+    /// --peer-audience); the kubelet rotates it, so it is read anew for each copy.
+    #[arg(long, env = "KRUISE_PEER_TOKEN_FILE", default_value = "/var/run/secrets/kruise.io/peer/token")]
+    pub peer_token_file: PathBuf,
+
+    /// The audience peers' tokens must carry (checked by TokenReview).
+    #[arg(long, env = "KRUISE_PEER_AUDIENCE", default_value = "kruise-daemon-peer")]
+    pub peer_audience: String,
+
+    /// Service accounts (`namespace:name`, comma-separated) whose tokens may read blobs: the
+    /// daemons of this installation.
+    #[arg(long, env = "KRUISE_PEER_SERVICE_ACCOUNTS", value_delimiter = ',')]
+    pub peer_service_accounts: Vec<String>,
+
+    /// Blobs served to peers at once; more callers wait up to 5 s, then try another source.
+    #[arg(long, env = "KRUISE_PEER_MAX_UPLOADS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub peer_max_uploads: u32,
+
+    /// Bytes per second served to peers in all; 0: no limit.
+    #[arg(long, env = "KRUISE_PEER_UPLOAD_BYTES_PER_SECOND", default_value_t = 0)]
+    pub peer_upload_bytes_per_second: u64,
+
+    /// A peer sending slower than this (after its first 5 s) is dropped for the blob, and the
+    /// next source is tried; 0: no minimum.
+    #[arg(long, env = "KRUISE_PEER_MIN_BYTES_PER_SECOND", default_value_t = 1 << 20)]
+    pub peer_min_bytes_per_second: u64,
+
     /// Address of the admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "KRUISE_METRICS_ADDR", default_value = "0.0.0.0:10221")]
     pub metrics_addr: SocketAddr,

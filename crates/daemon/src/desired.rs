@@ -37,6 +37,8 @@ pub struct TagTask {
     pub owners: Vec<ObjectReference>,
     /// The NodeImage's uid, so its Events are listed by `kubectl describe nodeimage`.
     pub node_image_uid: Option<String>,
+    /// Peers to copy the image's blobs from before pulling, in order (planned by the manager).
+    pub sources: Vec<kruise_api::PeerSource>,
 }
 
 impl TagTask {
@@ -72,6 +74,7 @@ pub fn desired_tags(ni: &NodeImage) -> BTreeMap<TagKey, TagTask> {
                 sandbox: spec.sandbox_config.clone().unwrap_or_default(),
                 owners: t.owner_references.clone(),
                 node_image_uid: ni.metadata.uid.clone(),
+                sources: t.sources.clone(),
             };
             out.insert(task.key(), task);
         }

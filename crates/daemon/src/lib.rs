@@ -8,6 +8,7 @@ pub mod controller;
 pub mod desired;
 pub mod events;
 pub mod metrics;
+pub mod peer;
 pub mod pinning;
 pub mod registry_gate;
 pub mod runtime;
@@ -59,8 +60,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ),
     );
     let api: Api<NodeImage> = Api::all(client.clone());
-    let (status, writer) = start_status_writer(&args, &api, &started);
+    let holdings = Arc::new(tokio::sync::watch::channel(peer::Holdings::default()).0);
+    let (status, writer) = start_status_writer(&args, &api, &started, holdings.clone());
     let ctx = worker_context(&args, &client, cri, status.clone(), &started).await;
+    if args.peer_port != 0 {
+        serve_peers(&args, &client, &ctx, holdings.subscribe(), &started).await?;
+    }
     sup.spawn(
         "the pin keeper",
         pin_keeper(
@@ -108,6 +113,7 @@ fn start_status_writer(
     args: &Args,
     api: &Api<NodeImage>,
     started: &Started,
+    holdings: Arc<tokio::sync::watch::Sender<peer::Holdings>>,
 ) -> (status::StatusSender, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(STATUS_QUEUE);
     let progress = started
@@ -119,6 +125,7 @@ fn start_status_writer(
         metrics: started.metrics.clone(),
         timing: status::Timing::default(),
         progress: progress.clone(),
+        holdings,
     };
     let task = started
         .supervisor
@@ -149,8 +156,14 @@ async fn worker_context(
     let registries = kruise_registry::Registries::new(args.insecure_registries.clone())
         .with_timeout(Duration::from_secs(10));
     let admission = args.image_fs_max_percent < 100;
-    let runtime =
+    let mut runtime =
         runtime::CriRuntime::new(cri, registries, args.image_fs_path.clone(), admission).await;
+    if args.peer_port != 0 {
+        runtime.peers = Some(peer::copy::PeerClient::new(
+            args.peer_token_file.clone(),
+            args.peer_min_bytes_per_second,
+        ));
+    }
     Arc::new(worker::WorkerContext {
         runtime: Arc::new(runtime),
         permits: Arc::new(Semaphore::new(args.max_concurrent_pulls as usize)),
@@ -175,6 +188,42 @@ async fn worker_context(
             ..Default::default()
         },
     })
+}
+
+/// Serves the blobs of the images this node holds to the other daemons (`--peer-port`), under
+/// the supervisor: a taken port fails the start, a server that ends fails the process.
+async fn serve_peers(
+    args: &Args,
+    client: &kube::Client,
+    ctx: &worker::WorkerContext<runtime::CriRuntime>,
+    holdings: tokio::sync::watch::Receiver<peer::Holdings>,
+    started: &Started,
+) -> anyhow::Result<()> {
+    let Some(feed) = ctx.runtime.feed.clone() else {
+        tracing::warn!("the runtime has no containerd content store: this node serves no blobs to peers (and copies none)");
+        return Ok(());
+    };
+    if args.peer_service_accounts.is_empty() {
+        tracing::warn!("--peer-service-accounts is empty: every peer's request is refused (403)");
+    }
+    let auth = peer::auth::Authenticator::new(
+        Box::new(peer::auth::KubeReviewer(client.clone())),
+        args.peer_audience.clone(),
+        &args.peer_service_accounts,
+    );
+    let server = Arc::new(peer::serve::BlobServer::new(
+        auth,
+        feed,
+        holdings,
+        args.peer_max_uploads as usize,
+        args.peer_upload_bytes_per_second,
+        started.metrics.clone(),
+    ));
+    let addr = std::net::SocketAddr::new(args.peer_bind_address, args.peer_port);
+    let (local, served) = server.serve(addr, started.shutdown.clone()).await?;
+    tracing::info!(addr = %local, audience = %args.peer_audience, "serving blobs to peers");
+    started.supervisor.spawn("the peer blob server", served);
+    Ok(())
 }
 
 /// The pin keeper, also woken after every pin so the gauges follow at once.

@@ -51,6 +51,23 @@ pub struct Metrics {
     pub waiting_for_space: Gauge,
     /// Pins by outcome: `pinned` or `not_protected`.
     pub pins: Family<ResultLabels, Counter>,
+    /// Bytes of finished pulls by where they came from: `registry` or `peer`.
+    pub pulled_bytes: Family<SourceLabels, Counter>,
+    /// Bytes copied from peers (counted as each blob is committed).
+    pub peer_copied_bytes: Counter,
+    /// Blob copies from peers by result: `copied`, `busy`, `refused`, `unreachable`, `failed`,
+    /// `corrupt`.
+    pub peer_copy_results: Family<ResultLabels, Counter>,
+    /// Blob requests of peers by answer: `served`, `unauthenticated`, `forbidden`, `not_found`,
+    /// `busy`, `bad_request`, `error`.
+    pub peer_request_results: Family<ResultLabels, Counter>,
+    /// Bytes served to peers.
+    pub peer_served_bytes: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
 }
 
 impl Metrics {
@@ -74,7 +91,37 @@ impl Metrics {
             pinned_bytes: Gauge::default(),
             waiting_for_space: Gauge::default(),
             pins: Family::default(),
+            pulled_bytes: Family::default(),
+            peer_copied_bytes: Counter::default(),
+            peer_copy_results: Family::default(),
+            peer_request_results: Family::default(),
+            peer_served_bytes: Counter::default(),
         };
+        registry.register(
+            "pulled_bytes",
+            "Bytes of successful pulls by source: registry (fetched by the runtime) or peer (copied from other nodes)",
+            m.pulled_bytes.clone(),
+        );
+        registry.register(
+            "peer_copied_bytes",
+            "Bytes copied from peers into the runtime's content store",
+            m.peer_copied_bytes.clone(),
+        );
+        registry.register(
+            "peer_copies",
+            "Blob copies from peers by result (copied, busy, refused, unreachable, failed, corrupt)",
+            m.peer_copy_results.clone(),
+        );
+        registry.register(
+            "peer_requests",
+            "Blob requests from peers by answer (served, unauthenticated, forbidden, not_found, busy, bad_request, error)",
+            m.peer_request_results.clone(),
+        );
+        registry.register(
+            "peer_served_bytes",
+            "Bytes served to peers",
+            m.peer_served_bytes.clone(),
+        );
         registry.register(
             "pinned_images",
             "Images this daemon pinned against the kubelet's image GC that the runtime reports pinned",
@@ -178,6 +225,30 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    pub fn peer_copies(&self, result: &str) {
+        self.peer_copy_results
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn peer_requests(&self, result: &str) {
+        self.peer_request_results
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn pulled_from(&self, source: &str, bytes: u64) {
+        self.pulled_bytes
+            .get_or_create(&SourceLabels {
+                source: source.into(),
+            })
+            .inc_by(bytes);
     }
 
     pub fn status_write(&self, result: &str) {

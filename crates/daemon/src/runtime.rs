@@ -18,6 +18,10 @@ use kruise_cri::{DockerKeyring, ImageStore, RuntimeVersion};
 use kruise_registry::Registries;
 
 use crate::admission::FsUsage;
+use crate::metrics::Metrics;
+use crate::peer::copy::{PeerClient, PeerCopy};
+use kruise_api::PeerSource;
+use kruise_cri::BlobFeed;
 use crate::pinning::{decide, Census, PinAction, Protection, Wanted, PINNED_BY_VALUE};
 use crate::worker::BoxFuture;
 
@@ -78,6 +82,21 @@ pub trait ImageRuntime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<(u64, FsUsage)>, String>> + Send {
         async { Ok(None) }
     }
+    /// Before the pull of `reference`: copies the blobs the node lacks from `sources` (peers
+    /// that hold the image), and tells what is left for the registry, when the runtime can.
+    fn copy_from_peers(
+        &self,
+        _reference: &str,
+        _keyring: &DockerKeyring,
+        _sources: &[PeerSource],
+        _metrics: &Metrics,
+    ) -> impl Future<Output = PeerCopy> + Send {
+        async { PeerCopy::default() }
+    }
+    /// After the pull: the copied blobs no longer need their lease (the image references them).
+    fn end_copy(&self, _copy: &PeerCopy) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// One pull's progress, sampled while it runs.
@@ -103,6 +122,10 @@ pub struct CriRuntime {
     sizes: std::sync::Mutex<std::collections::HashMap<String, kruise_registry::ImageSize>>,
     /// Registry hosts whose manifests could not be read, until when they are not asked again.
     unreadable: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// containerd's content store for peer copies (written) and serving (read).
+    pub feed: Option<BlobFeed>,
+    /// How peers are reached; `None`: no peer copies (`--peer-port 0`).
+    pub peers: Option<PeerClient>,
 }
 
 /// How long a registry whose manifest could not be read is left alone.
@@ -155,6 +178,7 @@ impl CriRuntime {
             (true, Some(p), _) => Some(p),
             (true, None, _) => find_image_fs(&client).await,
         };
+        let feed = content.as_ref().map(|_| BlobFeed::new(client.channel()));
         Self {
             client,
             content,
@@ -164,6 +188,8 @@ impl CriRuntime {
             image_fs,
             sizes: Default::default(),
             unreadable: Default::default(),
+            feed,
+            peers: None,
         }
     }
 
@@ -411,6 +437,51 @@ impl ImageRuntime for CriRuntime {
         .map_err(|e| format!("statvfs of {}: {e}", path.display()))?
         .map_err(|e| format!("reading the image filesystem {}: {e}", path.display()))?;
         Ok(Some((missing, fs)))
+    }
+
+    async fn copy_from_peers(
+        &self,
+        reference: &str,
+        keyring: &DockerKeyring,
+        sources: &[PeerSource],
+        metrics: &Metrics,
+    ) -> PeerCopy {
+        let Some(feed) = &self.feed else {
+            return PeerCopy::default();
+        };
+        let Ok(image) = ImageRef::parse(reference) else {
+            return PeerCopy::default();
+        };
+        let size = match self.image_size(&image, keyring).await {
+            Ok(size) => size,
+            Err(e) => {
+                if !sources.is_empty() {
+                    tracing::warn!(error = %e, "cannot list the image's blobs; pulling from the registry");
+                }
+                return PeerCopy::default();
+            }
+        };
+        let mut copy = match (&self.peers, sources.is_empty()) {
+            (Some(peers), false) => {
+                let labels = std::collections::HashMap::from([(
+                    format!("containerd.io/distribution.source.{}", registry_host(image.registry())),
+                    image.repository().to_string(),
+                )]);
+                peers.copy(feed, &size.blobs, sources, &labels, metrics).await
+            }
+            _ => PeerCopy::default(),
+        };
+        let content = self.content.as_ref().expect("a feed comes with a content store");
+        copy.registry_bytes = content.missing_bytes(&size.blobs).await.ok();
+        copy
+    }
+
+    async fn end_copy(&self, copy: &PeerCopy) {
+        if let (Some(feed), Some(lease)) = (&self.feed, &copy.lease) {
+            if let Err(e) = feed.release(lease).await {
+                tracing::debug!(error = %e, lease = %lease.id, "releasing a peer copy's lease (it expires by itself)");
+            }
+        }
     }
 
     fn progress(&self, reference: &str) -> Option<Box<dyn ProgressSampler>> {

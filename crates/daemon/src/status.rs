@@ -194,6 +194,8 @@ pub struct StatusWriter {
     pub timing: Timing,
     /// The watchdog the [`StatusSender`]s count updates on.
     pub progress: Arc<Watchdog>,
+    /// The manifest digests of the tags reported Succeeded: what the peer blob server may serve.
+    pub holdings: Arc<tokio::sync::watch::Sender<crate::peer::Holdings>>,
 }
 
 /// What the writer knows between messages.
@@ -265,10 +267,22 @@ impl StatusWriter {
                 let urgent = status
                     .as_ref()
                     .is_none_or(|s| matches!(s.phase, TagPhase::Succeeded | TagPhase::Failed));
+                let held = |s: Option<&ImageTagStatus>| {
+                    s.filter(|s| s.phase == TagPhase::Succeeded)
+                        .and_then(|s| s.digest.clone())
+                };
+                let before = held(p.tags.get(&key));
+                let after = held(status.as_ref());
                 match status {
                     Some(s) => p.tags.insert(key, s),
                     None => p.tags.remove(&key),
                 };
+                // Progress reports change nothing here: recounted only when a result moves.
+                if before != after {
+                    let now = crate::peer::holdings(p.tags.values());
+                    self.holdings
+                        .send_if_modified(|h| (**h != now).then(|| *h = Arc::new(now)).is_some());
+                }
                 p.due_in(if urgent {
                     self.timing.result_delay
                 } else {

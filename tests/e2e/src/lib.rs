@@ -7,6 +7,7 @@ pub mod chart;
 pub mod cluster;
 pub mod fleet;
 pub mod node;
+pub mod peers;
 pub mod process;
 pub mod rbac;
 pub mod system;

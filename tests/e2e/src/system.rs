@@ -27,6 +27,8 @@ pub struct System {
     // log directory last.
     pub manager: Option<Process>,
     pub daemons: Vec<Process>,
+    /// containerd instances of nodes that have their own (peer tests), stopped after the daemons.
+    pub runtimes: Vec<kruise_testlab::Containerd>,
     pub cluster: Cluster,
     pub lab: Lab,
     pub images: NodeImages,
@@ -62,6 +64,7 @@ impl System {
             images,
             logs: tempfile::tempdir().unwrap(),
             daemons: vec![],
+            runtimes: vec![],
             manager: None,
             ns,
         }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::attempt::{describe, pull_with_credentials, remaining, with_progress, GaugeGuard};
 use super::guard::{self, pull_ref};
+use crate::peer::copy::PeerCopy;
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
 use crate::runtime::ImageRuntime;
@@ -374,15 +375,60 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
     async fn pull(&mut self, timeout: Duration) -> Result<String, CriError> {
         let ctx = self.ctx;
         let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
+        let copy = self.copy_from_peers(timeout).await;
         let pull = pull_with_credentials(ctx, &self.task, &self.keyring, timeout);
         let sampler = (ctx.progress_interval)
             .zip(ctx.runtime.progress(pull_ref(ctx, &self.task)))
             .filter(|_| !self.quiet());
-        match sampler {
+        let result = match sampler {
             Some((every, sampler)) => {
                 with_progress(ctx, &self.task, &mut self.st, pull, sampler, every).await
             }
             None => pull.await,
+        };
+        ctx.runtime.end_copy(&copy).await;
+        if result.is_ok() && !self.quiet() {
+            self.record_sources(&copy);
+        }
+        result
+    }
+
+    /// The blobs the node lacks, copied from the peers the entry names (within the attempt's
+    /// timeout; whatever is left, the registry gives the pull). A quiet round holds the image
+    /// already and copies nothing.
+    async fn copy_from_peers(&self, timeout: Duration) -> PeerCopy {
+        if self.quiet() {
+            return PeerCopy::default();
+        }
+        let ctx = self.ctx;
+        let reference = pull_ref(ctx, &self.task);
+        let copy =
+            ctx.runtime
+                .copy_from_peers(reference, &self.keyring, &self.task.sources, &ctx.metrics);
+        tokio::time::timeout(timeout, copy).await.unwrap_or_else(|_| {
+            tracing::warn!("copying from peers took the attempt's whole timeout; pulling from the registry");
+            PeerCopy::default()
+        })
+    }
+
+    /// Where the pulled bytes came from, in the tag's status and the daemon's metrics.
+    fn record_sources(&mut self, copy: &PeerCopy) {
+        let ctx = self.ctx;
+        let registry = copy.registry_bytes.unwrap_or(0);
+        ctx.metrics.pulled_from("registry", registry);
+        self.st.registry_bytes = registry as i64;
+        self.st.peer_bytes = (copy.from_peers.iter())
+            .map(|(node, bytes)| {
+                ctx.metrics.pulled_from("peer", *bytes);
+                kruise_api::PeerBytes {
+                    node: node.clone(),
+                    bytes: *bytes as i64,
+                }
+            })
+            .collect();
+        if !copy.from_peers.is_empty() {
+            let copied: u64 = copy.from_peers.values().sum();
+            tracing::info!(from_peers = copied, from_registry = registry, peers = ?copy.from_peers.keys().collect::<Vec<_>>(), "copied from peers");
         }
     }
 

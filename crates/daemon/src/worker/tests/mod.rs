@@ -196,6 +196,7 @@ fn task(tag: &str) -> TagTask {
         sandbox: Default::default(),
         owners: vec![],
         node_image_uid: None,
+        sources: vec![],
     }
 }
 
