@@ -1,9 +1,11 @@
 //! Built-in kinds: decoded into their typed form (which checks every field's type and drops
 //! unknown fields, as the real server's decoder does), plus the validation rules of the kinds the
-//! binaries write (Secret, Event, Pod, Namespace). The event rules are in `events_view`.
+//! binaries write (Secret, Event, Pod, Namespace). The event rules are in `events_view`; the
+//! bodies of TokenRequest and TokenReview are decoded here too, and answered in `tokens`.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events,
+    apps::v1 as apps, authentication::v1 as authentication, coordination::v1 as coordination,
+    core::v1 as core, events::v1 as events,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use kruise_crd_validate::{ErrorKind, FieldError};
@@ -45,6 +47,13 @@ pub fn decode(info: &ResourceInfo, obj: Value) -> ApiResult<Value> {
             Ok(secret)
         }
         ("", "ConfigMap") => roundtrip::<core::ConfigMap>(obj, k, v),
+        ("", "ServiceAccount") => roundtrip::<core::ServiceAccount>(obj, k, v),
+        ("authentication.k8s.io", "TokenRequest") => {
+            roundtrip::<authentication::TokenRequest>(obj, k, v)
+        }
+        ("authentication.k8s.io", "TokenReview") => {
+            roundtrip::<authentication::TokenReview>(obj, k, v)
+        }
         ("", "Event") => roundtrip::<core::Event>(obj, k, v),
         ("events.k8s.io", "Event") => roundtrip::<events::Event>(obj, k, v),
         ("coordination.k8s.io", "Lease") => roundtrip::<coordination::Lease>(obj, k, v),

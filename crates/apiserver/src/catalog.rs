@@ -27,6 +27,10 @@ pub struct ResourceInfo {
     pub list_kind: String,
     pub namespaced: bool,
     pub status_subresource: bool,
+    /// Serves `/token` (TokenRequest) under each object: ServiceAccounts.
+    pub token_subresource: bool,
+    /// Only `create`, answered and never stored, as kube-apiserver's reviews (`tokenreviews`).
+    pub create_only: bool,
     pub short_names: Vec<String>,
     pub served_versions: Vec<String>,
     pub storage_version: String,
@@ -81,6 +85,28 @@ impl ResourceInfo {
         }
     }
 
+    /// What a ServiceAccount's `/token` subresource reads and answers: an
+    /// `authentication.k8s.io/v1` TokenRequest, decoded as a built-in kind.
+    pub fn token_request() -> Self {
+        ResourceInfo {
+            group: "authentication.k8s.io".into(),
+            resource: "serviceaccounts/token".into(),
+            singular: String::new(),
+            kind: "TokenRequest".into(),
+            list_kind: String::new(),
+            namespaced: true,
+            status_subresource: false,
+            token_subresource: false,
+            create_only: true,
+            short_names: Vec::new(),
+            served_versions: vec!["v1".into()],
+            storage_version: "v1".into(),
+            schema: Schema::Builtin,
+            printer_columns: BTreeMap::new(),
+            view_of: None,
+        }
+    }
+
     pub fn validator(&self, version: &str) -> Option<&VersionValidator> {
         match &self.schema {
             Schema::Crd(v) => v.get(version).map(|v| v.as_ref()),
@@ -112,6 +138,8 @@ impl Catalog {
             list_kind: format!("{kind}List"),
             namespaced,
             status_subresource: status,
+            token_subresource: false,
+            create_only: false,
             short_names: short.iter().map(|s| s.to_string()).collect(),
             served_versions: vec![version.into()],
             storage_version: version.into(),
@@ -125,6 +153,30 @@ impl Catalog {
             b("", "v1", "pods", "Pod", true, true, &["po"]),
             b("", "v1", "secrets", "Secret", true, false, &[]),
             b("", "v1", "configmaps", "ConfigMap", true, false, &["cm"]),
+            ResourceInfo {
+                token_subresource: true,
+                ..b(
+                    "",
+                    "v1",
+                    "serviceaccounts",
+                    "ServiceAccount",
+                    true,
+                    false,
+                    &["sa"],
+                )
+            },
+            ResourceInfo {
+                create_only: true,
+                ..b(
+                    "authentication.k8s.io",
+                    "v1",
+                    "tokenreviews",
+                    "TokenReview",
+                    false,
+                    false,
+                    &[],
+                )
+            },
             // kube-apiserver keeps one event store and serves it under both APIs.
             ResourceInfo {
                 view_of: Some(("events.k8s.io".into(), "events".into())),
@@ -272,6 +324,13 @@ impl Catalog {
             .values()
             .filter(|r| r.group == group && r.served_versions.iter().any(|v| v == version))
         {
+            if r.create_only {
+                resources.push(json!({
+                    "name": r.resource, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+                    "verbs": ["create"],
+                }));
+                continue;
+            }
             resources.push(json!({
                 "name": r.resource, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
                 "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
@@ -280,6 +339,9 @@ impl Catalog {
             }));
             if r.status_subresource {
                 resources.push(json!({"name": format!("{}/status", r.resource), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+            }
+            if r.token_subresource {
+                resources.push(json!({"name": format!("{}/token", r.resource), "singularName": "", "namespaced": r.namespaced, "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest", "verbs": ["create"]}));
             }
         }
         if resources.is_empty() {
@@ -373,6 +435,8 @@ fn crd_resource(crd: &Value) -> ApiResult<ResourceInfo> {
         resource: plural,
         namespaced: s("/scope") == "Namespaced",
         status_subresource: status,
+        token_subresource: false,
+        create_only: false,
         short_names: spec
             .pointer("/names/shortNames")
             .and_then(Value::as_array)

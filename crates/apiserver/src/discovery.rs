@@ -132,13 +132,18 @@ fn openapi_group_version(app: &App, group: &str, version: &str) -> Value {
     {
         let gvk = json!({"group": group, "version": version, "kind": r.kind});
         let param = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}}]);
-        let path = if r.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.resource)
-        } else {
-            format!("{prefix}/{}/{{name}}", r.resource)
-        };
         let op = json!({"x-kubernetes-group-version-kind": gvk, "parameters": param});
-        paths.insert(path, json!({"put": op, "patch": op}));
+        if r.create_only {
+            // Reviews are only created: a POST on the collection.
+            paths.insert(format!("{prefix}/{}", r.resource), json!({"post": op}));
+        } else {
+            let path = if r.namespaced {
+                format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.resource)
+            } else {
+                format!("{prefix}/{}/{{name}}", r.resource)
+            };
+            paths.insert(path, json!({"put": op, "patch": op}));
+        }
         let mut schema = match r.validator(version) {
             Some(_) => crd_schema(&app.store, r, version),
             None => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),

@@ -1,7 +1,8 @@
 //! HTTP: the resource paths (`/api/v1/...`, `/apis/{group}/{version}/...`, namespaced and
 //! cluster-scoped, with `/status`) and their verbs mapped onto the store, with what kube-apiserver
 //! does around them: the write options (`fieldValidation`, `dryRun`), `Warning` headers, request
-//! metrics; also `/metrics` and the `/_test/` controls. Discovery is in `discovery`.
+//! metrics; also `/metrics` and the `/_test/` controls. Discovery is in `discovery`; a
+//! ServiceAccount's `/token` and `tokenreviews` are answered by `tokens`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::body;
+use crate::builtin;
 use crate::catalog::ResourceInfo;
 use crate::errors::{ApiError, ApiResult};
 use crate::faults::{FaultRequest, Faults};
@@ -23,7 +25,8 @@ use crate::list::ListOptions;
 use crate::metrics::{self, Metrics};
 use crate::patch::{self, PatchType};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{present, Store, UpdateMode};
+use crate::store::{check_type_meta, present, Store, UpdateMode};
+use crate::tokens::Tokens;
 use crate::watch::{self, Filter, WatchOptions};
 
 #[derive(Clone)]
@@ -31,6 +34,7 @@ pub struct App {
     pub store: Arc<Store>,
     pub faults: Arc<Faults>,
     pub metrics: Arc<Metrics>,
+    pub tokens: Arc<Tokens>,
 }
 
 /// What a resource path names.
@@ -206,7 +210,8 @@ fn parse_target(app: &App, segs: &[&str]) -> ApiResult<Target> {
         return Err(ApiError::path_not_found());
     }
     if let Some(s) = &sub {
-        if !(s == "status" && info.status_subresource) {
+        if !((s == "status" && info.status_subresource) || (s == "token" && info.token_subresource))
+        {
             return Err(ApiError::path_not_found());
         }
     }
@@ -247,13 +252,52 @@ fn object_body(
     opts: WriteOptions,
     warnings: &mut Vec<String>,
 ) -> ApiResult<Value> {
-    let decoded = body::decode_object(headers, body, !t.info.is_crd())?;
+    kind_body(&t.info, &t.version, headers, body, opts, warnings)
+}
+
+/// A body of `info`'s kind, decoded and checked for unknown and repeated fields.
+fn kind_body(
+    info: &ResourceInfo,
+    version: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    opts: WriteOptions,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    let decoded = body::decode_object(headers, body, !info.is_crd())?;
     if opts.validation != fv::Directive::Ignore {
         let mut problems = fv::duplicate_fields(&decoded.duplicates);
-        problems.extend(fv::unknown_fields(&t.info, &t.version, &decoded.value));
-        fv::enforce(opts.validation, &t.info, &t.version, problems, warnings)?;
+        problems.extend(fv::unknown_fields(info, version, &decoded.value));
+        fv::enforce(opts.validation, info, version, problems, warnings)?;
     }
     Ok(decoded.value)
+}
+
+/// The body of a create-only request (a TokenRequest, a TokenReview) as its typed form: decoded,
+/// field-validated, its kind checked, its fields' types checked, without the status it answers.
+fn request_body(
+    info: &ResourceInfo,
+    headers: &HeaderMap,
+    body: &[u8],
+    query: &HashMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
+    let version = info.storage_version.as_str();
+    body::accepts_object(headers, true)?;
+    let opts = fv::write_options(query, "CreateOptions")?;
+    let mut obj = kind_body(info, version, headers, body, opts, warnings)?;
+    let Some(fields) = obj.as_object_mut() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    // The server writes the status (kubectl's protobuf sends an empty one, zero time and all).
+    fields.remove("status");
+    check_type_meta(info, version, &obj)?;
+    builtin::decode(info, obj)
+}
+
+/// What kube-apiserver answers a verb a resource does not serve.
+fn not_allowed() -> ApiError {
+    ApiError::method_not_allowed("the server does not allow this method on the requested resource")
 }
 
 /// The options of a delete: propagation and preconditions from the body, `dryRun` from either.
@@ -287,6 +331,24 @@ async fn serve(
     let wants_table = accept.is_some_and(|a| a.contains("as=Table"));
     let wants_metadata = accept.is_some_and(|a| a.contains("as=PartialObjectMetadata"));
     let all = ListOptions::all();
+    if t.subresource.as_deref() == Some("token") {
+        let name = t.name.as_deref().unwrap_or_default();
+        if verb != "create" {
+            return Err(not_allowed());
+        }
+        let request_info = ResourceInfo::token_request();
+        let req = request_body(&request_info, headers, &body, query, &mut ex.warnings)?;
+        let answer = app.tokens.request(store, &ns, name, req)?;
+        return Ok((StatusCode::CREATED, Json(answer)).into_response());
+    }
+    if info.create_only {
+        if verb != "create" || t.name.is_some() {
+            return Err(not_allowed());
+        }
+        let review = request_body(&info, headers, &body, query, &mut ex.warnings)?;
+        let answer = app.tokens.review(store, review)?;
+        return Ok((StatusCode::CREATED, Json(answer)).into_response());
+    }
     match verb {
         "get" if wants_table => {
             let obj = store.get(&info, &ns, t.name.as_deref().unwrap_or_default())?;
@@ -468,6 +530,14 @@ fn apply_patch(
     store.update_locked(&mut st, info, &t.version, ns, name, patched, mode)
 }
 
+/// Body of `POST /_test/clock`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClockRequest {
+    /// Seconds to move the token clock forward by.
+    advance_seconds: u64,
+}
+
 fn test_control(app: &App, method: &Method, rest: &[&str], body: Bytes) -> ApiResult<Response> {
     match (method, rest) {
         (&Method::POST, ["faults"]) => {
@@ -480,6 +550,15 @@ fn test_control(app: &App, method: &Method, rest: &[&str], body: Bytes) -> ApiRe
             Ok(Json(json!({"ok": true})).into_response())
         }
         (&Method::GET, ["requests"]) => Ok(Json(app.faults.counts_json()).into_response()),
+        (&Method::POST, ["clock"]) => {
+            let req: ClockRequest =
+                serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            app.tokens.advance(req.advance_seconds);
+            Ok(Json(json!({"ok": true, "now": app.tokens.now().to_rfc3339()})).into_response())
+        }
+        (&Method::GET, ["clock"]) => {
+            Ok(Json(json!({"ok": true, "now": app.tokens.now().to_rfc3339()})).into_response())
+        }
         (&Method::DELETE, ["requests"]) => {
             app.faults.reset_counts();
             Ok(Json(json!({"ok": true})).into_response())

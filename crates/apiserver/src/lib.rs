@@ -6,12 +6,14 @@
 //!
 //! Also as kube-apiserver: field validation (`fieldValidation`), `dryRun`, JSON and YAML bodies,
 //! protobuf bodies of every built-in kind it serves (415 for other kinds), one event store
-//! served as `events.k8s.io/v1` and core `v1`, and
+//! served as `events.k8s.io/v1` and core `v1`, service-account tokens (TokenRequest on
+//! `serviceaccounts/{name}/token`, TokenReview on `authentication.k8s.io/v1 tokenreviews`), and
 //! `apiserver_request_total` on `/metrics`.
 //!
-//! Serves plain HTTP on loopback without authentication; writes a kubeconfig that kube-rs and
-//! kubectl use. Faults (dropped watches, failing writes, latency) and request counts are under
-//! `/_test/`.
+//! Serves plain HTTP on loopback without authentication (the tokens it issues are for workloads
+//! to show each other, reviewed through the API); writes a kubeconfig that kube-rs and kubectl
+//! use. Faults (dropped watches, failing writes, latency), request counts and the token clock
+//! (`POST /_test/clock {"advanceSeconds": N}`, for token expiry) are under `/_test/`.
 
 mod body;
 mod builtin;
@@ -31,6 +33,7 @@ mod protobuf;
 mod selector;
 mod store;
 mod table;
+mod tokens;
 mod watch;
 
 use std::net::SocketAddr;
@@ -72,6 +75,7 @@ impl TestApiServer {
             store: store.clone(),
             faults: Arc::new(faults::Faults::default()),
             metrics: Arc::new(metrics::Metrics::default()),
+            tokens: Arc::new(tokens::Tokens::default()),
         };
         let router = axum::Router::new().fallback(http::handle).with_state(app);
         let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -470,7 +470,7 @@ pub struct UpdateMode {
 }
 
 /// `kind` and `apiVersion` in a body must name what the URL names.
-fn check_type_meta(info: &ResourceInfo, version: &str, obj: &Value) -> ApiResult<()> {
+pub(crate) fn check_type_meta(info: &ResourceInfo, version: &str, obj: &Value) -> ApiResult<()> {
     let kind = str_at(obj, "/kind");
     let api_version = str_at(obj, "/apiVersion");
     if !kind.is_empty() && kind != info.kind {

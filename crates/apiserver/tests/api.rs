@@ -14,6 +14,8 @@ mod field_validation;
 mod kubectl;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/tokens.rs"]
+mod tokens;
 #[path = "api/watches.rs"]
 mod watches;
 

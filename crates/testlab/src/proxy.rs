@@ -17,6 +17,10 @@ pub use crate::proxy_fault::{Fault, Lasting, Target};
 struct Shared {
     /// Bytes per second towards the client; 0 means unthrottled.
     rate: AtomicU64,
+    /// Bytes per second towards all clients together (a registry's egress cap); 0: none.
+    total_rate: AtomicU64,
+    /// When the shared cap has room for the next chunk.
+    total_next: Mutex<Option<Instant>>,
     active: AtomicUsize,
     max_active: AtomicUsize,
     bytes: AtomicU64,
@@ -24,6 +28,23 @@ struct Shared {
     faults: Faults,
     /// `METHOD path` of every request seen, in order.
     requests: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    /// Waits for `n` bytes' share of the total rate.
+    fn pace_total(&self, n: u64, total: u64) {
+        let cost = Duration::from_secs_f64(n as f64 / total as f64);
+        let start = {
+            let mut next = self.total_next.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let start = next.map_or(now, |t| t.max(now));
+            *next = Some(start + cost);
+            start
+        };
+        if let Some(wait) = start.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 /// A running proxy; stops accepting when dropped.
@@ -62,6 +83,14 @@ impl SlowProxy {
     /// `127.0.0.1:PORT`
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Caps what all connections together receive at `bytes_per_second` (0: no cap), as a
+    /// registry's egress limit does, on top of the per-connection rate.
+    pub fn set_total_rate(&self, bytes_per_second: u64) {
+        self.shared
+            .total_rate
+            .store(bytes_per_second, Ordering::SeqCst);
     }
 
     pub fn set_rate(&self, bytes_per_second: u64) {
@@ -280,10 +309,11 @@ fn responses(s_read: Option<TcpStream>, c_write: Option<TcpStream>, s: &Shared, 
     let mut sent: u64 = 0;
     loop {
         let rate = s.rate.load(Ordering::SeqCst);
-        let chunk = if rate == 0 {
-            buf.len()
-        } else {
-            (rate as usize / 20).clamp(1, buf.len())
+        let total = s.total_rate.load(Ordering::SeqCst);
+        // The smaller of the two limits sets the chunk: about 20 chunks a second.
+        let chunk = match [rate, total].into_iter().filter(|r| *r > 0).min() {
+            None => buf.len(),
+            Some(slowest) => (slowest as usize / 20).clamp(1, buf.len()),
         };
         let mut n = match s_read.read(&mut buf[..chunk]) {
             Ok(0) | Err(_) => break,
@@ -294,6 +324,9 @@ fn responses(s_read: Option<TcpStream>, c_write: Option<TcpStream>, s: &Shared, 
         let cutting = after != UNARMED && seen + n as u64 > after && s.faults.claim_cut();
         if cutting {
             n = after.saturating_sub(seen) as usize;
+        }
+        if total > 0 {
+            s.pace_total(n as u64, total);
         }
         if c_write.write_all(&buf[..n]).is_err() {
             break;

@@ -93,6 +93,7 @@ pub const ALL_SWITCHES: &[&str] = &[
     r#"--set-json=monitoring.dashboard.annotations={"grafana_folder":"Kubernetes"}"#,
     "--set=monitoring.rules.enabled=true",
     r#"--set-json=monitoring.rules.labels={"release":"prometheus"}"#,
+    "--set=peer.enabled=false",
 ];
 
 /// The switches [`ALL_SWITCHES`] cannot flip along with its own, flipped the other way: the

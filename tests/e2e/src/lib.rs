@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod fake_peer;
 pub mod fleet;
 pub mod node;
 pub mod peers;

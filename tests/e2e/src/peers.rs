@@ -144,7 +144,8 @@ impl System {
         }
     }
 
-    /// Creates the Ready Node `name` with InternalIP `ip` and waits for its NodeImage.
+    /// Creates the Ready Node `name` with InternalIP `ip` and waits for the manager to create its
+    /// NodeImage (or, without a manager, creates it).
     async fn create_node_at(&self, name: &str, labels: Value, ip: &str) {
         self.cluster.create_node(name, labels).await;
         // A real API server ignores the status of a created Node: it is set through /status.
@@ -157,6 +158,10 @@ impl System {
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .expect("node status patched");
+        if self.manager.is_none() {
+            self.images.create(name).await;
+            return;
+        }
         crate::wait_for(
             &format!("the manager to create NodeImage {name}"),
             DEADLINE,

@@ -1,6 +1,6 @@
 //! Protobuf request bodies (`application/vnd.kubernetes.protobuf`), as kubectl's typed commands
-//! (`kubectl create namespace|secret|configmap|deployment`, `kubectl run`) and client-go programs
-//! send them for built-in kinds. A body is the magic `k8s\0` and a `runtime.Unknown` whose `raw`
+//! (`kubectl create namespace|secret|configmap|serviceaccount|token|deployment`, `kubectl run`)
+//! and client-go programs send them for built-in kinds. A body is the magic `k8s\0` and a `runtime.Unknown` whose `raw`
 //! holds the typed message (k8s-pb's types); it becomes the JSON form the rest of the server
 //! reads. Every built-in kind the server serves is read; answers stay JSON: clients asking for
 //! protobuf (kubectl does) list JSON as well, and take it.
@@ -10,12 +10,14 @@
 
 mod apiextensions;
 mod apps;
+mod authentication;
 mod core;
 mod json;
 mod pod;
 mod volumes;
 
-use k8s_pb::api::{apps::v1 as apps_v1, coordination::v1 as coordination_v1};
+use k8s_pb::api::coordination::v1 as coordination_v1;
+use k8s_pb::api::{apps::v1 as apps_v1, authentication::v1 as authentication_v1};
 use k8s_pb::api::{core::v1 as core_v1, events::v1 as events_v1};
 use k8s_pb::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions_v1;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
@@ -53,6 +55,13 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
         ("v1", "Pod") => read::<core_v1::Pod>(&raw),
         ("v1", "Secret") => read::<core_v1::Secret>(&raw),
         ("v1", "ConfigMap") => read::<core_v1::ConfigMap>(&raw),
+        ("v1", "ServiceAccount") => read::<core_v1::ServiceAccount>(&raw),
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            read::<authentication_v1::TokenRequest>(&raw)
+        }
+        ("authentication.k8s.io/v1", "TokenReview") => {
+            read::<authentication_v1::TokenReview>(&raw)
+        }
         ("v1", "Event") => read::<core_v1::Event>(&raw),
         ("events.k8s.io/v1", "Event") => read::<events_v1::Event>(&raw),
         ("coordination.k8s.io/v1", "Lease") => read::<coordination_v1::Lease>(&raw),
@@ -269,6 +278,42 @@ mod tests {
         let spec = typed.spec.unwrap();
         assert_eq!(spec.holder_identity.as_deref(), Some("manager-0"));
         assert_eq!(spec.lease_duration_seconds, Some(15));
+    }
+
+    /// `kubectl create token --bound-object-kind Pod` as client-go sends it: an empty status,
+    /// Go's zero time in it, and the bound object's `uid` under its protobuf name.
+    #[test]
+    fn a_token_request_reads_as_its_json() {
+        let request = authentication_v1::TokenRequest {
+            metadata: metadata(""),
+            spec: Some(authentication_v1::TokenRequestSpec {
+                audiences: vec!["peer".into()],
+                expiration_seconds: Some(600),
+                bound_object_ref: Some(authentication_v1::BoundObjectReference {
+                    kind: Some("Pod".into()),
+                    api_version: Some("v1".into()),
+                    name: Some("web".into()),
+                    u_id: Some("1234".into()),
+                }),
+            }),
+            status: Some(authentication_v1::TokenRequestStatus {
+                token: Some(String::new()),
+                expiration_timestamp: Some(meta::Time::default()),
+            }),
+        };
+        let body = envelope(
+            "authentication.k8s.io/v1",
+            "TokenRequest",
+            request.encode_to_vec(),
+        );
+        assert_eq!(
+            decode(&body).unwrap(),
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"audiences": ["peer"], "expirationSeconds": 600,
+                    "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web", "uid": "1234"}},
+                "status": {}})
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! A real kubectl's typed commands, which send protobuf for built-in kinds
 //! (`application/vnd.kubernetes.protobuf`): create, get, label and delete work as on a cluster.
 //! Workloads too: `create deployment` and `run` send a Deployment and a Pod typed, `create -f`
-//! sends JSON. kubectl is `$KUBECTL`, or the one on the PATH (`.ci/install-deps` installs a pinned one).
+//! sends JSON. ServiceAccounts and their tokens too (`create serviceaccount`, `create token`).
+//! kubectl is `$KUBECTL`, or the one on the PATH (`.ci/install-deps` installs a pinned one).
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::TokenReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::Api;
 
@@ -212,5 +214,59 @@ async fn kubectl_creates_a_node_and_a_lease_from_files() {
     let deleted = ok(&env, &["delete", "node", &node]).await;
     assert_eq!(deleted, format!("node \"{node}\" deleted"));
     ok(&env, &["delete", "namespace", &ns, "--timeout=60s"]).await;
+    env.finish().await;
+}
+
+/// `kubectl create serviceaccount` and `kubectl create token` send protobuf (a ServiceAccount,
+/// a TokenRequest); the token reviews as the account, `get` and `delete` work as on a cluster.
+#[tokio::test]
+async fn kubectl_creates_a_service_account_and_a_token_for_it() {
+    let env = Env::connect().await;
+    let ns = env.namespace.clone();
+    assert_eq!(
+        ok(&env, &["create", "serviceaccount", "peer", "-n", &ns]).await,
+        "serviceaccount/peer created"
+    );
+    let listed = ok(&env, &["get", "sa", "-n", &ns]).await;
+    assert!(listed.contains("peer"), "{listed}");
+    let token = ok(
+        &env,
+        &[
+            "create",
+            "token",
+            "peer",
+            "-n",
+            &ns,
+            "--audience",
+            "kruise-daemon-peer",
+            "--duration",
+            "20m",
+        ],
+    )
+    .await;
+    let review: TokenReview = serde_json::from_value(serde_json::json!({
+        "spec": {"token": token, "audiences": ["kruise-daemon-peer"]},
+    }))
+    .unwrap();
+    let status = Api::<TokenReview>::all(env.client.clone())
+        .create(&Default::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.unwrap().username.as_deref(),
+        Some(format!("system:serviceaccount:{ns}:peer").as_str())
+    );
+    let deleted = ok(&env, &["delete", "serviceaccount", "peer", "-n", &ns]).await;
+    assert!(
+        deleted.starts_with("serviceaccount \"peer\" deleted"),
+        "{deleted}"
+    );
+    let gone = kubectl(&env, &["get", "sa", "peer", "-n", &ns])
+        .await
+        .unwrap_err();
+    assert!(gone.contains("NotFound"), "{gone}");
     env.finish().await;
 }
