@@ -20,7 +20,6 @@ pub use types::imagelistpulljob::{
 };
 pub use types::imagepulljob::{short_digest, ImagePullJob, ImagePullJobSpec, ImagePullJobStatus};
 pub use types::nodeimage::{
-    PeerBytes, PeerSource,
     ImageSpec, ImageStatus, ImageTagPullPolicy, ImageTagSpec, ImageTagStatus, NodeImage,
-    NodeImageSpec, NodeImageStatus, ReferenceObject, TagPhase,
+    NodeImageSpec, NodeImageStatus, PeerBytes, PeerSource, ReferenceObject, TagPhase,
 };

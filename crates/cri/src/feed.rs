@@ -148,10 +148,7 @@ impl BlobFeed {
             .await
             .map_err(err("content.Read"))?
             .into_inner();
-        Ok(stream.map(|m| {
-            m.map(|m| Bytes::from(m.data))
-                .map_err(err("content.Read"))
-        }))
+        Ok(stream.map(|m| m.map(|m| Bytes::from(m.data)).map_err(err("content.Read"))))
     }
 
     /// Every blob of the image whose index or manifest is `root`: the root itself, the platform
@@ -294,7 +291,10 @@ impl BlobFeed {
                 pending.extend_from_slice(&chunk);
                 if offset + pending.len() as u64 > size {
                     let got = offset + pending.len() as u64;
-                    return Err(FeedError::Size { expected: size, got });
+                    return Err(FeedError::Size {
+                        expected: size,
+                        got,
+                    });
                 }
             }
             if pending.len() >= WRITE_CHUNK || (end && !pending.is_empty()) {
@@ -362,6 +362,9 @@ mod tests {
     fn expiry_labels_are_rfc3339_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_563_845);
         assert_eq!(chrono_rfc3339(t), "2026-12-06T16:10:45Z");
-        assert_eq!(chrono_rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            chrono_rfc3339(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00Z"
+        );
     }
 }

@@ -41,6 +41,6 @@ pub use auth::{AuthError, DockerKeyring};
 pub use client::{CriClient, PullRequest, RuntimeVersion};
 pub use detect::{detect, DetectError, DetectedRuntime, RuntimeKind};
 pub use error::{CriError, CriErrorKind};
-pub use images::{ImageStore, StoredImage};
 pub use feed::{BlobFeed, FeedError, Lease};
+pub use images::{ImageStore, StoredImage};
 pub use progress::{ContentStore, PullProgress};

@@ -39,7 +39,11 @@ fn ctr(lab: &Lab, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("running ctr");
-    assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ctr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -51,7 +55,9 @@ async fn only_verified_bytes_are_committed_and_wrong_ones_leave_nothing_behind()
         .expect("containerd answers")
         .client;
     let feed = BlobFeed::new(cri.channel());
-    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17).map(|_| fastrand::u8(..)).collect();
+    let data: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+        .map(|_| fastrand::u8(..))
+        .collect();
     let digest = digest_of(&data);
     let size = data.len() as u64;
     let lease = feed.lease(Duration::from_secs(600)).await.expect("a lease");
@@ -67,10 +73,19 @@ async fn only_verified_bytes_are_committed_and_wrong_ones_leave_nothing_behind()
         .write(&lease, &digest, size, labels.clone(), body(&wrong))
         .await
         .expect_err("corrupt bytes are refused");
-    assert!(matches!(refused, FeedError::DigestMismatch { .. }), "{refused}");
-    assert!(!feed.has(&digest).await.unwrap(), "a corrupt blob must not be committed");
+    assert!(
+        matches!(refused, FeedError::DigestMismatch { .. }),
+        "{refused}"
+    );
+    assert!(
+        !feed.has(&digest).await.unwrap(),
+        "a corrupt blob must not be committed"
+    );
     let active = ctr(&lab, &["content", "active"]);
-    assert!(!active.contains("kruise-peer"), "the aborted write is gone: {active}");
+    assert!(
+        !active.contains("kruise-peer"),
+        "the aborted write is gone: {active}"
+    );
 
     // Too many bytes: refused as well.
     let mut long = data.clone();
@@ -85,7 +100,13 @@ async fn only_verified_bytes_are_committed_and_wrong_ones_leave_nothing_behind()
     let mut broken: Vec<Result<Bytes, String>> = vec![Ok(Bytes::copy_from_slice(&data[..1000]))];
     broken.push(Err("connection reset".into()));
     let refused = feed
-        .write(&lease, &digest, size, labels.clone(), futures::stream::iter(broken))
+        .write(
+            &lease,
+            &digest,
+            size,
+            labels.clone(),
+            futures::stream::iter(broken),
+        )
         .await
         .expect_err("a broken source is refused");
     assert!(matches!(refused, FeedError::Source(_)), "{refused}");

@@ -78,11 +78,19 @@ pub struct Args {
 
     /// The projected service-account token this daemon presents to peers (audience
     /// --peer-audience); the kubelet rotates it, so it is read anew for each copy.
-    #[arg(long, env = "KRUISE_PEER_TOKEN_FILE", default_value = "/var/run/secrets/kruise.io/peer/token")]
+    #[arg(
+        long,
+        env = "KRUISE_PEER_TOKEN_FILE",
+        default_value = "/var/run/secrets/kruise.io/peer/token"
+    )]
     pub peer_token_file: PathBuf,
 
     /// The audience peers' tokens must carry (checked by TokenReview).
-    #[arg(long, env = "KRUISE_PEER_AUDIENCE", default_value = "kruise-daemon-peer")]
+    #[arg(
+        long,
+        env = "KRUISE_PEER_AUDIENCE",
+        default_value = "kruise-daemon-peer"
+    )]
     pub peer_audience: String,
 
     /// Service accounts (`namespace:name`, comma-separated) whose tokens may read blobs: the

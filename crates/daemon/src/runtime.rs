@@ -20,10 +20,10 @@ use kruise_registry::Registries;
 use crate::admission::FsUsage;
 use crate::metrics::Metrics;
 use crate::peer::copy::{PeerClient, PeerCopy};
-use kruise_api::PeerSource;
-use kruise_cri::BlobFeed;
 use crate::pinning::{decide, Census, PinAction, Protection, Wanted, PINNED_BY_VALUE};
 use crate::worker::BoxFuture;
+use kruise_api::PeerSource;
+use kruise_cri::BlobFeed;
 
 pub trait ImageRuntime: Send + Sync + 'static {
     /// The runtime's image ID if it has `reference` (a tag or digest reference).
@@ -464,14 +464,22 @@ impl ImageRuntime for CriRuntime {
         let mut copy = match (&self.peers, sources.is_empty()) {
             (Some(peers), false) => {
                 let labels = std::collections::HashMap::from([(
-                    format!("containerd.io/distribution.source.{}", registry_host(image.registry())),
+                    format!(
+                        "containerd.io/distribution.source.{}",
+                        registry_host(image.registry())
+                    ),
                     image.repository().to_string(),
                 )]);
-                peers.copy(feed, &size.blobs, sources, &labels, metrics).await
+                peers
+                    .copy(feed, &size.blobs, sources, &labels, metrics)
+                    .await
             }
             _ => PeerCopy::default(),
         };
-        let content = self.content.as_ref().expect("a feed comes with a content store");
+        let content = self
+            .content
+            .as_ref()
+            .expect("a feed comes with a content store");
         copy.registry_bytes = content.missing_bytes(&size.blobs).await.ok();
         copy
     }

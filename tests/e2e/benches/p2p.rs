@@ -61,33 +61,63 @@ async fn run(name: &str, nodes: usize, peers: bool) -> (Figures, u64) {
         .lab
         .push(&sys.lab.registry, "bench/p2p", "v1", &layers)
         .expect("image pushed");
-    eprintln!("[{name}] image of {} bytes built and pushed in {:.1}s", image.size, built.elapsed().as_secs_f64());
+    eprintln!(
+        "[{name}] image of {} bytes built and pushed in {:.1}s",
+        image.size,
+        built.elapsed().as_secs_f64()
+    );
     let proxy = sys.lab.slow_proxy(&sys.lab.registry, 0).expect("proxy");
     proxy.set_total_rate(cap);
-    let reference = image.reference.replacen(&sys.lab.registry.host(), &proxy.host(), 1);
-    let args = if peers { setup.manager_args(budget, fanout) } else { vec!["--peer-port".into(), "0".into()] };
+    let reference = image
+        .reference
+        .replacen(&sys.lab.registry.host(), &proxy.host(), 1);
+    let args = if peers {
+        setup.manager_args(budget, fanout)
+    } else {
+        vec!["--peer-port".into(), "0".into()]
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut m = sys.manager_process("manager", &args);
     m.wait_ready(e2e::DEADLINE).await;
     sys.manager = Some(m);
     let ports = [sys.lab.registry.port(), proxy.port()];
     for i in 0..nodes {
-        sys.add_peer_node(&mut setup, &format!("n{i}"), json!({}), &ports, &["--peer-max-uploads", &fanout.to_string()])
-            .await;
+        sys.add_peer_node(
+            &mut setup,
+            &format!("n{i}"),
+            json!({}),
+            &ports,
+            &["--peer-max-uploads", &fanout.to_string()],
+        )
+        .await;
     }
-    let pids: Vec<u32> = sys.daemons.iter().map(|d| d.pid().expect("daemon running")).collect();
+    let pids: Vec<u32> = sys
+        .daemons
+        .iter()
+        .map(|d| d.pid().expect("daemon running"))
+        .collect();
     let cpu_before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
     let served_before = proxy.bytes_sent();
     let start = Instant::now();
-    sys.apply_job(manifest("v1beta1", "bench", &reference, json!({
-        "parallelism": nodes, "completionPolicy": {"type": "Always"},
-        "pullPolicy": {"timeoutSeconds": 1800, "backoffLimit": 1},
-    })))
+    sys.apply_job(manifest(
+        "v1beta1",
+        "bench",
+        &reference,
+        json!({
+            "parallelism": nodes, "completionPolicy": {"type": "Always"},
+            "pullPolicy": {"timeoutSeconds": 1800, "backoffLimit": 1},
+        }),
+    ))
     .await;
-    let st = e2e::wait_for("every node holds the image", Duration::from_secs(1800), || async {
-        let j = sys.jobs().get_opt("bench").await.ok().flatten()?;
-        j.status.filter(|s| s.succeeded as usize == nodes || s.failed > 0)
-    })
+    let st = e2e::wait_for(
+        "every node holds the image",
+        Duration::from_secs(1800),
+        || async {
+            let j = sys.jobs().get_opt("bench").await.ok().flatten()?;
+            j.status
+                .filter(|s| s.succeeded as usize == nodes || s.failed > 0)
+        },
+    )
     .await;
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(st.failed, 0, "[{name}] nodes failed: {st:#?}");
@@ -130,7 +160,17 @@ async fn main() {
         setting("BENCH_BUDGET", 1u32),
         setting("BENCH_FANOUT", 2u32),
     );
-    println!("{:<9} {:>5} {:>9} {:>12} {:>13} {:>13} {:>13} {:>10}", "run", "nodes", "time s", "x solo", "registry/img", "status reg", "status peers", "daemon cpu");
+    println!(
+        "{:<9} {:>5} {:>9} {:>12} {:>13} {:>13} {:>13} {:>10}",
+        "run",
+        "nodes",
+        "time s",
+        "x solo",
+        "registry/img",
+        "status reg",
+        "status peers",
+        "daemon cpu"
+    );
     for f in &rows {
         println!(
             "{:<9} {:>5} {:>9.1} {:>12} {:>13.2} {:>13} {:>13} {:>10.1}",

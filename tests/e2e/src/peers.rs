@@ -165,7 +165,15 @@ impl System {
         crate::wait_for(
             &format!("the manager to create NodeImage {name}"),
             DEADLINE,
-            || async { self.images.api.get_opt(name).await.ok().flatten().map(|_| ()) },
+            || async {
+                self.images
+                    .api
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|_| ())
+            },
         )
         .await;
     }

@@ -45,10 +45,18 @@ fn via(proxy: &SlowProxy, image: &PushedImage) -> String {
     )
 }
 
-async fn statuses(sys: &System, nodes: &[String], reference: &str) -> Vec<(String, ImageTagStatus)> {
+async fn statuses(
+    sys: &System,
+    nodes: &[String],
+    reference: &str,
+) -> Vec<(String, ImageTagStatus)> {
     let mut out = Vec::new();
     for n in nodes {
-        let st = sys.images.tag_status(n, reference).await.expect("tag status");
+        let st = sys
+            .images
+            .tag_status(n, reference)
+            .await
+            .expect("tag status");
         out.push((n.clone(), st));
     }
     out
@@ -67,9 +75,14 @@ async fn nodes_copy_from_peers_and_the_registry_serves_the_image_once() {
             .await;
         nodes.push(n.name);
     }
-    sys.apply_job(manifest("v1beta1", "fleet", &reference, json!({
-        "parallelism": 4, "completionPolicy": {"type": "Always"},
-    })))
+    sys.apply_job(manifest(
+        "v1beta1",
+        "fleet",
+        &reference,
+        json!({
+            "parallelism": 4, "completionPolicy": {"type": "Always"},
+        }),
+    ))
     .await;
     let job = sys
         .wait_job("fleet", "4 of 4 nodes succeeded", |s| s.succeeded == 4)
@@ -89,9 +102,14 @@ async fn nodes_copy_from_peers_and_the_registry_serves_the_image_once() {
     assert_eq!(from_registry[0].1.registry_bytes, blob_bytes);
     for (node, st) in all.iter().filter(|(_, s)| s.registry_bytes == 0) {
         let copied: i64 = st.peer_bytes.iter().map(|p| p.bytes).sum();
-        assert_eq!(copied, blob_bytes, "{node} copied the whole image from peers: {st:#?}");
+        assert_eq!(
+            copied, blob_bytes,
+            "{node} copied the whole image from peers: {st:#?}"
+        );
         assert!(
-            st.peer_bytes.iter().all(|p| nodes.contains(&p.node) && &p.node != node),
+            st.peer_bytes
+                .iter()
+                .all(|p| nodes.contains(&p.node) && &p.node != node),
             "{node} copied from the test's other nodes: {:?}",
             st.peer_bytes
         );
@@ -135,7 +153,11 @@ async fn peers_serve_only_daemons_and_only_what_their_node_holds() {
 
     assert_eq!(get(layer.clone(), None).await.status(), 401, "no token");
     let other_audience = sys.token_for(&daemon_sa, "some-other-audience").await;
-    assert_eq!(get(layer.clone(), Some(other_audience)).await.status(), 401, "another audience");
+    assert_eq!(
+        get(layer.clone(), Some(other_audience)).await.status(),
+        401,
+        "another audience"
+    );
     let intruder = sys.cluster.name("intruder");
     let sa: k8s_openapi::api::core::v1::ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": intruder}})).unwrap();
@@ -144,13 +166,40 @@ async fn peers_serve_only_daemons_and_only_what_their_node_holds() {
         .await
         .expect("another ServiceAccount");
     let intruder_token = sys.token_for(&intruder, &setup.audience).await;
-    assert_eq!(get(layer.clone(), Some(intruder_token)).await.status(), 403, "not a daemon");
+    assert_eq!(
+        get(layer.clone(), Some(intruder_token)).await.status(),
+        403,
+        "not a daemon"
+    );
 
     // Not listed: a digest nobody has, and a blob the node's containerd holds but no Succeeded
     // tag lists (pulled by hand): the same 404 and the same words.
-    let other = sys.lab.push(&sys.lab.registry, "p2p/unlisted", "v1", &[Layer::random("x", 4096, 9)]).unwrap();
-    let node_ctr = sys.runtimes[a.runtime].ctr().args(["-n", "k8s.io", "images", "pull", "--plain-http", &other.reference]).output().unwrap();
-    assert!(node_ctr.status.success(), "{}", String::from_utf8_lossy(&node_ctr.stderr));
+    let other = sys
+        .lab
+        .push(
+            &sys.lab.registry,
+            "p2p/unlisted",
+            "v1",
+            &[Layer::random("x", 4096, 9)],
+        )
+        .unwrap();
+    let node_ctr = sys.runtimes[a.runtime]
+        .ctr()
+        .args([
+            "-n",
+            "k8s.io",
+            "images",
+            "pull",
+            "--plain-http",
+            &other.reference,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        node_ctr.status.success(),
+        "{}",
+        String::from_utf8_lossy(&node_ctr.stderr)
+    );
     let unlisted = blobs_of(&sys.lab.registry.host(), "p2p/unlisted", "v1").await;
     let unlisted_layer = unlisted.keys().next().unwrap().clone();
     let nobody = format!("sha256:{}", "ab".repeat(32));
@@ -160,18 +209,26 @@ async fn peers_serve_only_daemons_and_only_what_their_node_holds() {
         assert_eq!(r.status(), 404, "{d} is not served");
         answers.push(r.text().await.unwrap().replace(&d, "<digest>"));
     }
-    assert_eq!(answers[0], answers[1], "a 404 says nothing about what the node holds");
+    assert_eq!(
+        answers[0], answers[1],
+        "a 404 says nothing about what the node holds"
+    );
 
     let served = get(layer.clone(), Some(daemon_token)).await;
     assert_eq!(served.status(), 200);
     let bytes = served.bytes().await.unwrap();
     assert_eq!(bytes.len(), data.len());
-    let hex: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(format!("sha256:{hex}"), *layer, "the blob's bytes");
     let metrics = sys.daemons[0].metrics().await;
     for answer in ["served", "unauthenticated", "forbidden", "not_found"] {
         assert!(
-            metrics.contains(&format!("kruise_daemon_peer_requests_total{{result=\"{answer}\"}}")),
+            metrics.contains(&format!(
+                "kruise_daemon_peer_requests_total{{result=\"{answer}\"}}"
+            )),
             "{answer} counted: {metrics}"
         );
     }
@@ -203,22 +260,36 @@ async fn misbehaving_peers_are_dropped_and_the_registry_serves_what_they_could_n
         .await;
     let id = st.image_id.clone().unwrap_or_default();
     assert!(id.ends_with(&image.config_digest), "the right image: {id}");
-    assert!(st.peer_bytes.is_empty(), "nothing came from the bad peers: {st:#?}");
+    assert!(
+        st.peer_bytes.is_empty(),
+        "nothing came from the bad peers: {st:#?}"
+    );
     assert_eq!(st.registry_bytes, total, "the registry served every blob");
     for (name, p) in [("killed", &cut), ("corrupt", &corrupt), ("slow", &slow)] {
         let asked = p.requests.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(asked >= blobs.len(), "the {name} peer was asked for every blob ({asked})");
+        assert!(
+            asked >= blobs.len(),
+            "the {name} peer was asked for every blob ({asked})"
+        );
     }
     let metrics = sys.daemons[0].metrics().await;
     for result in ["failed", "corrupt"] {
         assert!(
-            metrics.contains(&format!("kruise_daemon_peer_copies_total{{result=\"{result}\"}}")),
+            metrics.contains(&format!(
+                "kruise_daemon_peer_copies_total{{result=\"{result}\"}}"
+            )),
             "{result} counted: {metrics}"
         );
     }
     let log = sys.daemons[0].log_text();
-    assert!(log.contains("too slow"), "the slow peer is dropped for its rate");
-    assert!(log.contains("do not match the digest"), "the corrupt peer for its bytes");
+    assert!(
+        log.contains("too slow"),
+        "the slow peer is dropped for its rate"
+    );
+    assert!(
+        log.contains("do not match the digest"),
+        "the corrupt peer for its bytes"
+    );
 }
 
 #[tokio::test]
@@ -230,10 +301,15 @@ async fn once_a_node_holds_the_image_the_rest_complete_from_peers_without_regist
     let first = sys
         .add_peer_node(&mut setup, "first", json!({"wave": "yes"}), &ports, &[])
         .await;
-    sys.apply_job(manifest("v1beta1", "outage", &reference, json!({
-        "parallelism": 4, "completionPolicy": {"type": "Never"},
-        "selector": {"matchLabels": {"wave": "yes"}},
-    })))
+    sys.apply_job(manifest(
+        "v1beta1",
+        "outage",
+        &reference,
+        json!({
+            "parallelism": 4, "completionPolicy": {"type": "Never"},
+            "selector": {"matchLabels": {"wave": "yes"}},
+        }),
+    ))
     .await;
     sys.wait_job("outage", "the first node succeeded", |s| s.succeeded == 1)
         .await;
@@ -242,14 +318,25 @@ async fn once_a_node_holds_the_image_the_rest_complete_from_peers_without_regist
     let mut later = Vec::new();
     for i in 0..2 {
         let n = sys
-            .add_peer_node(&mut setup, &format!("later{i}"), json!({"wave": "yes"}), &ports, &[])
+            .add_peer_node(
+                &mut setup,
+                &format!("later{i}"),
+                json!({"wave": "yes"}),
+                &ports,
+                &[],
+            )
             .await;
         later.push(n.name);
     }
-    sys.wait_job("outage", "3 of 3 nodes succeeded", |s| s.desired == 3 && s.succeeded == 3)
-        .await;
+    sys.wait_job("outage", "3 of 3 nodes succeeded", |s| {
+        s.desired == 3 && s.succeeded == 3
+    })
+    .await;
     for (node, st) in statuses(&sys, &later, &reference).await {
-        assert_eq!(st.registry_bytes, 0, "{node} needed no blob from the registry");
+        assert_eq!(
+            st.registry_bytes, 0,
+            "{node} needed no blob from the registry"
+        );
         assert!(!st.peer_bytes.is_empty(), "{node} copied from a peer");
     }
     assert_eq!(
@@ -257,6 +344,13 @@ async fn once_a_node_holds_the_image_the_rest_complete_from_peers_without_regist
         0,
         "no node asked the registry for a blob after the outage"
     );
-    let st = sys.images.tag_status(&first.name, &reference).await.unwrap();
-    assert!(st.registry_bytes > 0, "the first node pulled from the registry: {st:#?}");
+    let st = sys
+        .images
+        .tag_status(&first.name, &reference)
+        .await
+        .unwrap();
+    assert!(
+        st.registry_bytes > 0,
+        "the first node pulled from the registry: {st:#?}"
+    );
 }

@@ -105,8 +105,11 @@ pub struct Authenticator {
     audience: String,
     /// Usernames accepted: `system:serviceaccount:NS:NAME`.
     allowed: Vec<String>,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Result<Caller, Refusal>)>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
 }
+
+/// A review's answer and until when it stands, by the token's sha256.
+type Cached = (Instant, Result<Caller, Refusal>);
 
 impl Authenticator {
     /// `accounts` as `NAMESPACE:NAME`.
@@ -221,14 +224,22 @@ mod tests {
     #[tokio::test]
     async fn callers_without_a_daemon_token_are_refused_with_the_right_answer() {
         let (a, calls) = auth(daemon());
-        assert!(matches!(a.check(None).await, Err(Refusal::Unauthenticated(_))));
+        assert!(matches!(
+            a.check(None).await,
+            Err(Refusal::Unauthenticated(_))
+        ));
         assert!(matches!(
             a.check(Some("Basic dXNlcjpwdw==")).await,
             Err(Refusal::Unauthenticated(_))
         ));
         assert_eq!(calls.load(Ordering::SeqCst), 0, "no review without a token");
-        let (a, _) = auth(Review::Refused("token audiences [\"api\"] is invalid".into()));
-        assert!(matches!(a.check(Some("Bearer x")).await, Err(Refusal::Unauthenticated(_))));
+        let (a, _) = auth(Review::Refused(
+            "token audiences [\"api\"] is invalid".into(),
+        ));
+        assert!(matches!(
+            a.check(Some("Bearer x")).await,
+            Err(Refusal::Unauthenticated(_))
+        ));
         let (a, _) = auth(Review::Authenticated {
             user: "system:serviceaccount:default:default".into(),
             extra: HashMap::new(),
@@ -242,7 +253,10 @@ mod tests {
     async fn an_api_server_failure_is_not_cached() {
         let (a, calls) = auth(Review::Failed("connection refused".into()));
         for _ in 0..2 {
-            assert!(matches!(a.check(Some("Bearer x")).await, Err(Refusal::Unavailable(_))));
+            assert!(matches!(
+                a.check(Some("Bearer x")).await,
+                Err(Refusal::Unavailable(_))
+            ));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }

@@ -91,7 +91,9 @@ impl PeerClient {
                 if unreachable.contains(source.node.as_str()) {
                     continue;
                 }
-                let got = self.one(feed, &lease, &token, source, digest, *size, labels).await;
+                let got = self
+                    .one(feed, &lease, &token, source, digest, *size, labels)
+                    .await;
                 match got {
                     Ok(()) => {
                         *out.from_peers.entry(source.node.clone()).or_default() += size;
@@ -103,7 +105,11 @@ impl PeerClient {
                         tracing::warn!(error = %e, "writing a peer's blob into containerd; pulling the rest from the registry");
                         return out;
                     }
-                    Err(Failure::Source { kind, reason, reachable }) => {
+                    Err(Failure::Source {
+                        kind,
+                        reason,
+                        reachable,
+                    }) => {
                         tracing::warn!(peer = %source.node, address = %source.address, %digest, %reason, "dropping the peer for this blob");
                         metrics.peer_copies(kind);
                         if !reachable {
@@ -147,7 +153,11 @@ impl PeerClient {
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                let kind = if status.as_u16() == 429 { "busy" } else { "refused" };
+                let kind = if status.as_u16() == 429 {
+                    "busy"
+                } else {
+                    "refused"
+                };
                 return Err(Failure::source(kind, format!("{status}: {text}"), true));
             }
             Err(e) => return Err(Failure::source("unreachable", e.to_string(), false)),

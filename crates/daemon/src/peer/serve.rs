@@ -68,9 +68,9 @@ impl BlobServer {
         addr: SocketAddr,
         stop: CancellationToken,
     ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("binding the peer blob server to {addr} (--peer-port): {e}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("binding the peer blob server to {addr} (--peer-port): {e}")
+        })?;
         let local = listener.local_addr()?;
         let app = Router::new()
             .route("/blobs/{digest}", get(blob))
@@ -97,7 +97,12 @@ impl BlobServer {
             }
         }
         for root in roots.iter() {
-            if self.blobs_of.lock().expect("not poisoned").contains_key(root) {
+            if self
+                .blobs_of
+                .lock()
+                .expect("not poisoned")
+                .contains_key(root)
+            {
                 continue;
             }
             let blobs = match self.feed.image_blobs(root).await {

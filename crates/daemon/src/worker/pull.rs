@@ -13,9 +13,9 @@ use tokio::sync::watch;
 
 use super::attempt::{describe, pull_with_credentials, remaining, with_progress, GaugeGuard};
 use super::guard::{self, pull_ref};
-use crate::peer::copy::PeerCopy;
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
+use crate::peer::copy::PeerCopy;
 use crate::runtime::ImageRuntime;
 
 pub(super) async fn run<R: ImageRuntime>(
