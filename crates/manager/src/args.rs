@@ -97,6 +97,41 @@ pub struct Args {
     #[arg(long, env = "KRUISE_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
 
+    /// The port the daemons serve image blobs to their peers on (the daemon's own flag of that
+    /// name). Set, each pull that starts names up to three nodes holding the image to copy from,
+    /// and the registry serves only each image's first nodes; `0`: every node pulls from the
+    /// registry, as OpenKruise does.
+    #[arg(long, env = "KRUISE_PEER_PORT", default_value_t = 0)]
+    pub peer_port: u16,
+
+    /// With `--peer-port`: how many nodes may pull one registry host's images from the registry
+    /// at once, cluster-wide (the rest copy from them, or wait for them).
+    #[arg(long, env = "KRUISE_REGISTRY_BUDGET", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registry_budget: u32,
+
+    /// With `--peer-port`: how many nodes one node serves image blobs to at once.
+    #[arg(long, env = "KRUISE_PEER_FANOUT", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub peer_fanout: u32,
+
     #[command(flatten)]
     pub log: kruise_observe::LogArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Args;
+
+    #[test]
+    fn peers_are_off_unless_a_port_is_given() {
+        let a = Args::try_parse_from(["kruise-manager"]).unwrap();
+        assert_eq!((a.peer_port, a.registry_budget, a.peer_fanout), (0, 3, 2));
+        let a =
+            Args::try_parse_from(["m", "--peer-port", "9090", "--registry-budget", "1"]).unwrap();
+        assert_eq!((a.peer_port, a.registry_budget), (9090, 1));
+        // A budget or a fan-out of 0 would leave images waiting for ever.
+        assert!(Args::try_parse_from(["m", "--registry-budget", "0"]).is_err());
+        assert!(Args::try_parse_from(["m", "--peer-fanout", "0"]).is_err());
+    }
 }

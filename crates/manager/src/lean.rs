@@ -1,6 +1,7 @@
 //! Nodes and Pods as the manager watches them: only the fields its decisions read are decoded
-//! (a Node's labels and Ready condition, a Pod's labels, node and phase), so a kubelet heartbeat or
-//! a Node's list of images costs a parse and nothing more, and nothing else is kept in memory.
+//! (a Node's labels, Ready condition and addresses, a Pod's labels, node and phase), so a kubelet
+//! heartbeat or a Node's list of images costs a parse and nothing more, and nothing else is kept
+//! in memory.
 
 use std::collections::BTreeMap;
 
@@ -37,7 +38,7 @@ pub(crate) fn lean_meta<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D
     })
 }
 
-/// A Node: labels and readiness.
+/// A Node: labels, readiness and addresses.
 #[derive(Deserialize, Clone, Debug, Default)]
 pub struct LeanNode {
     #[serde(deserialize_with = "lean_meta", default)]
@@ -50,6 +51,16 @@ pub struct LeanNode {
 pub struct LeanNodeStatus {
     #[serde(default)]
     pub conditions: Vec<LeanCondition>,
+    #[serde(default)]
+    pub addresses: Vec<LeanAddress>,
+}
+
+/// One of a Node's addresses (`InternalIP`, `ExternalIP`, `Hostname`, …).
+#[derive(Deserialize, Clone, Debug, Default)]
+pub struct LeanAddress {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: String,
 }
 
 #[derive(Deserialize, Clone, Debug, Default)]
@@ -71,6 +82,13 @@ impl LeanNode {
                 .as_ref()
                 .map_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH, |t| t.0)
         })
+    }
+
+    /// The Node's first `InternalIP`, where its daemon serves blobs to peers; `None` (the node is
+    /// never named as a peer) when it has none or it does not parse.
+    pub fn internal_ip(&self) -> Option<std::net::IpAddr> {
+        let a = (self.status.addresses.iter()).find(|a| a.type_ == "InternalIP")?;
+        a.address.trim().parse().ok()
     }
 }
 
@@ -152,6 +170,7 @@ mod tests {
             "metadata": {"name": "n", "uid": "u", "resourceVersion": "7", "labels": {"a": "b"},
                 "annotations": {"big": "x"}, "managedFields": [{"manager": "kubelet"}]},
             "status": {"images": [{"names": ["nginx"], "sizeBytes": 1}],
+                "addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "10.0.0.7"}, {"type": "InternalIP", "address": "fd00::7"}],
                 "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-26T09:00:00Z", "lastHeartbeatTime": "2026-11-26T10:00:00Z"}]},
         }))
         .unwrap();
@@ -161,6 +180,15 @@ mod tests {
             node.ready_since(),
             Some("2026-11-26T09:00:00Z".parse().unwrap())
         );
+        assert_eq!(
+            node.internal_ip(),
+            Some([10, 0, 0, 7].into()),
+            "the first InternalIP"
+        );
+        let bare: LeanNode = serde_json::from_value(json!({"metadata": {"name": "b"},
+            "status": {"addresses": [{"type": "ExternalIP", "address": "1.2.3.4"}]}}))
+        .unwrap();
+        assert_eq!(bare.internal_ip(), None);
         let pod: LeanPod = serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
             "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "x"}]},

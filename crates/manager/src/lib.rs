@@ -301,6 +301,9 @@ impl EngineThread {
             status_interval: args.status_interval,
             resolve_digests: args.resolve_digests,
             digest_check_interval: args.digest_check_interval,
+            peer_port: args.peer_port,
+            registry_budget: args.registry_budget,
+            peer_fanout: args.peer_fanout,
         };
         // The engine runs on a thread of its own: a long round (a leader's first, at 5,000
         // nodes) never holds up the watches, the lease renewal or the metrics server.

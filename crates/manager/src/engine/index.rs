@@ -1,7 +1,9 @@
 //! Watch events into the engine's index: each kind's records updated, and only what an event
-//! really changed marked for the next round (a Node whose labels or readiness changed, a
-//! NodeImage whose labels, spec or per-tag results changed, a job, the podSelector jobs a Pod's
-//! move concerns, the secrets). Relists (`Init` … `InitDone`) delete what they no longer list.
+//! really changed marked for the next round (a Node whose labels or readiness changed, or for
+//! its address the jobs waiting for a seed, a NodeImage whose labels, spec or per-tag results
+//! changed, or for its bytes alone the statuses of the jobs that count them, a job, the
+//! podSelector jobs a Pod's move concerns, the secrets). Relists (`Init` … `InitDone`) delete
+//! what they no longer list.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -125,7 +127,10 @@ impl Engine {
         match kind {
             Kind::Node => {
                 if self.nodes.remove(key).is_some() {
-                    self.dirty_lifecycle.insert(self.interner.name(key));
+                    let name = self.interner.name(key);
+                    // Without its address, the node serves no peer.
+                    self.wake_holder(&name);
+                    self.dirty_lifecycle.insert(name);
                     self.mark(now);
                 }
             }
@@ -179,13 +184,25 @@ impl Engine {
             uid: n.uid().unwrap_or_default(),
             labels: n.labels().clone(),
             ready_since: n.ready_since(),
+            address: n.internal_ip(),
         };
         // A heartbeat: nothing the decisions read changed.
-        if self.nodes.get(&name) == Some(&rec) {
+        let old = self.nodes.get(&name);
+        if old == Some(&rec) {
             return;
         }
+        let lifecycle = old.is_none_or(|o| {
+            (&o.uid, &o.labels, o.ready_since) != (&rec.uid, &rec.labels, rec.ready_since)
+        });
+        let address = old.map(|o| o.address) != Some(rec.address);
         self.nodes.insert(name.clone(), rec);
-        self.dirty_lifecycle.insert(name);
+        if address {
+            // The node may serve peers now (or from another address, for pulls that start).
+            self.wake_holder(&name);
+        }
+        if lifecycle {
+            self.dirty_lifecycle.insert(name);
+        }
         self.mark(now);
     }
 
@@ -202,6 +219,8 @@ impl Engine {
                 self.delete_node_image(&name, now);
             }
         }
+        let roles = self.peer_roles(&name);
+        let counted = self.bytes_out(&name);
         let spec = spec_from_api(&ni.spec, &mut self.interner);
         let status = status_from_api(ni.status.as_ref(), &mut self.interner);
         let labels = ni.labels().clone();
@@ -227,7 +246,8 @@ impl Engine {
                     generation += 1;
                     self.unknown_owners.insert(name.clone());
                 }
-                view_changed = spec_changed || old.status != status;
+                // Bytes alone are no decision: they only move the sums of the jobs concerned.
+                view_changed = spec_changed || !old.status.same_results(&status);
                 // A patch that met a conflict goes out again with the newer version.
                 if self.writes.conflicted.get(&name).is_some_and(|c| *c != rv) {
                     self.writes.conflicted.remove(&name);
@@ -260,8 +280,9 @@ impl Engine {
                 status,
             },
         );
+        self.bytes_back(&name, counted, now);
         if view_changed {
-            self.view_changed(&name, before);
+            self.view_changed(&name, before, roles);
             self.mark(now);
         }
     }
@@ -269,12 +290,15 @@ impl Engine {
     pub(super) fn delete_node_image(&mut self, name: &str, now: Timestamp) {
         let name = self.interner.name(name);
         let before = self.owners_of(&name);
+        let roles = self.peer_roles(&name);
+        let counted = self.bytes_out(&name);
         if self.images.remove(&name).is_none() {
             return;
         }
+        self.bytes_back(&name, counted, now);
         self.planned.remove(&name);
         self.writes.conflicted.remove(&name);
-        self.view_changed(&name, before);
+        self.view_changed(&name, before, roles);
         self.dirty_membership.insert(name.clone());
         self.dirty_lifecycle.insert(name);
         self.mark(now);
@@ -356,7 +380,12 @@ impl Engine {
                 if old.spec.template.pull_secrets != job.spec.template.pull_secrets {
                     self.secrets_dirty = true;
                 }
+                let image_changed = info.image != state.info.image;
                 state.info = info;
+                if image_changed {
+                    // Its cells now count another tag's reports.
+                    self.recount_bytes(&uid);
+                }
                 if spec_changed || deleting || completed {
                     self.dirty_jobs.insert(uid.clone());
                 }
@@ -494,9 +523,16 @@ impl Engine {
             .collect()
     }
 
-    /// A node's spec (as planned) or results changed: its owner index follows, and the cells of
-    /// the jobs on it are looked at again.
-    pub(super) fn view_changed(&mut self, node: &Name, before: HashSet<Name>) {
+    /// A node's spec (as planned) or results changed: its owner index and peer roles (`before`
+    /// the change: `owners`, `roles`) follow, and the cells of the jobs on it are looked at
+    /// again.
+    pub(super) fn view_changed(
+        &mut self,
+        node: &Name,
+        before: HashSet<Name>,
+        roles: super::peers::Roles,
+    ) {
+        self.peers_changed(node, roles);
         let after = self.owners_of(node);
         for uid in before.difference(&after) {
             if let Some(set) = self.owned.get_mut(uid) {

@@ -18,7 +18,7 @@ use kruise_api::{
 };
 
 use super::place::{full_without, owned, result};
-use super::spec::{Interner, Name, Owner, Spec, Status};
+use super::spec::{Bytes, Interner, Name, Owner, Spec, Status};
 
 /// Extra time the manager leaves the daemon beyond a tag's deadline before calling it failed.
 pub const DEADLINE_GRACE_SECONDS: i64 = 60;
@@ -314,6 +314,9 @@ pub struct JobState {
     pub pods: HashMap<Name, u32>,
     /// How long this job's pulls have taken (seconds, a moving average), once one finished.
     pub pull_seconds: Option<f64>,
+    /// The bytes of its succeeded nodes' pulls (registry, peers), kept equal to the sum of their
+    /// current reports by the engine (`Engine::job_bytes`), so a status never walks the nodes.
+    pub bytes: Bytes,
 }
 
 impl JobState {
@@ -330,6 +333,7 @@ impl JobState {
             full: BTreeSet::new(),
             pods: HashMap::new(),
             pull_seconds: None,
+            bytes: Bytes::default(),
         }
     }
 

@@ -15,6 +15,8 @@ pub struct NodeRec {
     pub labels: BTreeMap<String, String>,
     /// Since when Ready has been True; `None` when not Ready.
     pub ready_since: Option<Timestamp>,
+    /// Its first InternalIP: where its daemon serves blobs to peers (none: never a seed).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl NodeRec {

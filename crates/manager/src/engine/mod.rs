@@ -12,11 +12,15 @@
 //! first), and a node's placements wait briefly for the other jobs that want it, so jobs
 //! created together reach each node in one write; a job joining a tag adds itself as an owner
 //! without restarting the others' pulls; tags of deleted or edited jobs are withdrawn; status is
-//! counted from the daemon's results for the tag version on each node.
+//! counted from the daemon's results for the tag version on each node. With `--peer-port`, a
+//! pull that starts names the peers to copy from, and the registry serves each image's first
+//! few nodes only (`peers`).
 
+mod bytes;
 mod index;
 pub mod jobs;
 pub mod lifecycle;
+pub mod peers;
 pub mod place;
 mod placement;
 mod round;
@@ -74,6 +78,21 @@ pub struct Settings {
     /// How often a `Never` job's tag is resolved again; a moved tag rolls its new digest across
     /// the nodes at the job's parallelism (`--digest-check-interval`).
     pub digest_check_interval: Duration,
+    /// The port daemons serve blobs to peers on (`--peer-port`); 0: no peer sources are planned
+    /// and no registry budget applies.
+    pub peer_port: u16,
+    /// With peers on, how many nodes may pull one registry host's images from the registry at
+    /// once, cluster-wide (`--registry-budget`).
+    pub registry_budget: u32,
+    /// With peers on, how many nodes one seed serves at once (`--peer-fanout`).
+    pub peer_fanout: u32,
+}
+
+impl Settings {
+    /// Peer sources are planned.
+    pub fn peers_on(&self) -> bool {
+        self.peer_port != 0
+    }
 }
 
 impl Default for Settings {
@@ -86,6 +105,9 @@ impl Default for Settings {
             resolve_digests: false,
             digest_check_interval: Duration::from_secs(24 * 3600),
             job_namespace: String::new(),
+            peer_port: 0,
+            registry_budget: 3,
+            peer_fanout: 2,
         }
     }
 }
@@ -294,6 +316,8 @@ pub struct Engine {
     demand: HashMap<Name, u32>,
     /// The nodes whose spec (as planned) has an entry owned by each job uid.
     owned: HashMap<Name, HashSet<Name>>,
+    /// Who holds which image, the seeds' loads and the registry hosts' pulls (peers on only).
+    peers: peers::Peers,
 
     // What the next round replans.
     dirty_jobs: BTreeSet<Name>,
@@ -349,6 +373,7 @@ impl Engine {
             node_jobs: HashMap::new(),
             demand: HashMap::new(),
             owned: HashMap::new(),
+            peers: peers::Peers::default(),
             dirty_jobs: BTreeSet::new(),
             dirty_views: BTreeSet::new(),
             dirty_cells: BTreeSet::new(),

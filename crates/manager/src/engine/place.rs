@@ -11,7 +11,7 @@ use kruise_api::constants::MAX_IMAGES_PER_NODEIMAGE;
 use kruise_api::{ImagePullPolicy, ReferenceObject};
 
 use super::jobs::JobInfo;
-use super::spec::{Outcome, Owner, Spec, Status, Tag};
+use super::spec::{Outcome, Owner, Source, Spec, Status, Tag};
 
 /// The entry for `key:tag` that `uid` owns.
 pub fn owned<'a>(spec: &'a Spec, key: &str, tag: &str, uid: &str) -> Option<&'a Tag> {
@@ -78,9 +78,44 @@ pub enum Joined {
     Succeeded,
 }
 
+/// What joining a job to its tag on a node does to the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joining {
+    /// No entry yet: a new one, a new pull.
+    Create,
+    /// A new round of the entry (its version bumped): the tag moved to the job's digest, the
+    /// last round failed, or the job asks for `Always` and the last round succeeded.
+    Renew,
+    /// The job is added as an owner: the pull in progress or the one done serves it.
+    Own,
+}
+
+impl Joining {
+    /// A pull starts: the entry's sources are planned (peers, or a registry slot).
+    pub fn starts_pull(self) -> bool {
+        self != Joining::Own
+    }
+}
+
+/// What [`join`] would do, without doing it (placement plans the pull's sources first).
+pub fn joining(spec: &Spec, status: &Status, job: &JobInfo, key: &str, tag: &str) -> Joining {
+    let Some(entry) = spec.get(key).and_then(|i| i.tag(tag)) else {
+        return Joining::Create;
+    };
+    if super::jobs::moved_digest(job, entry) {
+        return Joining::Renew;
+    }
+    match result(status, key, tag, entry.version) {
+        Some(false) => Joining::Renew,
+        Some(true) if job.always_pull => Joining::Renew,
+        _ => Joining::Own,
+    }
+}
+
 /// Adds `job` to its tag entry on one node, creating it if needed. A finished tag is pulled again
 /// only for a job that asks for `Always`, a failed one for any job; joining never restarts a pull
-/// in progress.
+/// in progress. A pull that starts (a new entry or a new round) names `sources` to copy from;
+/// joining a pull leaves the entry's sources as they are.
 pub fn join(
     spec: &mut Spec,
     status: &Status,
@@ -88,47 +123,50 @@ pub fn join(
     key: &Arc<str>,
     tag: &Arc<str>,
     now: Timestamp,
+    sources: &[Arc<Source>],
 ) -> Joined {
-    let reported_version = status.get(key, tag).map(|r| r.version);
+    let how = joining(spec, status, job, key, tag);
+    let reported_version = status.get_ref(key, tag).map(|r| r.version);
     let image = spec.image_mut(key);
     if image.sandbox_config.is_none() {
         image.sandbox_config = job.sandbox.clone();
     }
-    if let Some(entry) = image.tag_mut(tag) {
-        if super::jobs::moved_digest(job, entry) {
-            // The tag moved: a new round for the new digest, the entry's policy kept.
-            entry.digest = job.digest.clone();
-            entry.version += 1;
-            entry.created_at = Some(now);
-            return Joined::Pulling;
-        }
-        if !entry.owned_by(&job.uid) {
-            entry.owners.push(job.owner.clone());
-        }
-        return match result(status, key, tag, entry.version) {
-            Some(false) => {
-                fresh_round(entry, now);
-                Joined::Pulling
-            }
-            Some(true) if job.always_pull => {
-                fresh_round(entry, now);
-                Joined::Pulling
-            }
-            Some(true) => Joined::Succeeded,
-            None => Joined::Pulling,
+    let Some(entry) = image.tag_mut(tag) else {
+        let mut entry = Tag {
+            tag: tag.clone(),
+            created_at: Some(now),
+            pull_policy: job.tag_policy.clone(),
+            owners: smallvec::smallvec![job.owner.clone()],
+            version: reported_version.map_or(0, |v| v + 1),
+            image_pull_policy: job.always_pull.then_some(ImagePullPolicy::Always),
+            digest: job.digest.clone(),
+            pin: job.pin,
+            sources: None,
         };
+        entry.set_sources(sources);
+        image.tags.push(entry);
+        return Joined::Pulling;
+    };
+    if super::jobs::moved_digest(job, entry) {
+        // The tag moved: a new round for the new digest, the entry's policy kept.
+        entry.digest = job.digest.clone();
+        entry.version += 1;
+        entry.created_at = Some(now);
+        entry.set_sources(sources);
+        return Joined::Pulling;
     }
-    image.tags.push(Tag {
-        tag: tag.clone(),
-        created_at: Some(now),
-        pull_policy: job.tag_policy.clone(),
-        owners: smallvec::smallvec![job.owner.clone()],
-        version: reported_version.map_or(0, |v| v + 1),
-        image_pull_policy: job.always_pull.then_some(ImagePullPolicy::Always),
-        digest: job.digest.clone(),
-        pin: job.pin,
-    });
-    Joined::Pulling
+    if !entry.owned_by(&job.uid) {
+        entry.owners.push(job.owner.clone());
+    }
+    match how {
+        Joining::Renew => {
+            fresh_round(entry, now);
+            entry.set_sources(sources);
+            Joined::Pulling
+        }
+        _ if result(status, key, tag, entry.version) == Some(true) => Joined::Succeeded,
+        _ => Joined::Pulling,
+    }
 }
 
 fn fresh_round(entry: &mut Tag, now: Timestamp) {

@@ -133,6 +133,7 @@ impl Engine {
     /// Edits a node's planned spec with `f` (given the node's results); when it changed
     /// anything, the node is written and its jobs' cells looked at again.
     pub(super) fn edit(&mut self, node: &Name, f: impl FnOnce(&mut Spec, &Status) -> bool) -> bool {
+        let roles = self.peer_roles(node);
         let Some(rec) = self.images.get(node) else {
             return false;
         };
@@ -158,7 +159,7 @@ impl Engine {
             }
         };
         if changed {
-            self.view_changed(node, before);
+            self.view_changed(node, before, roles);
             self.to_finish.insert(node.clone());
             self.dirty_writes.insert(node.clone());
         }
@@ -381,6 +382,7 @@ impl Engine {
                 j.reorder(node, demand);
             }
         }
+        self.peers_reordered(node);
         if let Some(j) = self.jobs.get_mut(uid) {
             j.set(node, Cell::Unplaced, demand);
         }
@@ -391,6 +393,8 @@ impl Engine {
 
     /// `job` stops targeting `node`.
     pub(super) fn untarget(&mut self, uid: &Name, node: &Name) {
+        let was = self.jobs.get(uid).and_then(|j| j.cells.get(node).copied());
+        self.cell_bytes(uid, node, was, None);
         if let Some(j) = self.jobs.get_mut(uid) {
             if !j.remove(node) {
                 return;
@@ -417,6 +421,7 @@ impl Engine {
                 j.reorder(node, demand);
             }
         }
+        self.peers_reordered(node);
         self.dirty_status.insert(uid.clone());
         self.dirty_place.insert(uid.clone());
     }
@@ -557,6 +562,7 @@ impl Engine {
             .then(|| first_owner_created(spec, &info))
             .flatten()
             .map(|c| (now.as_second() - c.as_second()) as f64);
+        self.cell_bytes(uid, node, Some(current), Some(computed));
         let job = self.jobs.get_mut(uid).expect("looked up above");
         if let Some(secs) = pulled_in {
             job.pulled_in(secs);

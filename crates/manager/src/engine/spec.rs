@@ -1,9 +1,9 @@
 //! NodeImage specs and statuses as the engine holds them. Names, owner references, pull policies,
 //! sandbox configs and secret references are shared (interned) across the fleet, so 150,000
 //! placed tags take tens of MiB instead of the hundreds the API types would; a status keeps only
-//! what decisions read (per tag: its version and whether the daemon answered, succeeded or
-//! failed), so a progress report changes nothing. Converted back to the API types only for the
-//! images a patch carries.
+//! what decisions read (per tag: its version, whether the daemon answered, succeeded or failed,
+//! the digest it holds, and the bytes it took from the registry and from peers), so a progress
+//! report changes nothing. Converted back to the API types only for the images a patch carries.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kruise_api::{
     ImagePullPolicy, ImageSpec, ImageTagPullPolicy, ImageTagSpec, NodeImageSpec, NodeImageStatus,
-    ReferenceObject, SandboxConfig, TagPhase,
+    PeerSource, ReferenceObject, SandboxConfig, TagPhase,
 };
 use serde_json::Value;
 
@@ -66,6 +66,7 @@ pub struct Interner {
     policies: HashSet<Arc<ImageTagPullPolicy>>,
     sandboxes: HashSet<Arc<SandboxConfig>>,
     secrets: HashSet<Arc<ReferenceObject>>,
+    sources: HashSet<Arc<Source>>,
 }
 
 fn intern<T: Eq + Hash + ?Sized>(
@@ -115,10 +116,21 @@ impl Interner {
         intern(&mut self.secrets, r, || Arc::new(r.clone()))
     }
 
+    /// A peer as entries name it: one shared copy per seed and address, however many entries
+    /// copy from it.
+    pub fn source(&mut self, node: &str, address: &str) -> Arc<Source> {
+        let s = Source {
+            node: self.name(node),
+            address: self.name(address),
+        };
+        intern(&mut self.sources, &s, || Arc::new(s.clone()))
+    }
+
     /// Forgets values only the interner still holds (a deleted job's owner reference).
     pub fn collect(&mut self) {
-        // Owners hold names: they go first.
+        // Owners and sources hold names: they go first.
         self.owners.retain(|v| Arc::strong_count(v) > 1);
+        self.sources.retain(|v| Arc::strong_count(v) > 1);
         self.names.retain(|v| Arc::strong_count(v) > 1);
         self.policies.retain(|v| Arc::strong_count(v) > 1);
         self.sandboxes.retain(|v| Arc::strong_count(v) > 1);
@@ -135,8 +147,20 @@ impl Interner {
             + self.policies.len()
             + self.sandboxes.len()
             + self.secrets.len()
+            + self.sources.len()
     }
 }
+
+/// A peer an entry copies from: its node, and the address its daemon serves blobs on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub node: Name,
+    pub address: Name,
+}
+
+/// The peers an entry names, the primary first. `None` for a registry pull, which is most
+/// entries: a thin pointer, so an entry without peers costs 8 bytes for it and no allocation.
+pub type Sources = Option<Box<smallvec::SmallVec<[Arc<Source>; 3]>>>;
 
 /// A tag's owner references.
 pub type Owners = smallvec::SmallVec<[Arc<Owner>; 1]>;
@@ -155,11 +179,24 @@ pub struct Tag {
     pub digest: Option<Name>,
     /// Some owner wants the image pinned.
     pub pin: bool,
+    /// The peers to copy from, written when the entry's pull round starts (created or version
+    /// bumped) and left as they are after it (see `peers`).
+    pub sources: Sources,
 }
 
 impl Tag {
     pub fn owned_by(&self, uid: &str) -> bool {
         self.owners.iter().any(|o| o.uid.as_deref() == Some(uid))
+    }
+
+    /// The peers to copy from, the primary first; empty for a registry pull.
+    pub fn sources(&self) -> &[Arc<Source>] {
+        self.sources.as_deref().map_or(&[], |s| s.as_slice())
+    }
+
+    /// Names `sources` (none: `None`, no allocation).
+    pub fn set_sources(&mut self, sources: &[Arc<Source>]) {
+        self.sources = (!sources.is_empty()).then(|| Box::new(sources.iter().cloned().collect()));
     }
 }
 
@@ -196,7 +233,14 @@ impl Image {
                     image_pull_policy: t.image_pull_policy,
                     digest: t.digest.as_deref().map(str::to_string),
                     pin: t.pin,
-                    sources: Vec::new(),
+                    sources: t
+                        .sources()
+                        .iter()
+                        .map(|s| PeerSource {
+                            node: s.node.to_string(),
+                            address: s.address.to_string(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             sandbox_config: self.sandbox_config.as_deref().cloned(),
@@ -300,6 +344,10 @@ pub fn spec_from_api(spec: &NodeImageSpec, i: &mut Interner) -> Spec {
                 .tags
                 .iter()
                 .map(|t| Tag {
+                    sources: (!t.sources.is_empty()).then(|| {
+                        let list = t.sources.iter().map(|s| i.source(&s.node, &s.address));
+                        Box::new(list.collect())
+                    }),
                     tag: i.name(&t.tag),
                     created_at: t.created_at.as_ref().map(|c| c.0),
                     pull_policy: t.pull_policy.as_ref().map(|p| i.policy(p)),
@@ -336,19 +384,75 @@ pub struct Report {
     pub outcome: Outcome,
     /// The manifest digest the node reports holding (after a success).
     pub digest: Option<Name>,
+    /// What the pull took from the registry and from peers (the job status sums them over the
+    /// nodes that succeeded). Not a decision: a change of bytes alone replans nothing.
+    pub bytes: Bytes,
+}
+
+impl Report {
+    /// The same as far as decisions go (the bytes aside).
+    fn same_result(&self, other: &Report) -> bool {
+        self.version == other.version
+            && self.outcome == other.outcome
+            && self.digest == other.digest
+    }
+}
+
+/// Bytes of one pull, or their sum over a job's nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bytes {
+    pub registry: u64,
+    pub peer: u64,
+}
+
+impl Bytes {
+    pub fn is_zero(self) -> bool {
+        self == Bytes::default()
+    }
+
+    pub fn add(&mut self, other: Bytes) {
+        self.registry = self.registry.saturating_add(other.registry);
+        self.peer = self.peer.saturating_add(other.peer);
+    }
+
+    pub fn sub(&mut self, other: Bytes) {
+        self.registry = self.registry.saturating_sub(other.registry);
+        self.peer = self.peer.saturating_sub(other.peer);
+    }
 }
 
 /// The daemon's reports by `(image key, tag)`, sorted: a node's few dozen reports take one
-/// allocation of 48 bytes each (a hash map took twice that), found by binary search.
+/// allocation of 80 bytes each (a hash map took twice that), found by binary search.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status(Box<[(Name, Name, Report)]>);
 
 impl Status {
     pub fn get(&self, key: &str, tag: &str) -> Option<Report> {
+        self.get_ref(key, tag).cloned()
+    }
+
+    pub fn get_ref(&self, key: &str, tag: &str) -> Option<&Report> {
         self.0
             .binary_search_by(|(k, t, _)| (&**k, &**t).cmp(&(key, tag)))
             .ok()
-            .map(|n| self.0[n].2.clone())
+            .map(|n| &self.0[n].2)
+    }
+
+    /// The same reports as far as decisions go: only bytes may differ.
+    pub fn same_results(&self, other: &Status) -> bool {
+        self.0.len() == other.0.len()
+            && (self.0.iter().zip(other.0.iter()))
+                .all(|(a, b)| a.0 == b.0 && a.1 == b.1 && a.2.same_result(&b.2))
+    }
+
+    /// The tags whose bytes differ between two statuses with the same results.
+    pub fn bytes_moved<'a>(
+        &'a self,
+        other: &'a Status,
+    ) -> impl Iterator<Item = (&'a Name, &'a Name)> {
+        (self.0.iter().zip(other.0.iter()))
+            .filter(|(a, b)| a.2.bytes != b.2.bytes)
+            .map(|(a, _)| (&a.0, &a.1))
     }
 
     /// From reports in any order; of two about one tag, the last counts.
@@ -369,10 +473,15 @@ pub fn status_from_api(status: Option<&NodeImageStatus>, i: &mut Interner) -> St
                 TagPhase::Failed => Outcome::Failed,
                 TagPhase::Waiting | TagPhase::Pulling => Outcome::Answered,
             };
+            let peer = t.peer_bytes.iter().map(|p| p.bytes.max(0) as u64);
             let report = Report {
                 version: t.version,
                 outcome,
                 digest: t.digest.as_deref().map(|d| i.name(d)),
+                bytes: Bytes {
+                    registry: t.registry_bytes.max(0) as u64,
+                    peer: peer.fold(0u64, u64::saturating_add),
+                },
             };
             reports.push((i.name(key), i.name(&t.tag), report));
         }
@@ -418,6 +527,7 @@ mod tests {
             "nginx": {"pullSecrets": [{"namespace": "kruise-daemon-config", "name": "s", "mode": "batch"}],
                 "sandboxConfig": {"labels": {"a": "b"}},
                 "tags": [{"tag": "1", "createdAt": "2026-11-26T10:00:00Z", "version": 2, "imagePullPolicy": "Always",
+                    "sources": [{"node": "n1", "address": "10.0.0.1:9000"}, {"node": "n2", "address": "[fd00::2]:9000"}],
                     "pullPolicy": {"timeoutSeconds": 30, "ttlSecondsAfterFinished": 86400},
                     "ownerReferences": [{"apiVersion": "apps.kruise.io/v1beta1", "kind": "ImagePullJob", "name": "j", "namespace": "ns", "uid": "u"}]}]},
         }}))
@@ -438,6 +548,13 @@ mod tests {
         drop((a, b));
         i.collect();
         assert_eq!(i.len(), 0, "nothing is held once no spec uses it");
+    }
+
+    #[test]
+    fn what_every_tag_pays_stays_small() {
+        // An entry without peers pays a null pointer for them; a report, its two byte counts.
+        assert_eq!(std::mem::size_of::<Sources>(), 8);
+        assert_eq!(std::mem::size_of::<(Name, Name, Report)>(), 80);
     }
 
     #[test]

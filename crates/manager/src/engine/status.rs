@@ -1,6 +1,6 @@
-//! A job's status from its running counts, plus what only the manager can see: nodes whose
-//! daemon never answered, tags past their deadline, the job's own deadline and TTL. Transitions
-//! become Events with stable reasons.
+//! A job's status from its running counts (nodes, and bytes from the registry and from peers),
+//! plus what only the manager can see: nodes whose daemon never answered, tags past their
+//! deadline, the job's own deadline and TTL. Transitions become Events with stable reasons.
 
 use std::collections::BTreeMap;
 
@@ -48,11 +48,14 @@ fn at(now: Timestamp, secs: i64) -> Option<Timestamp> {
     Timestamp::from_second(now.as_second() + secs.max(1)).ok()
 }
 
-/// The status of `job` at `now`; `synced` maps source secrets (`namespace/name`) to their copies.
+/// The status of `job` at `now`; `synced` maps source secrets (`namespace/name`) to their copies;
+/// `peers`: peer sources are planned, and the bytes from the registry and from peers are shown
+/// (also without peers once some node reported bytes: zeros alone keep OpenKruise's shape).
 pub fn compute(
     job: &JobState,
     synced: &BTreeMap<String, ReferenceObject>,
     response_secs: u64,
+    peers: bool,
     now: Timestamp,
 ) -> Computed {
     let info = &job.info;
@@ -87,6 +90,10 @@ pub fn compute(
     out.events
         .extend(nodes_newly_failed(job, &old, response_secs));
     progress(job, &mut new, &mut out, now);
+    if peers || !job.bytes.is_zero() {
+        new.registry_bytes = Some(job.bytes.registry.min(i64::MAX as u64) as i64);
+        new.peer_bytes = Some(job.bytes.peer.min(i64::MAX as u64) as i64);
+    }
     missing_secrets(job, synced, &old, &mut new, &mut out);
     out.status = new;
     out

@@ -159,8 +159,9 @@ impl Engine {
             Err(WriteError::Conflict) => self.node_image_conflict(name, carried, now),
             Err(WriteError::NotFound) => {
                 let before = self.owners_of(&name);
+                let roles = self.peer_roles(&name);
                 self.planned.remove(&name);
-                self.view_changed(&name, before);
+                self.view_changed(&name, before, roles);
             }
             Err(WriteError::Failed(_)) => {
                 self.failed(name.to_string(), Timer::Write(name), now);
@@ -191,8 +192,9 @@ impl Engine {
             // The spec it was planned from changed: plan again from the new one.
             _ => {
                 let before = self.owners_of(&name);
+                let roles = self.peer_roles(&name);
                 self.planned.remove(&name);
-                self.view_changed(&name, before);
+                self.view_changed(&name, before, roles);
             }
         }
     }
@@ -253,7 +255,8 @@ impl Engine {
                 continue;
             };
             let info = &job.info;
-            let mut computed = status::compute(job, &self.synced, response, now);
+            let peers = self.settings.peers_on();
+            let mut computed = status::compute(job, &self.synced, response, peers, now);
             if let Some((node, digest)) = self.first_node_digest(job) {
                 status::take_node_digest(job, &mut computed, &node, &digest);
             }

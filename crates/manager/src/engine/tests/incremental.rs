@@ -1,21 +1,28 @@
 //! Incrementality as a property: after any sequence of changes, each replanned only where it
 //! changed something, the world the engine wrote is one that planning everything from scratch
 //! (a fresh engine listing the same objects) leaves exactly as it is, and both engines count
-//! every job the same on every node.
+//! every job the same on every node (with peers on, also its bytes and the peer index: a job
+//! left waiting for a seed or a registry slot that has room is a wake-up missed).
 
 use serde_json::json;
 
 use super::*;
 
-/// A random walk over the events a cluster sees.
-fn walk(seed: u64, steps: usize) {
+/// A random walk over the events a cluster sees, planned with `settings`.
+fn walk(seed: u64, steps: usize, settings: &Settings) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut s = Sim::new(settings());
+    let mut s = Sim::new(settings.clone());
+    let peers = settings.peers_on();
     let mut elapsed = 0;
     let pools = ["a", "b", "c"];
     let images = ["nginx:1", "nginx:2", "redis:7", "app:v1"];
+    // With peers on, nodes n0…n4 have an InternalIP (seeds), the others none.
+    let node = |s: &mut Sim, n: &str, pool: &str| match n[1..].parse::<u8>() {
+        Ok(i) if peers && i < 5 => super::peers::node(s, n, pool, Some(&format!("10.0.0.{i}"))),
+        _ => s.node(n, json!({ "pool": pool })),
+    };
     for i in 0..6 {
-        s.node(&format!("n{i}"), json!({"pool": pools[i % 3]}));
+        node(&mut s, &format!("n{i}"), pools[i % 3]);
     }
     s.run();
     let mut log = Vec::new();
@@ -25,7 +32,7 @@ fn walk(seed: u64, steps: usize) {
             0 => {
                 let n = format!("n{}", rng.u8(0..9));
                 log.push(format!("node {n}"));
-                s.node(&n, json!({"pool": pools[rng.usize(0..3)]}));
+                node(&mut s, &n, pools[rng.usize(0..3)]);
             }
             1 => {
                 let n = format!("n{}", rng.u8(0..9));
@@ -66,8 +73,15 @@ fn walk(seed: u64, steps: usize) {
                 let node = format!("n{}", rng.u8(0..9));
                 if s.images.contains_key(&node) {
                     let phase = ["Pulling", "Succeeded", "Failed"][rng.usize(0..3)];
-                    log.push(format!("report {node} {phase}"));
-                    s.report(&node, phase);
+                    // With peers, bytes too (drawn only then: the walk without stays as it was).
+                    let bytes = match peers {
+                        true => {
+                            json!({"registryBytes": rng.u8(0..3), "peerBytes": [{"node": "n0", "bytes": rng.u8(0..3)}]})
+                        }
+                        false => json!({}),
+                    };
+                    log.push(format!("report {node} {phase} {bytes}"));
+                    s.report_with(&node, phase, &bytes);
                 }
             }
             _ => {
@@ -77,12 +91,22 @@ fn walk(seed: u64, steps: usize) {
             }
         }
         s.run();
-        check_fixed_point(&s, seed, step, &log);
+        check_fixed_point(&s, settings, seed, step, &log);
     }
 }
 
-fn check_fixed_point(s: &Sim, seed: u64, step: usize, log: &[String]) {
-    let mut fresh = s.fresh_engine(settings());
+fn check_fixed_point(s: &Sim, settings: &Settings, seed: u64, step: usize, log: &[String]) {
+    let mut fresh = s.fresh_engine(settings.clone());
+    assert_eq!(
+        s.engine.peer_counts().registry,
+        fresh.peer_counts().registry,
+        "seed {seed} step {step}: registry pulls\nafter {log:#?}"
+    );
+    assert_eq!(
+        s.engine.peer_counts().load,
+        fresh.peer_counts().load,
+        "seed {seed} step {step}: seeds' loads\nafter {log:#?}"
+    );
     let writes = fresh.round(s.now);
     let relevant: Vec<&Write> = writes
         .iter()
@@ -125,12 +149,32 @@ fn check_fixed_point(s: &Sim, seed: u64, step: usize, log: &[String]) {
             (other.active, other.succeeded, &other.failed),
             "seed {seed} step {step}: counts of {uid}"
         );
+        assert_eq!(
+            job.bytes, other.bytes,
+            "seed {seed} step {step}: bytes of {uid}\nafter {log:#?}"
+        );
     }
 }
 
 #[test]
 fn planning_what_changed_equals_planning_everything() {
     for seed in 0..40 {
-        walk(seed, 60);
+        walk(seed, 60, &settings());
+    }
+}
+
+#[test]
+fn with_peers_planning_what_changed_equals_planning_everything() {
+    // A budget and a fan-out of one keep jobs waiting most of the walk; two, less often.
+    for n in [1, 2] {
+        let settings = Settings {
+            peer_port: 9000,
+            registry_budget: n,
+            peer_fanout: n,
+            ..settings()
+        };
+        for seed in 0..40 {
+            walk(seed, 60, &settings);
+        }
     }
 }

@@ -7,6 +7,7 @@ mod guarantees;
 mod incremental;
 mod lockstep;
 mod memory;
+mod peers;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -294,6 +295,11 @@ impl Sim {
 
     /// The daemon on `node` reports `phase` for every tag of its spec.
     pub fn report(&mut self, node: &str, phase: &str) {
+        self.report_with(node, phase, &json!({}));
+    }
+
+    /// `report`, each tag's report with `extra` fields merged in (bytes).
+    pub fn report_with(&mut self, node: &str, phase: &str, extra: &Value) {
         let rv = self.next_rv();
         let ni = self.images.get_mut(node).expect("NodeImage exists");
         let mut statuses = serde_json::Map::new();
@@ -305,7 +311,9 @@ impl Sim {
             let pulled = self.pulled_digest.clone();
             let tags: Vec<Value> = image["tags"].as_array().unwrap().iter().map(|t| {
                 let digest = t.get("digest").cloned().unwrap_or(json!(pulled));
-                json!({"tag": t["tag"], "phase": phase, "version": t.get("version").cloned().unwrap_or(json!(0)), "completionTime": "2026-11-26T10:00:00Z", "digest": digest})
+                let mut t = json!({"tag": t["tag"], "phase": phase, "version": t.get("version").cloned().unwrap_or(json!(0)), "completionTime": "2026-11-26T10:00:00Z", "digest": digest});
+                merge(&mut t, extra);
+                t
             }).collect();
             statuses.insert(key, json!({"tags": tags}));
         }
