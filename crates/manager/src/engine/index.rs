@@ -42,6 +42,7 @@ fn secret_key(s: &Secret) -> String {
 impl Engine {
     /// Takes one input; marks what it changed.
     pub fn input(&mut self, input: Input, now: Timestamp) {
+        self.peers_at(now);
         match input {
             Input::Node(e) => self.event(Kind::Node, e, now, |n| n.name_any()),
             Input::NodeImage(e) => self.event(Kind::NodeImage, e, now, |n| n.name_any()),

@@ -70,6 +70,13 @@ pub struct Peers {
     waiting: BTreeMap<ImageKey, BTreeSet<Name>>,
     /// The registry host of each image key, as `kruise_api::imageref` parses it.
     hosts: HashMap<Name, Name>,
+    /// The roles each node's entries were last counted for: what a change is measured against
+    /// (roles also follow the time: an entry whose daemon has not answered within
+    /// `--response-timeout` of its `createdAt` counts for nothing until it does, so a silent
+    /// node never holds a registry slot or a seed's load for good).
+    counted: HashMap<Name, Roles>,
+    /// The time of the event or round being handled, for the rule above.
+    now: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// The counts the peer index holds, for tests, metrics and logs.
@@ -106,15 +113,28 @@ fn host_of(hosts: &mut HashMap<Name, Name>, key: &Name) -> Name {
     host.clone()
 }
 
-/// The roles of a node's entries, from its spec (as planned) and its results.
-fn roles(spec: &Spec, status: &Status, node: &Name, hosts: &mut HashMap<Name, Name>) -> Roles {
+/// The roles of a node's entries, from its spec (as planned) and its results, at `silent_before`
+/// (entries created then or earlier that have no answer count for nothing).
+fn roles(
+    spec: &Spec,
+    status: &Status,
+    node: &Name,
+    hosts: &mut HashMap<Name, Name>,
+    silent_before: Option<i64>,
+) -> Roles {
     let mut out = Vec::new();
     for (key, image) in spec.iter() {
         for t in &image.tags {
             let report = (status.get_ref(key, &t.tag)).filter(|r| r.version == t.version);
+            let silent = || {
+                let created = t.created_at.map(|c| c.as_second());
+                created.zip(silent_before).is_some_and(|(c, b)| c <= b)
+            };
             let role = match report.map(|r| r.outcome) {
                 Some(Outcome::Succeeded) => Role::Holds(report.and_then(|r| r.digest.clone())),
                 Some(Outcome::Failed) => continue,
+                // Never answered in time: counts for nothing until its daemon reports.
+                None if silent() => continue,
                 // A copy's load is its primary's; a spec naming the node itself (written by
                 // hand) is a registry pull, as the daemon would do.
                 _ => match t.sources().first().filter(|s| s.node != *node) {
@@ -161,16 +181,39 @@ impl Engine {
         self.settings.peer_fanout.max(1)
     }
 
-    /// The roles of a node's entries now (none while peers are off: nothing is indexed).
+    /// The roles a node's entries were last counted for (none while peers are off: nothing is
+    /// indexed); pass them to [`Engine::peers_changed`] after changing the node.
     pub(super) fn peer_roles(&mut self, node: &Name) -> Roles {
-        if !self.settings.peers_on() {
-            return Vec::new();
-        }
+        self.peers.counted.get(node).cloned().unwrap_or_default()
+    }
+
+    /// The roles of a node's entries now.
+    fn roles_now(&mut self, node: &Name) -> Roles {
         let Some(rec) = self.images.get(node) else {
             return Vec::new();
         };
         let spec = self.planned.get(node).map_or(&rec.spec, |p| &p.spec);
-        roles(spec, &rec.status, node, &mut self.peers.hosts)
+        let window = self.settings.response_timeout.as_secs() as i64;
+        let silent_before = self.peers.now.map(|n| n.as_second() - window);
+        roles(
+            spec,
+            &rec.status,
+            node,
+            &mut self.peers.hosts,
+            silent_before,
+        )
+    }
+
+    /// The time of the event or round being handled (the silence rule reads it).
+    pub(super) fn peers_at(&mut self, now: k8s_openapi::jiff::Timestamp) {
+        self.peers.now = Some(now);
+    }
+
+    /// A node's entry went unanswered past the response timeout (its cell says so): it stops
+    /// counting, and what it held is freed.
+    pub(super) fn peer_entry_silent(&mut self, node: &Name) {
+        let before = self.peer_roles(node);
+        self.peers_changed(node, before);
     }
 
     /// A node's spec (as planned) or results changed since its roles were `before`: the index
@@ -179,10 +222,14 @@ impl Engine {
         if !self.settings.peers_on() {
             return;
         }
-        let after = self.peer_roles(node);
+        let after = self.roles_now(node);
         if before == after {
             return;
         }
+        match after.is_empty() {
+            true => self.peers.counted.remove(node),
+            false => self.peers.counted.insert(node.clone(), after.clone()),
+        };
         let (ended, begun) = diff(before, after);
         for (key, tag, role) in ended {
             self.role_ended(node, key, tag, role);

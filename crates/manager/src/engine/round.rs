@@ -34,6 +34,7 @@ impl Engine {
     /// Plans everything marked since the last round and returns the writes to make. A replica
     /// that does not lead, or has not listed everything yet, plans nothing.
     pub fn round(&mut self, now: Timestamp) -> Vec<Write> {
+        self.peers_at(now);
         // The API keeps times to the second (createdAt, startTime): deciding at whole seconds
         // makes what is written equal to what was planned.
         let now = Timestamp::from_second(now.as_second()).unwrap_or(now);
@@ -563,6 +564,9 @@ impl Engine {
             .flatten()
             .map(|c| (now.as_second() - c.as_second()) as f64);
         self.cell_bytes(uid, node, Some(current), Some(computed));
+        if computed == Cell::Failed(Failure::NotResponding) {
+            self.peer_entry_silent(node);
+        }
         let job = self.jobs.get_mut(uid).expect("looked up above");
         if let Some(secs) = pulled_in {
             job.pulled_in(secs);

@@ -351,3 +351,42 @@ fn a_failed_copy_frees_its_seed_and_parallelism_still_bounds() {
     assert_eq!(load.values().sum::<u32>(), 3, "{load:?}");
     assert!(load.values().all(|l| *l <= 2), "{load:?}");
 }
+
+#[test]
+fn a_silent_node_gives_back_its_registry_slot() {
+    let mut s = cluster(3, peers(1, 2));
+    s.at(0);
+    s.job("j", &format!("{KEY}:1"), json!({"parallelism": 3}));
+    s.run();
+    let first = pulling(&s, KEY, "1");
+    assert_eq!(first.len(), 1, "one registry pull: {first:?}");
+    // Its daemon never answers: after the response timeout the node counts as failed for the
+    // job, and the registry slot goes to the next node instead of being held for good.
+    s.at(601);
+    s.run();
+    let now = pulling(&s, KEY, "1");
+    assert_eq!(now.len(), 2, "the next node pulls: {now:?}");
+    let second = now
+        .iter()
+        .find(|n| **n != first[0])
+        .expect("another node")
+        .clone();
+    assert!(
+        sources(&s, &second, KEY, "1").is_empty(),
+        "from the registry"
+    );
+    let counts = s.engine.peer_counts();
+    assert_eq!(counts.registry.values().sum::<u32>(), 1, "{counts:?}");
+    // A late answer that succeeds still makes a seed for the rest.
+    report(&mut s, &first[0], KEY, "1", "Succeeded", json!({}));
+    s.run();
+    let third = pulling(&s, KEY, "1")
+        .into_iter()
+        .find(|n| *n != second)
+        .expect("the third node is placed");
+    assert_eq!(
+        sources(&s, &third, KEY, "1")[0].0,
+        first[0],
+        "copies from the late node"
+    );
+}
