@@ -63,6 +63,10 @@ pub enum FeedError {
     Source(String),
     #[error("containerd's content store: {0}")]
     Runtime(#[from] CriError),
+    /// Another writer committed the blob while this one wrote it (never returned by
+    /// [`BlobFeed::write`], which reports it as [`Written::AlreadyPresent`]).
+    #[error("the blob was stored by another writer meanwhile")]
+    StoredMeanwhile,
 }
 
 #[derive(Deserialize)]
@@ -192,7 +196,8 @@ impl BlobFeed {
 
     /// Writes the blob `digest` of `size` bytes from `body` under `lease`, committing it with
     /// `labels` only when the bytes hash to `digest`. A source that errs, sends too much or too
-    /// little, or sends other bytes leaves nothing behind.
+    /// little, or sends other bytes leaves nothing behind. A blob another writer commits
+    /// meanwhile (a registry pull, another copy) ends the write as present.
     pub async fn write<S>(
         &self,
         lease: &Lease,
@@ -206,53 +211,53 @@ impl BlobFeed {
     {
         // A ref of its own: a registry pull (ref `layer-<digest>`) never resumes from our bytes.
         let reference = format!("kruise-peer-{}-{:08x}", short(digest), fastrand::u32(..));
-        let outcome = self
-            .write_under(lease, &reference, digest, size, labels, body)
-            .await;
-        if outcome.is_err() {
-            let mut r = request(AbortRequest {
-                r#ref: reference.clone(),
-            });
-            r.metadata_mut().insert(
-                "containerd-lease",
-                lease.id.parse().expect("lease ids are ASCII"),
-            );
-            // Nothing to abort when the write never started; any other failure is only logged:
-            // the lease's expiry removes the rest.
-            if let Err(s) = self.content.clone().abort(r).await {
-                if s.code() != tonic::Code::NotFound {
-                    tracing::debug!(error = %s.message(), reference, "aborting a peer copy's write");
+        let target = Target {
+            reference: &reference,
+            digest,
+            size,
+        };
+        let outcome = match self.open(lease, &target).await {
+            Ok(Some(mut stream)) => match stream.send_body(&target, body).await {
+                Ok(()) => stream.commit(&target, labels).await,
+                Err(e) => Err(e),
+            },
+            Ok(None) => return Ok(Written::AlreadyPresent),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => Ok(Written::Committed),
+            Err(e) => {
+                self.abort(lease, &reference).await;
+                match e {
+                    FeedError::StoredMeanwhile => Ok(Written::AlreadyPresent),
+                    e => Err(e),
                 }
             }
         }
-        outcome
     }
 
-    async fn write_under<S>(
-        &self,
-        lease: &Lease,
-        reference: &str,
-        digest: &str,
-        size: u64,
-        labels: HashMap<String, String>,
-        body: S,
-    ) -> Result<Written, FeedError>
-    where
-        S: Stream<Item = Result<Bytes, String>> + Send,
-    {
-        let (mut tx, rx) = futures::channel::mpsc::channel::<WriteContentRequest>(2);
-        let message = |action: WriteAction, offset: u64, data: Bytes| WriteContentRequest {
-            action: action as i32,
+    /// Drops an unfinished write. Nothing to abort when it never started; any other failure
+    /// is only logged: the lease's expiry removes the rest.
+    async fn abort(&self, lease: &Lease, reference: &str) {
+        let mut r = request(AbortRequest {
             r#ref: reference.to_string(),
-            total: size as i64,
-            expected: digest.to_string(),
-            offset: offset as i64,
-            data: data.to_vec(),
-            labels: HashMap::new(),
-        };
-        // The stream opens with a status request: containerd answers AlreadyExists at once when
-        // the blob is stored, before a byte is read from the source.
-        tx.send(message(WriteAction::Stat, 0, Bytes::new()))
+        });
+        r.metadata_mut().insert(
+            "containerd-lease",
+            lease.id.parse().expect("lease ids are ASCII"),
+        );
+        if let Err(s) = self.content.clone().abort(r).await {
+            if s.code() != tonic::Code::NotFound {
+                tracing::debug!(error = %s.message(), reference, "aborting a peer copy's write");
+            }
+        }
+    }
+
+    /// Opens the write stream; `None` when the store holds the blob already (containerd answers
+    /// the opening status request with AlreadyExists before a byte is read from the source).
+    async fn open(&self, lease: &Lease, t: &Target<'_>) -> Result<Option<WriteStream>, FeedError> {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<WriteContentRequest>(2);
+        tx.send(t.message(WriteAction::Stat, 0, Bytes::new()))
             .await
             .map_err(|_| FeedError::Source("the write stream closed".into()))?;
         let mut r = tonic::Request::new(rx);
@@ -261,26 +266,74 @@ impl BlobFeed {
             "containerd-lease",
             lease.id.parse().expect("lease ids are ASCII"),
         );
-        let mut answers = match self.content.clone().write(r).await {
+        let answers = match self.content.clone().write(r).await {
             Ok(a) => a.into_inner(),
-            Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(Written::AlreadyPresent),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => return Ok(None),
             Err(s) => return Err(err("content.Write")(s).into()),
         };
-        let mut answer = async || match answers.message().await {
+        let mut stream = WriteStream { tx, answers };
+        stream.answer().await?;
+        Ok(Some(stream))
+    }
+}
+
+/// The blob a write is for.
+struct Target<'a> {
+    reference: &'a str,
+    digest: &'a str,
+    size: u64,
+}
+
+impl Target<'_> {
+    fn message(&self, action: WriteAction, offset: u64, data: Bytes) -> WriteContentRequest {
+        WriteContentRequest {
+            action: action as i32,
+            r#ref: self.reference.to_string(),
+            total: self.size as i64,
+            expected: self.digest.to_string(),
+            offset: offset as i64,
+            data: data.to_vec(),
+            labels: HashMap::new(),
+        }
+    }
+}
+
+/// An open Write call: requests out, one answer back for each.
+struct WriteStream {
+    tx: futures::channel::mpsc::Sender<WriteContentRequest>,
+    answers: tonic::Streaming<crate::content_proto::WriteContentResponse>,
+}
+
+impl WriteStream {
+    async fn send(&mut self, m: WriteContentRequest) -> Result<(), FeedError> {
+        self.tx
+            .send(m)
+            .await
+            .map_err(|_| FeedError::Source("containerd closed the write".into()))?;
+        self.answer().await
+    }
+
+    async fn answer(&mut self) -> Result<(), FeedError> {
+        match self.answers.message().await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(FeedError::Runtime(CriError::protocol(
                 "content.Write",
                 "containerd ended the write early",
             ))),
-            Err(s) if s.code() == tonic::Code::AlreadyExists => Err(FeedError::Runtime(
-                CriError::protocol("content.Write", "already exists"),
-            )),
+            // Another writer committed the blob meanwhile: it is there, which is all we wanted.
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Err(FeedError::StoredMeanwhile),
             Err(s) => Err(err("content.Write")(s).into()),
-        };
-        answer().await?;
+        }
+    }
+
+    /// Streams `body` in messages of up to [`WRITE_CHUNK`] bytes, hashing it; checks its size
+    /// and digest at the end.
+    async fn send_body<S>(&mut self, t: &Target<'_>, body: S) -> Result<(), FeedError>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Send,
+    {
         let mut hasher = Sha256::new();
-        let mut offset = 0u64;
-        let mut pending = BytesMut::new();
+        let (mut offset, mut pending) = (0u64, BytesMut::new());
         let mut body = std::pin::pin!(body);
         loop {
             let next = body.next().await;
@@ -289,10 +342,10 @@ impl BlobFeed {
                 let chunk = chunk.map_err(FeedError::Source)?;
                 hasher.update(&chunk);
                 pending.extend_from_slice(&chunk);
-                if offset + pending.len() as u64 > size {
-                    let got = offset + pending.len() as u64;
+                let got = offset + pending.len() as u64;
+                if got > t.size {
                     return Err(FeedError::Size {
-                        expected: size,
+                        expected: t.size,
                         got,
                     });
                 }
@@ -300,36 +353,38 @@ impl BlobFeed {
             if pending.len() >= WRITE_CHUNK || (end && !pending.is_empty()) {
                 let data = pending.split().freeze();
                 let n = data.len() as u64;
-                tx.send(message(WriteAction::Write, offset, data))
-                    .await
-                    .map_err(|_| FeedError::Source("containerd closed the write".into()))?;
-                answer().await?;
+                self.send(t.message(WriteAction::Write, offset, data))
+                    .await?;
                 offset += n;
             }
             if end {
                 break;
             }
         }
-        if offset != size {
+        if offset != t.size {
             return Err(FeedError::Size {
-                expected: size,
+                expected: t.size,
                 got: offset,
             });
         }
         let got = hex(&hasher.finalize());
-        if digest.strip_prefix("sha256:") != Some(got.as_str()) {
+        if t.digest.strip_prefix("sha256:") != Some(got.as_str()) {
             return Err(FeedError::DigestMismatch {
-                expected: digest.to_string(),
+                expected: t.digest.to_string(),
                 got,
             });
         }
-        let mut commit = message(WriteAction::Commit, offset, Bytes::new());
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        t: &Target<'_>,
+        labels: HashMap<String, String>,
+    ) -> Result<(), FeedError> {
+        let mut commit = t.message(WriteAction::Commit, t.size, Bytes::new());
         commit.labels = labels;
-        tx.send(commit)
-            .await
-            .map_err(|_| FeedError::Source("containerd closed the write".into()))?;
-        answer().await?;
-        Ok(Written::Committed)
+        self.send(commit).await
     }
 }
 
@@ -361,7 +416,7 @@ mod tests {
     #[test]
     fn expiry_labels_are_rfc3339_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_563_845);
-        assert_eq!(chrono_rfc3339(t), "2026-12-06T16:10:45Z");
+        assert_eq!(chrono_rfc3339(t), "2026-12-06T13:30:45Z");
         assert_eq!(
             chrono_rfc3339(SystemTime::UNIX_EPOCH),
             "1970-01-01T00:00:00Z"

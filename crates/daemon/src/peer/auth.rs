@@ -22,8 +22,10 @@ const NODE_NAME_EXTRA: &str = "authentication.kubernetes.io/node-name";
 const ACCEPTED_FOR: Duration = Duration::from_secs(300);
 /// How long a refused token is refused without asking again.
 const REFUSED_FOR: Duration = Duration::from_secs(30);
-/// Tokens remembered at most; the cache starts over beyond it.
+/// Tokens remembered at most; beyond it, expired and refused ones go first.
 const CACHED_TOKENS: usize = 1024;
+/// TokenReviews in flight at most: strangers sending made-up tokens cannot flood the API server.
+const REVIEWS_AT_ONCE: usize = 4;
 
 /// A caller the API server vouched for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,12 @@ impl Reviewer for KubeReviewer {
                 Ok(Err(e)) => return Review::Failed(format!("TokenReview: {e}")),
                 Ok(Ok(r)) => r.status.unwrap_or_default(),
             };
+            // The API server says which of the asked audiences the token is valid for; one that
+            // answers for none of ours is not trusted (as the TokenReview API advises).
+            let audiences = status.audiences.clone().unwrap_or_default();
+            if !audiences.is_empty() && !audiences.iter().any(|a| a == audience) {
+                return Review::Refused(format!("the token is valid for {audiences:?} only"));
+            }
             match (status.authenticated, status.user) {
                 (Some(true), Some(user)) => Review::Authenticated {
                     user: user.username.unwrap_or_default(),
@@ -106,6 +114,7 @@ pub struct Authenticator {
     /// Usernames accepted: `system:serviceaccount:NS:NAME`.
     allowed: Vec<String>,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
+    reviews: tokio::sync::Semaphore,
 }
 
 /// A review's answer and until when it stands, by the token's sha256.
@@ -123,6 +132,7 @@ impl Authenticator {
             audience,
             allowed,
             cache: Mutex::new(HashMap::new()),
+            reviews: tokio::sync::Semaphore::new(REVIEWS_AT_ONCE),
         }
     }
 
@@ -137,13 +147,31 @@ impl Authenticator {
                 "a bearer token of a kruise-daemon service account is required".into(),
             ));
         };
+        // Service-account tokens are JWTs: three base64url parts. Anything else is refused
+        // without asking the API server.
+        let parts: Vec<&str> = token.split('.').collect();
+        let base64url = |p: &&str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        };
+        if parts.len() != 3 || !parts.iter().all(base64url) {
+            return Err(Refusal::Unauthenticated(
+                "the bearer token is not a service-account token".into(),
+            ));
+        }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some((until, answer)) = self.cache.lock().expect("not poisoned").get(&key) {
             if Instant::now() < *until {
                 return answer.clone();
             }
         }
-        let answer = self.decide(self.reviewer.review(token, &self.audience).await);
+        let answer = {
+            let Ok(_turn) = self.reviews.acquire().await else {
+                return Err(Refusal::Unavailable("shutting down".into()));
+            };
+            self.decide(self.reviewer.review(token, &self.audience).await)
+        };
         let keep = match &answer {
             Ok(_) => ACCEPTED_FOR,
             Err(Refusal::Unavailable(_)) => return answer,
@@ -151,7 +179,11 @@ impl Authenticator {
         };
         let mut cache = self.cache.lock().expect("not poisoned");
         if cache.len() >= CACHED_TOKENS {
-            cache.clear();
+            let now = Instant::now();
+            cache.retain(|_, (until, answer)| *until > now && answer.is_ok());
+            if cache.len() >= CACHED_TOKENS {
+                cache.clear();
+            }
         }
         cache.insert(key, (Instant::now() + keep, answer.clone()));
         answer
@@ -215,7 +247,7 @@ mod tests {
     async fn a_daemon_token_is_accepted_once_reviewed_and_then_from_the_cache() {
         let (a, calls) = auth(daemon());
         for _ in 0..3 {
-            let caller = a.check(Some("Bearer abc")).await.expect("accepted");
+            let caller = a.check(Some("Bearer a.b.c")).await.expect("accepted");
             assert_eq!(caller.node.as_deref(), Some("node-7"));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1, "one TokenReview per token");
@@ -232,19 +264,27 @@ mod tests {
             a.check(Some("Basic dXNlcjpwdw==")).await,
             Err(Refusal::Unauthenticated(_))
         ));
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "no review without a token");
+        assert!(matches!(
+            a.check(Some("Bearer not-a-jwt")).await,
+            Err(Refusal::Unauthenticated(_))
+        ));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "no review without a service-account token"
+        );
         let (a, _) = auth(Review::Refused(
             "token audiences [\"api\"] is invalid".into(),
         ));
         assert!(matches!(
-            a.check(Some("Bearer x")).await,
+            a.check(Some("Bearer x.y.z")).await,
             Err(Refusal::Unauthenticated(_))
         ));
         let (a, _) = auth(Review::Authenticated {
             user: "system:serviceaccount:default:default".into(),
             extra: HashMap::new(),
         });
-        let refused = a.check(Some("Bearer x")).await.unwrap_err();
+        let refused = a.check(Some("Bearer x.y.z")).await.unwrap_err();
         assert!(matches!(refused, Refusal::Forbidden(_)), "{refused:?}");
         assert!(refused.to_string().contains("default:default"));
     }
@@ -254,7 +294,7 @@ mod tests {
         let (a, calls) = auth(Review::Failed("connection refused".into()));
         for _ in 0..2 {
             assert!(matches!(
-                a.check(Some("Bearer x")).await,
+                a.check(Some("Bearer x.y.z")).await,
                 Err(Refusal::Unavailable(_))
             ));
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use kruise_api::PeerSource;
+use kruise_cri::feed::Written;
 use kruise_cri::{BlobFeed, FeedError, Lease};
 
 use crate::metrics::Metrics;
@@ -46,8 +47,10 @@ pub struct PeerClient {
 
 impl PeerClient {
     pub fn new(token_file: PathBuf, min_rate: u64) -> Self {
+        // A peer that accepts and then says nothing is as stalled as one that stops mid-blob.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
+            .read_timeout(STALL)
             .build()
             .expect("a plain HTTP client builds");
         Self {
@@ -74,7 +77,7 @@ impl PeerClient {
                 return out;
             }
         };
-        let mut unreachable: HashSet<&str> = HashSet::new();
+        let mut unreachable: HashSet<String> = HashSet::new();
         for (digest, size) in blobs {
             match feed.has(digest).await {
                 Ok(false) => {}
@@ -87,39 +90,67 @@ impl PeerClient {
             let Some(lease) = self.lease(feed, &mut out).await else {
                 return out;
             };
-            for source in sources {
-                if unreachable.contains(source.node.as_str()) {
-                    continue;
+            let blob = Blob {
+                digest,
+                size: *size,
+                labels,
+                token: &token,
+            };
+            let delivered = self
+                .from_sources(feed, &lease, &blob, sources, &mut unreachable, metrics)
+                .await;
+            match delivered {
+                Ok(Some((node, Written::Committed))) => {
+                    *out.from_peers.entry(node).or_default() += size;
+                    metrics.peer_copied_bytes.inc_by(*size);
                 }
-                let got = self
-                    .one(feed, &lease, &token, source, digest, *size, labels)
-                    .await;
-                match got {
-                    Ok(()) => {
-                        *out.from_peers.entry(source.node.clone()).or_default() += size;
-                        metrics.peer_copied_bytes.inc_by(*size);
-                        metrics.peer_copies("copied");
-                        break;
-                    }
-                    Err(Failure::Runtime(e)) => {
-                        tracing::warn!(error = %e, "writing a peer's blob into containerd; pulling the rest from the registry");
-                        return out;
-                    }
-                    Err(Failure::Source {
-                        kind,
-                        reason,
-                        reachable,
-                    }) => {
-                        tracing::warn!(peer = %source.node, address = %source.address, %digest, %reason, "dropping the peer for this blob");
-                        metrics.peer_copies(kind);
-                        if !reachable {
-                            unreachable.insert(source.node.as_str());
-                        }
-                    }
+                // Stored by another writer meanwhile, or no source delivered: the registry has
+                // the rest.
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing a peer's blob into containerd; pulling the rest from the registry");
+                    return out;
                 }
             }
         }
         out
+    }
+
+    /// The blob from the first source that delivers it: the node and how it was written, or
+    /// `None` when none did; `Err` when containerd itself failed.
+    async fn from_sources(
+        &self,
+        feed: &BlobFeed,
+        lease: &Lease,
+        blob: &Blob<'_>,
+        sources: &[PeerSource],
+        unreachable: &mut HashSet<String>,
+        metrics: &Metrics,
+    ) -> Result<Option<(String, Written)>, String> {
+        for source in sources {
+            if unreachable.contains(&source.node) {
+                continue;
+            }
+            match self.one(feed, lease, source, blob).await {
+                Ok(written) => {
+                    metrics.peer_copies("copied");
+                    return Ok(Some((source.node.clone(), written)));
+                }
+                Err(Failure::Runtime(e)) => return Err(e),
+                Err(Failure::Source {
+                    kind,
+                    reason,
+                    reachable,
+                }) => {
+                    tracing::warn!(peer = %source.node, address = %source.address, digest = %blob.digest, %reason, "dropping the peer for this blob");
+                    metrics.peer_copies(kind);
+                    if !reachable {
+                        unreachable.insert(source.node.clone());
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn lease(&self, feed: &BlobFeed, out: &mut PeerCopy) -> Option<Lease> {
@@ -135,43 +166,63 @@ impl PeerClient {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn one(
         &self,
         feed: &BlobFeed,
         lease: &Lease,
-        token: &str,
         source: &PeerSource,
-        digest: &str,
-        size: u64,
-        labels: &HashMap<String, String>,
-    ) -> Result<(), Failure> {
-        let url = format!("http://{}/blobs/{digest}", source.address);
-        let answer = self.http.get(&url).bearer_auth(token).send().await;
+        blob: &Blob<'_>,
+    ) -> Result<Written, Failure> {
+        let url = format!("http://{}/blobs/{}", source.address, blob.digest);
+        let answer = self.http.get(&url).bearer_auth(blob.token).send().await;
         let response = match answer {
             Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
+            Ok(mut r) => {
                 let status = r.status();
-                let text = r.text().await.unwrap_or_default();
+                // The peer's words, a few KiB at most: enough to say why.
+                let words = tokio::time::timeout(Duration::from_secs(2), r.chunk()).await;
+                let words = match words {
+                    Ok(Ok(Some(b))) => {
+                        String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned()
+                    }
+                    _ => String::new(),
+                };
                 let kind = if status.as_u16() == 429 {
                     "busy"
                 } else {
                     "refused"
                 };
-                return Err(Failure::source(kind, format!("{status}: {text}"), true));
+                return Err(Failure::source(kind, format!("{status}: {words}"), true));
             }
-            Err(e) => return Err(Failure::source("unreachable", e.to_string(), false)),
+            Err(e) => {
+                let reachable = !e.is_connect();
+                return Err(Failure::source("unreachable", e.to_string(), reachable));
+            }
         };
         let body = guarded(response.bytes_stream(), self.min_rate);
-        match feed.write(lease, digest, size, labels.clone(), body).await {
-            Ok(_) => Ok(()),
+        let labels = blob.labels.clone();
+        match feed
+            .write(lease, blob.digest, blob.size, labels, body)
+            .await
+        {
+            Ok(written) => Ok(written),
             Err(FeedError::Runtime(e)) => Err(Failure::Runtime(e.to_string())),
             Err(e @ (FeedError::DigestMismatch { .. } | FeedError::Size { .. })) => {
                 Err(Failure::source("corrupt", e.to_string(), true))
             }
-            Err(e @ FeedError::Source(_)) => Err(Failure::source("failed", e.to_string(), true)),
+            Err(e @ (FeedError::Source(_) | FeedError::StoredMeanwhile)) => {
+                Err(Failure::source("failed", e.to_string(), true))
+            }
         }
     }
+}
+
+/// One blob to copy, and what its copy presents and sets.
+struct Blob<'a> {
+    digest: &'a str,
+    size: u64,
+    labels: &'a HashMap<String, String>,
+    token: &'a str,
 }
 
 enum Failure {

@@ -86,8 +86,10 @@ impl BlobServer {
         Ok((local, served))
     }
 
-    /// Whether `digest` belongs to an image the node reports Succeeded.
+    /// Whether `digest` belongs to an image the node reports Succeeded; `Err` only when it was
+    /// found in none and some image could not be read.
     async fn held(&self, digest: &str) -> Result<bool, String> {
+        let mut unreadable = None;
         let roots = self.holdings.borrow().clone();
         {
             let mut known = self.blobs_of.lock().expect("not poisoned");
@@ -109,7 +111,12 @@ impl BlobServer {
                 Ok(b) => Arc::new(b.into_iter().collect::<HashSet<_>>()),
                 // Reported Succeeded but gone from the store (removed by hand): not served.
                 Err(e) if e.kind == kruise_cri::CriErrorKind::NotFound => continue,
-                Err(e) => return Err(e.to_string()),
+                // One image that cannot be read does not keep the others from being served.
+                Err(e) => {
+                    tracing::warn!(error = %e, %root, "reading an image's blobs to serve peers");
+                    unreadable = Some(e.to_string());
+                    continue;
+                }
             };
             let found = blobs.contains(digest);
             self.blobs_of
@@ -120,7 +127,7 @@ impl BlobServer {
                 return Ok(true);
             }
         }
-        Ok(false)
+        unreadable.map_or(Ok(false), Err)
     }
 
     fn answer(&self, result: &str, status: StatusCode, message: String) -> Response {
@@ -141,7 +148,6 @@ async fn blob(
         Ok(c) => c,
         Err(r) => return refused(&s, r),
     };
-    let from = caller.node.as_deref().unwrap_or(&caller.user).to_string();
     if !kruise_api::imageref::is_sha256_digest(&digest) {
         let msg = format!("{digest:?} is not a sha256:<64 hex> digest");
         return s.answer("bad_request", StatusCode::BAD_REQUEST, msg);
@@ -163,6 +169,17 @@ async fn blob(
         let msg = "this node is serving as many peers as it may; try another source".to_string();
         return s.answer("busy", StatusCode::TOO_MANY_REQUESTS, msg);
     };
+    let from = caller.node.unwrap_or(caller.user);
+    send(s, digest, slot, from).await
+}
+
+/// The blob's bytes, paced, holding the upload slot until the body is sent or dropped.
+async fn send(
+    s: Arc<BlobServer>,
+    digest: String,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    from: String,
+) -> Response {
     let stream = match s.feed.read(&digest).await {
         Ok(st) => st,
         Err(e) => {

@@ -5,6 +5,7 @@
 
 mod attempt;
 mod guard;
+mod peers;
 mod pull;
 
 pub use pull::backoff;

@@ -15,7 +15,6 @@ use super::attempt::{describe, pull_with_credentials, remaining, with_progress, 
 use super::guard::{self, pull_ref};
 use super::{report, WorkerContext, MAX_BACKOFF};
 use crate::desired::TagTask;
-use crate::peer::copy::PeerCopy;
 use crate::runtime::ImageRuntime;
 
 pub(super) async fn run<R: ImageRuntime>(
@@ -229,14 +228,14 @@ async fn round<R: ImageRuntime>(
 }
 
 /// A round between its attempts.
-struct Round<'a, R> {
-    ctx: &'a WorkerContext<R>,
+pub(super) struct Round<'a, R> {
+    pub(super) ctx: &'a WorkerContext<R>,
     tasks: &'a mut watch::Receiver<TagTask>,
     bounded: bool,
     previous: Option<Previous>,
-    task: TagTask,
-    st: ImageTagStatus,
-    keyring: DockerKeyring,
+    pub(super) task: TagTask,
+    pub(super) st: ImageTagStatus,
+    pub(super) keyring: DockerKeyring,
     /// Why a credential could not be used, for the tag's message.
     notes: Vec<String>,
     started: Instant,
@@ -289,7 +288,7 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
         }
     }
 
-    fn quiet(&self) -> bool {
+    pub(super) fn quiet(&self) -> bool {
         self.previous.is_some()
     }
 
@@ -375,7 +374,12 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
     async fn pull(&mut self, timeout: Duration) -> Result<String, CriError> {
         let ctx = self.ctx;
         let _in_flight = GaugeGuard::new(&ctx.metrics.in_flight);
+        let began = tokio::time::Instant::now();
         let copy = self.copy_from_peers(timeout).await;
+        // The copy and the pull share the attempt's timeout (at least a second for the pull).
+        let timeout = timeout
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_secs(1));
         let pull = pull_with_credentials(ctx, &self.task, &self.keyring, timeout);
         let sampler = (ctx.progress_interval)
             .zip(ctx.runtime.progress(pull_ref(ctx, &self.task)))
@@ -391,45 +395,6 @@ impl<'a, R: ImageRuntime> Round<'a, R> {
             self.record_sources(&copy);
         }
         result
-    }
-
-    /// The blobs the node lacks, copied from the peers the entry names (within the attempt's
-    /// timeout; whatever is left, the registry gives the pull). A quiet round holds the image
-    /// already and copies nothing.
-    async fn copy_from_peers(&self, timeout: Duration) -> PeerCopy {
-        if self.quiet() {
-            return PeerCopy::default();
-        }
-        let ctx = self.ctx;
-        let reference = pull_ref(ctx, &self.task);
-        let copy =
-            ctx.runtime
-                .copy_from_peers(reference, &self.keyring, &self.task.sources, &ctx.metrics);
-        tokio::time::timeout(timeout, copy).await.unwrap_or_else(|_| {
-            tracing::warn!("copying from peers took the attempt's whole timeout; pulling from the registry");
-            PeerCopy::default()
-        })
-    }
-
-    /// Where the pulled bytes came from, in the tag's status and the daemon's metrics.
-    fn record_sources(&mut self, copy: &PeerCopy) {
-        let ctx = self.ctx;
-        let registry = copy.registry_bytes.unwrap_or(0);
-        ctx.metrics.pulled_from("registry", registry);
-        self.st.registry_bytes = registry as i64;
-        self.st.peer_bytes = (copy.from_peers.iter())
-            .map(|(node, bytes)| {
-                ctx.metrics.pulled_from("peer", *bytes);
-                kruise_api::PeerBytes {
-                    node: node.clone(),
-                    bytes: *bytes as i64,
-                }
-            })
-            .collect();
-        if !copy.from_peers.is_empty() {
-            let copied: u64 = copy.from_peers.values().sum();
-            tracing::info!(from_peers = copied, from_registry = registry, peers = ?copy.from_peers.keys().collect::<Vec<_>>(), "copied from peers");
-        }
     }
 
     /// Pulled: reported, unless a quiet round finds what the status already says.
