@@ -328,6 +328,11 @@ impl Sim {
 
     /// The daemon on `node` reports `phase` for one tag, keeping its other tags' reports.
     pub fn report_tag(&mut self, node: &str, key: &str, tag: &str, phase: &str) {
+        self.report_tag_with(node, key, tag, phase, &json!({}));
+    }
+
+    /// [`Sim::report_tag`] with `extra` fields merged into the tag's report (digest, bytes).
+    pub fn report_tag_with(&mut self, node: &str, key: &str, tag: &str, phase: &str, extra: &Value) {
         let rv = self.next_rv();
         let ni = self.images.get_mut(node).expect("NodeImage exists");
         let version = ni["spec"]["images"][key]["tags"]
@@ -340,7 +345,9 @@ impl Sim {
             .cloned()
             .unwrap_or_default();
         tags.retain(|t| t["tag"] != tag);
-        tags.push(json!({"tag": tag, "phase": phase, "version": version}));
+        let mut t = json!({"tag": tag, "phase": phase, "version": version});
+        merge(&mut t, extra);
+        tags.push(t);
         if !ni["status"].is_object() {
             ni["status"] = json!({"imageStatuses": {}});
         }

@@ -63,31 +63,7 @@ fn cluster(count: usize, settings: Settings) -> Sim {
 /// The daemon on `node` reports `phase` for `key:tag` at its entry's version, with `extra`
 /// fields (digest, bytes), keeping its other reports.
 fn report(s: &mut Sim, node: &str, key: &str, tag: &str, phase: &str, extra: Value) {
-    let rv = s.next_rv();
-    let ni = s.images.get_mut(node).expect("NodeImage exists");
-    let version = ni["spec"]["images"][key]["tags"]
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["tag"] == tag))
-        .and_then(|t| t.get("version").cloned())
-        .unwrap_or(json!(0));
-    let mut tags: Vec<Value> = ni["status"]["imageStatuses"][key]["tags"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    tags.retain(|t| t["tag"] != tag);
-    let mut t = json!({"tag": tag, "phase": phase, "version": version});
-    merge(&mut t, &extra);
-    tags.push(t);
-    if !ni["status"].is_object() {
-        ni["status"] = json!({"imageStatuses": {}});
-    }
-    ni["status"]["imageStatuses"][key] = json!({"tags": tags});
-    ni["metadata"]["resourceVersion"] = json!(rv);
-    let ni = ni.clone();
-    s.engine.input(
-        Input::NodeImage(Event::Apply(serde_json::from_value(ni).unwrap())),
-        s.now,
-    );
+    s.report_tag_with(node, key, tag, phase, &extra);
 }
 
 fn entry(s: &Sim, node: &str, key: &str, tag: &str) -> Option<ImageTagSpec> {
