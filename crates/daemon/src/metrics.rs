@@ -97,6 +97,33 @@ impl Metrics {
             peer_request_results: Family::default(),
             peer_served_bytes: Counter::default(),
         };
+        // Every result shows from the start (at 0), so rates and alerts work before the first.
+        for result in [
+            "copied",
+            "busy",
+            "refused",
+            "unreachable",
+            "failed",
+            "corrupt",
+        ] {
+            m.peer_copies_at(result);
+        }
+        for result in [
+            "served",
+            "unauthenticated",
+            "forbidden",
+            "not_found",
+            "busy",
+            "bad_request",
+            "error",
+        ] {
+            m.peer_requests_at(result);
+        }
+        for source in ["registry", "peer"] {
+            let _ = m.pulled_bytes.get_or_create(&SourceLabels {
+                source: source.into(),
+            });
+        }
         registry.register(
             "pulled_bytes",
             "Bytes of successful pulls by source: registry (fetched by the runtime) or peer (copied from other nodes)",
@@ -228,19 +255,25 @@ impl Metrics {
     }
 
     pub fn peer_copies(&self, result: &str) {
-        self.peer_copy_results
-            .get_or_create(&ResultLabels {
-                result: result.into(),
-            })
-            .inc();
+        self.peer_copies_at(result).inc();
+    }
+
+    fn peer_copies_at(&self, result: &str) -> Counter {
+        let labels = ResultLabels {
+            result: result.into(),
+        };
+        self.peer_copy_results.get_or_create(&labels).clone()
     }
 
     pub fn peer_requests(&self, result: &str) {
-        self.peer_request_results
-            .get_or_create(&ResultLabels {
-                result: result.into(),
-            })
-            .inc();
+        self.peer_requests_at(result).inc();
+    }
+
+    fn peer_requests_at(&self, result: &str) -> Counter {
+        let labels = ResultLabels {
+            result: result.into(),
+        };
+        self.peer_request_results.get_or_create(&labels).clone()
     }
 
     pub fn pulled_from(&self, source: &str, bytes: u64) {

@@ -37,6 +37,15 @@ async fn start(budget: u32) -> (System, PeerSetup, SlowProxy) {
     (sys, setup, proxy)
 }
 
+/// The value of the sample `name{labels}` in a scrape; a sample that is not there fails.
+fn counter(scrape: &str, sample: &str) -> f64 {
+    let line = scrape
+        .lines()
+        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("{sample} not in the scrape: {scrape}"));
+    line[sample.len()..].trim().parse().expect("a number")
+}
+
 fn via(proxy: &SlowProxy, image: &PushedImage) -> String {
     image.reference.replacen(
         &image.reference[..image.reference.find('/').unwrap()],
@@ -224,12 +233,19 @@ async fn peers_serve_only_daemons_and_only_what_their_node_holds() {
         .collect();
     assert_eq!(format!("sha256:{hex}"), *layer, "the blob's bytes");
     let metrics = sys.daemons[0].metrics().await;
-    for answer in ["served", "unauthenticated", "forbidden", "not_found"] {
+    for (answer, at_least) in [
+        ("served", 1.0),
+        ("unauthenticated", 2.0),
+        ("forbidden", 1.0),
+        ("not_found", 2.0),
+    ] {
+        let n = counter(
+            &metrics,
+            &format!("kruise_daemon_peer_requests_total{{result=\"{answer}\"}}"),
+        );
         assert!(
-            metrics.contains(&format!(
-                "kruise_daemon_peer_requests_total{{result=\"{answer}\"}}"
-            )),
-            "{answer} counted: {metrics}"
+            n >= at_least,
+            "{answer}: {n} counted, {at_least} expected: {metrics}"
         );
     }
 }
@@ -274,13 +290,21 @@ async fn misbehaving_peers_are_dropped_and_the_registry_serves_what_they_could_n
     }
     let metrics = sys.daemons[0].metrics().await;
     for result in ["failed", "corrupt"] {
+        let n = counter(
+            &metrics,
+            &format!("kruise_daemon_peer_copies_total{{result=\"{result}\"}}"),
+        );
         assert!(
-            metrics.contains(&format!(
-                "kruise_daemon_peer_copies_total{{result=\"{result}\"}}"
-            )),
-            "{result} counted: {metrics}"
+            n >= blobs.len() as f64,
+            "{result}: {n} counted for {} blobs",
+            blobs.len()
         );
     }
+    let copied = counter(
+        &metrics,
+        "kruise_daemon_peer_copies_total{result=\"copied\"}",
+    );
+    assert_eq!(copied, 0.0, "nothing was copied from the bad peers");
     let log = sys.daemons[0].log_text();
     assert!(
         log.contains("too slow"),
