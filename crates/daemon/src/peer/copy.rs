@@ -97,7 +97,7 @@ impl PeerClient {
                 token: &token,
             };
             let delivered = self
-                .from_sources(feed, &lease, &blob, sources, &mut unreachable, metrics)
+                .first_delivery(feed, &lease, &blob, sources, &mut unreachable, metrics)
                 .await;
             match delivered {
                 Ok(Some((node, Written::Committed))) => {
@@ -118,7 +118,7 @@ impl PeerClient {
 
     /// The blob from the first source that delivers it: the node and how it was written, or
     /// `None` when none did; `Err` when containerd itself failed.
-    async fn from_sources(
+    async fn first_delivery(
         &self,
         feed: &BlobFeed,
         lease: &Lease,

@@ -332,7 +332,14 @@ impl Sim {
     }
 
     /// [`Sim::report_tag`] with `extra` fields merged into the tag's report (digest, bytes).
-    pub fn report_tag_with(&mut self, node: &str, key: &str, tag: &str, phase: &str, extra: &Value) {
+    pub fn report_tag_with(
+        &mut self,
+        node: &str,
+        key: &str,
+        tag: &str,
+        phase: &str,
+        extra: &Value,
+    ) {
         let rv = self.next_rv();
         let ni = self.images.get_mut(node).expect("NodeImage exists");
         let version = ni["spec"]["images"][key]["tags"]
