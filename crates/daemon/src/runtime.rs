@@ -193,6 +193,19 @@ impl CriRuntime {
         }
     }
 
+    /// `copy` with what the node still lacks of the image: what CRI's pull fetches from the
+    /// registry.
+    async fn left_for_registry(
+        &self,
+        mut copy: PeerCopy,
+        size: &kruise_registry::ImageSize,
+    ) -> PeerCopy {
+        if let Some(content) = &self.content {
+            copy.registry_bytes = content.missing_bytes(&size.blobs).await.ok();
+        }
+        copy
+    }
+
     async fn image_size(
         &self,
         image: &ImageRef,
@@ -452,6 +465,16 @@ impl ImageRuntime for CriRuntime {
         let Ok(image) = ImageRef::parse(reference) else {
             return PeerCopy::default();
         };
+        // With peers off on this node, the registry bytes are counted only from a manifest read
+        // already (for disk-space admission): a pull is never held up by a read for a figure.
+        let Some(peers) = &self.peers else {
+            let key = image.to_string();
+            let cached = self.sizes.lock().expect("not poisoned").get(&key).cloned();
+            let Some(size) = cached else {
+                return PeerCopy::default();
+            };
+            return self.left_for_registry(PeerCopy::default(), &size).await;
+        };
         let size = match self.image_size(&image, keyring).await {
             Ok(size) => size,
             Err(e) => {
@@ -461,27 +484,20 @@ impl ImageRuntime for CriRuntime {
                 return PeerCopy::default();
             }
         };
-        let mut copy = match (&self.peers, sources.is_empty()) {
-            (Some(peers), false) => {
-                let labels = std::collections::HashMap::from([(
-                    format!(
-                        "containerd.io/distribution.source.{}",
-                        registry_host(image.registry())
-                    ),
-                    image.repository().to_string(),
-                )]);
-                peers
-                    .copy(feed, &size.blobs, sources, &labels, metrics)
-                    .await
-            }
-            _ => PeerCopy::default(),
-        };
-        let content = self
-            .content
-            .as_ref()
-            .expect("a feed comes with a content store");
-        copy.registry_bytes = content.missing_bytes(&size.blobs).await.ok();
-        copy
+        if sources.is_empty() {
+            return self.left_for_registry(PeerCopy::default(), &size).await;
+        }
+        let labels = std::collections::HashMap::from([(
+            format!(
+                "containerd.io/distribution.source.{}",
+                registry_host(image.registry())
+            ),
+            image.repository().to_string(),
+        )]);
+        let copy = peers
+            .copy(feed, &size.blobs, sources, &labels, metrics)
+            .await;
+        self.left_for_registry(copy, &size).await
     }
 
     async fn end_copy(&self, copy: &PeerCopy) {
