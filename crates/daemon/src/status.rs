@@ -267,12 +267,8 @@ impl StatusWriter {
                 let urgent = status
                     .as_ref()
                     .is_none_or(|s| matches!(s.phase, TagPhase::Succeeded | TagPhase::Failed));
-                let held = |s: Option<&ImageTagStatus>| {
-                    s.filter(|s| s.phase == TagPhase::Succeeded)
-                        .and_then(|s| s.digest.clone())
-                };
-                let before = held(p.tags.get(&key));
-                let after = held(status.as_ref());
+                let before = p.tags.get(&key).and_then(crate::peer::held).cloned();
+                let after = status.as_ref().and_then(crate::peer::held).cloned();
                 match status {
                     Some(s) => p.tags.insert(key, s),
                     None => p.tags.remove(&key),

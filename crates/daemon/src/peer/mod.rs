@@ -19,10 +19,14 @@ use kruise_api::{ImageTagStatus, TagPhase};
 /// reports Succeeded: what it may serve, and nothing else.
 pub type Holdings = Arc<BTreeSet<String>>;
 
+/// What one tag's status makes the node hold: its manifest digest once Succeeded.
+pub fn held(tag: &ImageTagStatus) -> Option<&String> {
+    (tag.phase == TagPhase::Succeeded)
+        .then_some(tag.digest.as_ref())
+        .flatten()
+}
+
 /// The holdings in `tags` (the status the daemon writes).
 pub fn holdings<'a>(tags: impl IntoIterator<Item = &'a ImageTagStatus>) -> BTreeSet<String> {
-    tags.into_iter()
-        .filter(|t| t.phase == TagPhase::Succeeded)
-        .filter_map(|t| t.digest.clone())
-        .collect()
+    tags.into_iter().filter_map(held).cloned().collect()
 }

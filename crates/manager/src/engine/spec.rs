@@ -445,16 +445,6 @@ impl Status {
                 .all(|(a, b)| a.0 == b.0 && a.1 == b.1 && a.2.same_result(&b.2))
     }
 
-    /// The tags whose bytes differ between two statuses with the same results.
-    pub fn bytes_moved<'a>(
-        &'a self,
-        other: &'a Status,
-    ) -> impl Iterator<Item = (&'a Name, &'a Name)> {
-        (self.0.iter().zip(other.0.iter()))
-            .filter(|(a, b)| a.2.bytes != b.2.bytes)
-            .map(|(a, _)| (&a.0, &a.1))
-    }
-
     /// From reports in any order; of two about one tag, the last counts.
     fn from_reports(mut reports: Vec<(Name, Name, Report)>) -> Self {
         reports.reverse();
